@@ -1,0 +1,82 @@
+// Package database opens connections and pools with the settings the
+// commands share and with errors that say which server could not be reached.
+package database
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ConnectTimeout bounds each connection attempt unless the URL sets
+// connect_timeout: a server that does not answer is an error, not a hang.
+const ConnectTimeout = 10 * time.Second
+
+// ErrNoURL is returned when no database URL was given.
+var ErrNoURL = errors.New("no database URL: pass --database-url or set DATABASE_URL")
+
+// Connect opens a single connection.
+func Connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := parse(url)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, connectError(cfg.Host, cfg.Port, cfg.Database, err)
+	}
+	return conn, nil
+}
+
+// Pool opens a pool and checks that the server answers. configure, if not
+// nil, adjusts the pool settings first.
+func Pool(ctx context.Context, url string, configure func(*pgxpool.Config)) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, ErrNoURL
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
+	if configure != nil {
+		configure(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		c := cfg.ConnConfig
+		return nil, connectError(c.Host, c.Port, c.Database, err)
+	}
+	return pool, nil
+}
+
+func parse(url string) (*pgx.ConnConfig, error) {
+	if url == "" {
+		return nil, ErrNoURL
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = ConnectTimeout
+	}
+	return cfg, nil
+}
+
+func connectError(host string, port uint16, db string, err error) error {
+	return fmt.Errorf("cannot connect to PostgreSQL at %s (database %q): %w",
+		net.JoinHostPort(host, strconv.Itoa(int(port))), db, err)
+}

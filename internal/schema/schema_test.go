@@ -1,0 +1,113 @@
+package schema_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/auditlog/auditlog/internal/database"
+	"github.com/auditlog/auditlog/internal/schema"
+	"github.com/auditlog/auditlog/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func migrate(t *testing.T, url string) schema.Result {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := database.Connect(ctx, url)
+	if err != nil {
+		t.Error(err)
+		return schema.Result{}
+	}
+	defer conn.Close(ctx)
+	res, err := schema.Migrate(ctx, conn, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Error(err)
+	}
+	return res
+}
+
+func TestMigrateEmptyDatabaseThenAgain(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewEmpty(t)
+
+	first := migrate(t, url)
+	if first.From != 0 || first.To == 0 || len(first.Applied) != int(first.To) {
+		t.Fatalf("first migrate: %+v", first)
+	}
+	if first.Applied[0] != "001_roles.sql" {
+		t.Errorf("first migration applied was %q", first.Applied[0])
+	}
+	assertSchema(t, url)
+
+	second := migrate(t, url)
+	if second.From != first.To || second.To != first.To || len(second.Applied) != 0 {
+		t.Fatalf("second migrate was not a no-op: %+v", second)
+	}
+	assertSchema(t, url)
+}
+
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewEmpty(t)
+	var wg sync.WaitGroup
+	results := make([]schema.Result, 2)
+	for i := range results {
+		wg.Go(func() { results[i] = migrate(t, url) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if got := len(results[0].Applied) + len(results[1].Applied); got != int(results[0].To) {
+		t.Fatalf("migrations applied %d times in all, want each once: %+v", got, results)
+	}
+	assertSchema(t, url)
+}
+
+// Roles are cluster-wide: two databases migrating at the same moment both
+// try to create them.
+func TestMigrateTwoDatabasesOfOneClusterConcurrently(t *testing.T) {
+	t.Parallel()
+	urls := []string{testdb.NewEmpty(t), testdb.NewEmpty(t)}
+	var wg sync.WaitGroup
+	for _, url := range urls {
+		wg.Go(func() { migrate(t, url) })
+	}
+	wg.Wait()
+	for _, url := range urls {
+		assertSchema(t, url)
+	}
+}
+
+// assertSchema checks the objects every later feature relies on exist.
+func assertSchema(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, rel := range []string{"audit.events", "audit.partitions", "audit.actions", "audit.tiers",
+		"audit.events_free", "audit.events_team", "audit.events_enterprise",
+		"cloud.orgs", "cloud.users", "cloud.org_members", "cloud.pats"} {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", rel).Scan(&ok); err != nil || !ok {
+			t.Errorf("%s missing after migrate (err %v)", rel, err)
+		}
+	}
+	var roles int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname IN
+		('audit_owner', 'audit_writer', 'audit_reader', 'audit_maintainer') AND NOT rolcanlogin`).Scan(&roles); err != nil || roles != 4 {
+		t.Errorf("want the 4 NOLOGIN group roles, found %d (err %v)", roles, err)
+	}
+	var fn string
+	if err := conn.QueryRow(ctx, "SELECT 'audit.log_event'::regproc::text").Scan(&fn); err != nil {
+		t.Errorf("audit.log_event missing: %v", err)
+	}
+}

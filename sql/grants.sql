@@ -1,0 +1,16 @@
+-- Privileges per role (docs/dba.md). PUBLIC gets nothing in schema audit.
+REVOKE ALL ON SCHEMA audit FROM PUBLIC;
+GRANT USAGE ON SCHEMA audit TO audit_writer, audit_reader, audit_maintainer;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM PUBLIC;
+
+-- audit_writer: record events, nothing else.
+GRANT EXECUTE ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text) TO audit_writer;
+GRANT EXECUTE ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) TO audit_writer;
+
+-- audit_reader: read everything, write nothing. Leaves get SELECT from
+-- audit.protect_leaf as they are made.
+GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers,
+                audit.events_free, audit.events_team, audit.events_enterprise
+  TO audit_reader;

@@ -1,0 +1,30 @@
+-- Immutability, the second wall after privileges: no event is ever updated,
+-- deleted or truncated. Row triggers on a partitioned table are cloned onto
+-- every leaf, present and future; statement (TRUNCATE) triggers are not, so
+-- audit.protect_leaf adds one to each leaf as it is made.
+--
+-- The one sanctioned delete is the retention worker moving an org's events
+-- to another tier (audit.retier_org): it holds a DELETE privilege for the
+-- length of its own transaction and says so in audit.retiering.
+CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' AND current_setting('audit.retiering', true) = 'on' THEN
+    RETURN OLD;
+  END IF;
+  RAISE EXCEPTION 'audit events are immutable: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'AL010',
+          HINT = 'Events leave the log only by retention (see docs/retention.md).';
+END
+$$;
+COMMENT ON FUNCTION audit.refuse_change() IS 'Trigger: refuses UPDATE, DELETE and TRUNCATE of audit events.';
+
+{{ range $tier := list "free" "team" "enterprise" }}
+CREATE OR REPLACE TRIGGER immutable_rows BEFORE UPDATE OR DELETE ON audit.events_{{ $tier }}
+  FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE OR REPLACE TRIGGER immutable_table BEFORE TRUNCATE ON audit.events_{{ $tier }}
+  FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+REVOKE UPDATE, DELETE, TRUNCATE ON audit.events_{{ $tier }} FROM audit_owner;
+{{ end }}
