@@ -42,10 +42,16 @@ var (
 	cluster   *pglocal.Cluster
 )
 
-// Main runs the package's tests and then releases the local cluster, which
-// stops it if no other test process is using it.
-func Main(m *testing.M) {
+// Main runs the package's tests, then the atExit functions (say, dropping a
+// database made with Create), then releases the local cluster, which stops
+// it if no other test process is using it.
+func Main(m *testing.M, atExit ...func() error) {
 	code := m.Run()
+	for _, f := range atExit {
+		if err := f(); err != nil {
+			fmt.Fprintln(os.Stderr, "testdb:", err)
+		}
+	}
 	if cluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := cluster.Close(ctx); err != nil {
@@ -216,29 +222,61 @@ func dropStaleTemplates(ctx context.Context, admin *pgx.Conn) error {
 
 func create(t testing.TB, from string) string {
 	t.Helper()
-	ctx := context.Background()
-	admin := connect(t, AdminURL(t))
+	AdminURL(t)
+	url, drop, err := createDatabase(context.Background(), from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept the test's database for inspection: psql %q", url)
+			return
+		}
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return url
+}
+
+// Create makes a migrated database outside of any test, for examples run
+// from TestMain, and returns its URL and a function that drops it.
+func Create(ctx context.Context) (string, func() error, error) {
+	setupOnce.Do(func() { setupErr = setup() })
+	if setupErr != nil {
+		return "", nil, setupErr
+	}
+	return createDatabase(ctx, template)
+}
+
+func createDatabase(ctx context.Context, from string) (string, func() error, error) {
+	admin, err := database.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, err
+	}
 	defer admin.Close(ctx)
 	name := "auditlog_test_" + randomHex(8)
 	sql := "CREATE DATABASE " + name
 	if from != "" {
 		sql += " TEMPLATE " + from
 	}
-	exec(t, admin, sql)
+	if _, err := admin.Exec(ctx, sql); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", sql, err)
+	}
 	u, err := withDatabase(adminURL, name)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept the test's database for inspection: psql %q", u)
-			return
+	drop := func() error {
+		c, err := database.Connect(context.Background(), adminURL)
+		if err != nil {
+			return err
 		}
-		c := connect(t, adminURL)
-		defer c.Close(ctx)
-		exec(t, c, "DROP DATABASE "+name+" WITH (FORCE)")
-	})
-	return u
+		defer c.Close(context.Background())
+		_, err = c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+		return err
+	}
+	return u, drop, nil
 }
 
 func connect(t testing.TB, url string) *pgx.Conn {

@@ -1,0 +1,24 @@
+# Run `make` or `make help` for the targets.
+.DEFAULT_GOAL := help
+GO ?= go
+
+.PHONY: help run test bench lint build
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## start the whole product on a local PostgreSQL it starts itself (Ctrl-C stops both)
+	$(GO) run ./cmd/auditlog dev
+
+test: ## run every test against a real PostgreSQL, with the race detector
+	$(GO) test -race -timeout 20m ./...
+
+bench: ## run the benchmarks on a local PostgreSQL and print the results table
+	$(GO) run ./bench
+
+lint: ## check formatting (gofmt) and run go vet
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+build: ## build bin/auditlog
+	$(GO) build -o bin/auditlog ./cmd/auditlog

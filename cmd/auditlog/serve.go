@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/api"
+	"github.com/auditlog/auditlog/internal/database"
+)
+
+// serveConfig is what serve needs, whether from flags or from dev.
+type serveConfig struct {
+	addr  string
+	dbURL string
+	// ready, if set, is called with the listening address once the server accepts connections.
+	ready func(addr net.Addr)
+}
+
+func runServe(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL]")
+	var cfg serveConfig
+	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
+	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return serve(ctx, e, cfg)
+}
+
+// serve runs the API until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, e env, cfg serveConfig) error {
+	pool, err := database.Pool(ctx, cfg.dbURL, func(c *pgxpool.Config) { c.MaxConns = 16 })
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(api.Config{Pool: pool, Logger: e.logger}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	e.logger.Info("serving", "addr", ln.Addr().String())
+	if cfg.ready != nil {
+		cfg.ready(ln.Addr())
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	e.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
