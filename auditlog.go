@@ -83,12 +83,12 @@ type Event struct {
 
 // Limits enforced by audit.log_event; longer values are refused (ErrTooLong).
 const (
-	MaxTargetIDLen    = 256   // characters
-	MaxEmailLen       = 254   // characters
-	MaxViaPATLen      = 100   // characters
-	MaxMetadataBytes  = 16384 // bytes, as stored (jsonb), via_pat included
-	MaxUserAgentLen   = 512   // characters; longer ones are cut, not refused
-	MaxRequestIDLen   = 128   // characters; longer ones are cut, not refused
+	MaxTargetIDLen   = 256   // characters
+	MaxEmailLen      = 254   // characters
+	MaxViaPATLen     = 100   // characters
+	MaxMetadataBytes = 16384 // bytes, as stored (jsonb), via_pat included
+	MaxUserAgentLen  = 512   // characters; longer ones are cut, not refused
+	MaxRequestIDLen  = 128   // characters; longer ones are cut, not refused
 )
 
 const setContextSQL = `SELECT audit.set_context(actor_id => $1, actor_email => $2, via_pat => $3,
