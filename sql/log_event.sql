@@ -31,11 +31,23 @@ END;
 COMMENT ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) IS
   'Sets who is acting (actor, PAT, client IP, user agent, request id) for the audit events of the rest of the transaction.';
 
+-- audit.valid_email is the rule for actor emails: name@domain.tld, at most
+-- 254 characters. Inlined where it is used.
+CREATE OR REPLACE FUNCTION audit.valid_email(email text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN length(email) <= 254 AND email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
+COMMENT ON FUNCTION audit.valid_email(text) IS 'Whether an actor email is acceptable: name@domain.tld, at most 254 characters.';
+
 -- audit.log_event validates and records one event in the caller's
--- transaction and returns its id. It is kept lean because it runs inside
--- every mutating transaction of the control plane: two primary-key lookups,
--- static SQL only, and a catalog lookup for the day's leaf, which it makes
--- if the retention worker has not.
+-- transaction and returns its id. It runs inside every mutating transaction
+-- of the control plane, so its common path is two statements with cached
+-- plans and few PL/pgSQL expressions (each costs a planning step per
+-- transaction): one SELECT that gathers the org's plan, the catalog entry and
+-- the actor, one expression that checks every rule and that the day's leaf
+-- exists, and one static INSERT per tier. Events of one statement share its
+-- start time (statement_timestamp), so the leaf checked is the leaf written. Only when the check
+-- fails does it work out which rule was broken, to say so, or make the
+-- missing leaf.
 CREATE OR REPLACE FUNCTION audit.log_event(
   org_id      uuid,
   action      text,
@@ -53,73 +65,77 @@ DECLARE
   v_plan        text;
   v_target_type text;
   v_required    text[];
-  v_metadata    jsonb := coalesce(log_event.metadata, '{}');
+  v_metadata    jsonb;
   v_actor_id    uuid;
   v_actor_email text;
   v_via_pat     text;
-  v_at          timestamptz := clock_timestamp();
-  v_id          uuid := gen_random_uuid();
+  v_at          timestamptz;
+  v_email_ok    boolean;
+  v_leaf_exists boolean;
+  v_id          uuid;
 BEGIN
-  IF log_event.org_id IS NULL OR log_event.action IS NULL THEN
-    RAISE EXCEPTION 'audit.log_event: % is required', CASE WHEN log_event.org_id IS NULL THEN 'org_id' ELSE 'action' END
-      USING ERRCODE = 'AL007';
-  END IF;
+  SELECT o.plan, a.target_type, a.required_keys, statement_timestamp(), c.actor_id, c.actor_email, c.via_pat,
+         coalesce(audit.valid_email(c.actor_email), true),
+         to_regclass('audit.' || audit.leaf_name(o.plan, statement_timestamp())) IS NOT NULL
+    INTO v_plan, v_target_type, v_required, v_at, v_actor_id, v_actor_email, v_via_pat, v_email_ok, v_leaf_exists
+  FROM cloud.orgs o, audit.actions a, (
+    -- The actor: from the arguments if any is given, else from the context.
+    SELECT CASE WHEN x.override THEN log_event.actor_id
+                ELSE nullif(current_setting('audit.actor_id', true), '')::uuid END AS actor_id,
+           CASE WHEN x.override THEN log_event.actor_email
+                ELSE nullif(current_setting('audit.actor_email', true), '') END AS actor_email,
+           CASE WHEN x.override THEN log_event.via_pat
+                ELSE nullif(current_setting('audit.via_pat', true), '') END AS via_pat
+    FROM (SELECT log_event.actor_id IS NOT NULL OR log_event.actor_email IS NOT NULL
+                 OR log_event.via_pat IS NOT NULL AS override) x
+  ) c
+  WHERE o.id = log_event.org_id AND a.action = log_event.action;
 
-  SELECT o.plan INTO v_plan FROM cloud.orgs o WHERE o.id = log_event.org_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'audit.log_event: unknown org %', log_event.org_id
-      USING ERRCODE = 'AL001', HINT = 'org_id must be the id of a row of cloud.orgs.';
-  END IF;
-
-  SELECT a.target_type, a.required_keys INTO v_target_type, v_required
-  FROM audit.actions a WHERE a.action = log_event.action;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'audit.log_event: unknown action "%"', left(log_event.action, 100)
-      USING ERRCODE = 'AL002', HINT = 'The actions are listed in audit.actions.';
-  END IF;
-
-  IF jsonb_typeof(v_metadata) <> 'object' THEN
-    RAISE EXCEPTION 'audit.log_event: metadata must be a JSON object, not %', jsonb_typeof(v_metadata)
-      USING ERRCODE = 'AL003';
-  END IF;
-  IF NOT v_metadata ?& v_required THEN
-    RAISE EXCEPTION 'audit.log_event: action % requires metadata keys %; missing: %', log_event.action,
-      array_to_string(v_required, ', '),
-      (SELECT string_agg(k, ', ') FROM unnest(v_required) k WHERE NOT v_metadata ? k)
-      USING ERRCODE = 'AL004';
-  END IF;
-
-  -- The actor: from the arguments if any is given, else from the context.
-  IF log_event.actor_id IS NOT NULL OR log_event.actor_email IS NOT NULL OR log_event.via_pat IS NOT NULL THEN
-    v_actor_id    := log_event.actor_id;
-    v_actor_email := log_event.actor_email;
-    v_via_pat     := log_event.via_pat;
-  ELSE
-    v_actor_id    := nullif(current_setting('audit.actor_id', true), '')::uuid;
-    v_actor_email := nullif(current_setting('audit.actor_email', true), '');
-    v_via_pat     := nullif(current_setting('audit.via_pat', true), '');
-  END IF;
-  IF v_actor_id IS NOT NULL AND v_actor_email IS NULL THEN
+  IF v_actor_email IS NULL AND v_actor_id IS NOT NULL THEN
     SELECT u.email INTO v_actor_email FROM cloud.users u WHERE u.id = v_actor_id;
   END IF;
-  IF v_actor_email IS NOT NULL AND (length(v_actor_email) > 254 OR v_actor_email !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$') THEN
-    RAISE EXCEPTION 'audit.log_event: malformed actor email "%"', left(v_actor_email, 254)
-      USING ERRCODE = 'AL006', HINT = 'An email is name@domain.tld, at most 254 characters.';
-  END IF;
-  IF v_via_pat IS NOT NULL THEN
-    IF length(v_via_pat) > 100 THEN
-      RAISE EXCEPTION 'audit.log_event: via_pat is % characters; the limit is 100', length(v_via_pat) USING ERRCODE = 'AL005';
-    END IF;
-    v_metadata := v_metadata || jsonb_build_object('via_pat', v_via_pat);
-  END IF;
-  IF length(log_event.target_id) > 256 THEN
-    RAISE EXCEPTION 'audit.log_event: target_id is % characters; the limit is 256', length(log_event.target_id) USING ERRCODE = 'AL005';
-  END IF;
-  IF pg_column_size(v_metadata) > 16384 THEN
-    RAISE EXCEPTION 'audit.log_event: metadata is % bytes; the limit is 16384', pg_column_size(v_metadata) USING ERRCODE = 'AL005';
-  END IF;
+  v_metadata := CASE WHEN v_via_pat IS NULL THEN coalesce(log_event.metadata, '{}')
+                     ELSE coalesce(log_event.metadata, '{}') || jsonb_build_object('via_pat', v_via_pat) END;
 
-  IF to_regclass('audit.' || audit.leaf_name(v_plan, v_at)) IS NULL THEN
+  -- Every rule at once, and the day's leaf; false or NULL sends us to the
+  -- diagnosis.
+  IF NOT coalesce(v_email_ok AND v_leaf_exists
+                  AND jsonb_typeof(v_metadata) = 'object' AND v_metadata ?& v_required
+                  AND coalesce(length(log_event.target_id) <= 256, true)
+                  AND coalesce(length(v_via_pat) <= 100, true)
+                  AND pg_column_size(v_metadata) <= 16384, false) THEN
+    IF log_event.org_id IS NULL OR log_event.action IS NULL THEN
+      RAISE EXCEPTION 'audit.log_event: % is required', CASE WHEN log_event.org_id IS NULL THEN 'org_id' ELSE 'action' END
+        USING ERRCODE = 'AL007';
+    ELSIF v_plan IS NULL AND NOT EXISTS (SELECT FROM cloud.orgs o WHERE o.id = log_event.org_id) THEN
+      RAISE EXCEPTION 'audit.log_event: unknown org %', log_event.org_id
+        USING ERRCODE = 'AL001', HINT = 'org_id must be the id of a row of cloud.orgs.';
+    ELSIF v_plan IS NULL THEN
+      RAISE EXCEPTION 'audit.log_event: unknown action "%"', left(log_event.action, 100)
+        USING ERRCODE = 'AL002', HINT = 'The actions are listed in audit.actions.';
+    ELSIF jsonb_typeof(v_metadata) <> 'object' THEN
+      RAISE EXCEPTION 'audit.log_event: metadata must be a JSON object, not %', jsonb_typeof(v_metadata)
+        USING ERRCODE = 'AL003';
+    ELSIF NOT v_metadata ?& v_required THEN
+      RAISE EXCEPTION 'audit.log_event: action % requires metadata keys %; missing: %', log_event.action,
+        array_to_string(v_required, ', '),
+        (SELECT string_agg(k, ', ') FROM unnest(v_required) k WHERE NOT v_metadata ? k)
+        USING ERRCODE = 'AL004';
+    ELSIF length(log_event.target_id) > 256 THEN
+      RAISE EXCEPTION 'audit.log_event: target_id is % characters; the limit is 256', length(log_event.target_id)
+        USING ERRCODE = 'AL005';
+    ELSIF length(v_via_pat) > 100 THEN
+      RAISE EXCEPTION 'audit.log_event: via_pat is % characters; the limit is 100', length(v_via_pat)
+        USING ERRCODE = 'AL005';
+    ELSIF NOT v_email_ok THEN
+      RAISE EXCEPTION 'audit.log_event: malformed actor email "%"', left(v_actor_email, 254)
+        USING ERRCODE = 'AL006', HINT = 'An email is name@domain.tld, at most 254 characters.';
+    ELSIF pg_column_size(v_metadata) > 16384 THEN
+      RAISE EXCEPTION 'audit.log_event: metadata is % bytes; the limit is 16384', pg_column_size(v_metadata)
+        USING ERRCODE = 'AL005';
+    END IF;
+    -- Every rule holds: only the day's leaf is missing (the retention worker
+    -- has not made it), so make it.
     PERFORM audit.make_leaf(v_plan, (v_at AT TIME ZONE 'UTC')::date);
   END IF;
 
@@ -129,13 +145,14 @@ BEGIN
   WHEN '{{ $tier }}' THEN
     INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
                                    actor_id, actor_email, ip, user_agent, request_id, metadata)
-    VALUES (v_id, log_event.org_id, v_at, log_event.action, v_target_type, log_event.target_id,
+    VALUES (gen_random_uuid(), log_event.org_id, v_at, log_event.action, v_target_type, log_event.target_id,
             CASE WHEN v_actor_id IS NULL AND v_actor_email IS NULL THEN 'system' ELSE 'user' END,
             v_actor_id, v_actor_email,
             nullif(current_setting('audit.ip', true), '')::inet,
             left(nullif(current_setting('audit.user_agent', true), ''), 512),
             left(nullif(current_setting('audit.request_id', true), ''), 128),
-            v_metadata);
+            v_metadata)
+    RETURNING id INTO v_id;
 {{- end }}
   END CASE;
   RETURN v_id;

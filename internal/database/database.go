@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"time"
 
@@ -79,4 +80,24 @@ func parse(url string) (*pgx.ConnConfig, error) {
 func connectError(host string, port uint16, db string, err error) error {
 	return fmt.Errorf("cannot connect to PostgreSQL at %s (database %q): %w",
 		net.JoinHostPort(host, strconv.Itoa(int(port))), db, err)
+}
+
+// WithDatabase returns the postgres:// URL rawURL pointing at database name
+// instead.
+func WithDatabase(rawURL, name string) (string, error) {
+	u, err := neturl.Parse(rawURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("want a postgres:// URL, got %q", redact(rawURL))
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// redact hides a password in a URL for error messages.
+func redact(rawURL string) string {
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -60,14 +60,19 @@ type Options struct {
 	// Logger receives progress (initialising, starting, stopping).
 	// Default: discard.
 	Logger *slog.Logger
+	// Settings are extra server settings ("name=value") given when this call
+	// starts the server; they override the defaults, which suit tests (no
+	// fsync). A server already running keeps its settings.
+	Settings []string
 }
 
 // Cluster is a running local server that this process is using.
 type Cluster struct {
 	dir    string
 	binDir string
-	runAs  *syscall.Credential // nil when we are not root
-	logger *slog.Logger
+	runAs    *syscall.Credential // nil when we are not root
+	logger   *slog.Logger
+	settings []string
 	inUse  *os.File // shared flock held while this process uses the cluster
 }
 
@@ -116,7 +121,7 @@ func projectRoot() (string, error) {
 // Start initialises the cluster on first use, starts the server unless it is
 // already running, and registers this process as one of its users.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	c := &Cluster{dir: opts.Dir, logger: opts.Logger}
+	c := &Cluster{dir: opts.Dir, logger: opts.Logger, settings: opts.Settings}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,7 +157,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if !c.running(ctx) {
 		c.logger.Info("starting local PostgreSQL", "dir", c.dir)
-		if err := c.pgctl(ctx, "start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log")); err != nil {
+		args := []string{"start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log")}
+		for _, s := range c.settings {
+			args = append(args, "-o", "-c "+s)
+		}
+		if err := c.pgctl(ctx, args...); err != nil {
 			return nil, fmt.Errorf("start local PostgreSQL (log: %s): %w", filepath.Join(c.dir, "server.log"), err)
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,7 +175,7 @@ func buildTemplate(ctx context.Context) error {
 			return fmt.Errorf("template %s: %w", building, err)
 		}
 	}
-	u, err := withDatabase(adminURL, building)
+	u, err := database.WithDatabase(adminURL, building)
 	if err != nil {
 		return err
 	}
@@ -263,7 +262,7 @@ func createDatabase(ctx context.Context, from string) (string, func() error, err
 	if _, err := admin.Exec(ctx, sql); err != nil {
 		return "", nil, fmt.Errorf("%s: %w", sql, err)
 	}
-	u, err := withDatabase(adminURL, name)
+	u, err := database.WithDatabase(adminURL, name)
 	if err != nil {
 		return "", nil, err
 	}
@@ -293,16 +292,6 @@ func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-}
-
-// withDatabase returns url pointing at database name instead.
-func withDatabase(raw, name string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
-		return "", fmt.Errorf("TEST_DATABASE_URL must be a postgres:// URL")
-	}
-	u.Path = "/" + name
-	return u.String(), nil
 }
 
 // withUser returns url connecting as another role.

@@ -1,0 +1,176 @@
+// Command bench measures auditlog and prints a results table; `make bench`
+// runs it. Every figure is compared with a baseline measured in the same run,
+// as a ratio, because absolute times drift from machine to machine and from
+// minute to minute.
+//
+// With no --database-url it starts a local PostgreSQL of its own (next to
+// the test cluster, with durable commits: fsync and synchronous_commit on)
+// and makes a fresh database per benchmark.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/auditlog/auditlog/internal/database"
+	"github.com/auditlog/auditlog/internal/pglocal"
+	"github.com/auditlog/auditlog/internal/schema"
+)
+
+// durableSettings make the bench cluster commit the way production does.
+var durableSettings = []string{
+	"fsync=on", "synchronous_commit=on", "full_page_writes=on",
+	"shared_buffers=2GB", "max_wal_size=8GB", "checkpoint_timeout=30min",
+	"max_parallel_workers_per_gather=0",
+}
+
+// row is one line of the results table.
+type row struct {
+	benchmark string
+	measured  string
+	baseline  string
+	ratio     float64 // measured / baseline; 0 when not a ratio
+	goal      string
+	met       *bool // nil when there is no goal
+}
+
+// benchmark is one entry of the suite; each lives in a file of its own.
+type benchmark struct {
+	name string
+	run  func(ctx context.Context, b *bench) ([]row, error)
+}
+
+var suite = []benchmark{
+	{"log_event", benchLogEvent},
+}
+
+// bench is what every benchmark gets.
+type bench struct {
+	adminURL string
+	logger   *slog.Logger
+	duration time.Duration // per measured phase
+	scale    float64       // multiplies data set sizes; 1 is the issue's size
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	only := fs.String("run", "", "run only the benchmarks whose name matches this regexp")
+	dbURL := fs.String("database-url", os.Getenv("BENCH_DATABASE_URL"), "superuser URL of a server to use instead of a local one (env BENCH_DATABASE_URL)")
+	duration := fs.Duration("duration", 10*time.Second, "length of each measured phase")
+	scale := fs.Float64("scale", 1, "scale the data set sizes (0.1 for a quick look)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	match, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("--run: %w", err)
+	}
+	b := &bench{adminURL: *dbURL, logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), duration: *duration, scale: *scale}
+	if b.adminURL == "" {
+		dir, err := pglocal.DefaultDir()
+		if err != nil {
+			return err
+		}
+		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir + "-bench", Logger: b.logger, Settings: durableSettings})
+		if err != nil {
+			return err
+		}
+		defer cluster.Close(context.Background())
+		b.adminURL = cluster.URL("postgres")
+	}
+
+	var rows []row
+	for _, bm := range suite {
+		if !match.MatchString(bm.name) {
+			continue
+		}
+		b.logger.Info("running benchmark", "name", bm.name)
+		start := time.Now()
+		r, err := bm.run(ctx, b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", bm.name, err)
+		}
+		b.logger.Info("benchmark done", "name", bm.name, "took", time.Since(start).Round(time.Second))
+		rows = append(rows, r...)
+	}
+	printTable(out, rows, b)
+	return nil
+}
+
+func printTable(out io.Writer, rows []row, b *bench) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(out, "\nauditlog benchmarks — %s, %d CPUs, %s, %s, phases of %s\n\n",
+		host, runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.RFC3339), b.duration)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "benchmark\tmeasured\tbaseline\tratio\tgoal\tresult")
+	fmt.Fprintln(tw, "---------\t--------\t--------\t-----\t----\t------")
+	for _, r := range rows {
+		ratio, result := "-", "-"
+		if r.ratio != 0 {
+			ratio = fmt.Sprintf("%.2f", r.ratio)
+		}
+		if r.met != nil {
+			result = map[bool]string{true: "met", false: "MISSED"}[*r.met]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.benchmark, r.measured, orDash(r.baseline), ratio, orDash(r.goal), result)
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// freshDB drops and recreates database name, migrates it and returns its URL.
+func (b *bench) freshDB(ctx context.Context, name string) (string, error) {
+	admin, err := database.Connect(ctx, b.adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(ctx)
+	ident := pgx.Identifier{name}.Sanitize()
+	for _, sql := range []string{"DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)", "CREATE DATABASE " + ident} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			return "", err
+		}
+	}
+	url, err := database.WithDatabase(b.adminURL, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := database.Connect(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := schema.Migrate(ctx, conn, slog.New(slog.DiscardHandler)); err != nil {
+		return "", err
+	}
+	return url, nil
+}
