@@ -68,12 +68,12 @@ type Options struct {
 
 // Cluster is a running local server that this process is using.
 type Cluster struct {
-	dir    string
-	binDir string
+	dir      string
+	binDir   string
 	runAs    *syscall.Credential // nil when we are not root
 	logger   *slog.Logger
 	settings []string
-	inUse  *os.File // shared flock held while this process uses the cluster
+	inUse    *os.File // shared flock held while this process uses the cluster
 }
 
 // DefaultDir is where the cluster of the project around the working
