@@ -12,6 +12,10 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "immutability.sql" . }}
 {{ template "leaves.sql" . }}
 {{ template "log_event.sql" . }}
+{{ template "plans.sql" . }}
 {{ template "views.sql" . }}
 {{ template "grants.sql" . }}
 RESET ROLE;
+
+-- As the owner of the cloud tables again: the triggers on them.
+{{ template "cloud_triggers.sql" . }}

@@ -1,0 +1,44 @@
+-- Plan changes and the read scope: which tier tables hold an org's events,
+-- and how far back its current plan lets anyone see.
+
+-- audit.record_plan_change is the trigger on cloud.orgs that notes a plan
+-- change for the retention worker (sql/cloud_triggers.sql attaches it).
+CREATE OR REPLACE FUNCTION audit.record_plan_change() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO audit.plan_changes (org_id, from_tier, to_tier, keep_since)
+  SELECT NEW.id, OLD.plan, NEW.plan, now() - t.retention
+  FROM audit.tiers t WHERE t.tier = OLD.plan;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audit.record_plan_change() IS 'Trigger on cloud.orgs: records a plan change in audit.plan_changes for the retention worker.';
+
+-- audit.org_scope tells a reader what to scan for one org: its plan and
+-- retention, the floor below which nothing may be shown (the current plan's
+-- retention, and what earlier plans had already let expire), and the tier
+-- tables holding its events (more than one while a re-tier is pending).
+-- One small lookup, so readers can then scan the tier tables with the floor
+-- as an index bound. `at` replaces now() for tests.
+CREATE OR REPLACE FUNCTION audit.org_scope(org_id uuid, at timestamptz DEFAULT NULL)
+RETURNS TABLE (plan text, retention interval, floor timestamptz, tiers text[])
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT o.plan, t.retention,
+         greatest(coalesce(org_scope.at, now()) - t.retention,
+                  (SELECT max(c.keep_since) FROM audit.plan_changes c WHERE c.org_id = o.id)),
+         ARRAY(SELECT o.plan
+               UNION
+               SELECT c.from_tier FROM audit.plan_changes c WHERE c.org_id = o.id AND c.retiered_at IS NULL)
+  FROM cloud.orgs o
+  JOIN audit.tiers t ON t.tier = o.plan
+  WHERE o.id = org_scope.org_id;
+END;
+COMMENT ON FUNCTION audit.org_scope(uuid, timestamptz) IS
+  'For one org: its plan and retention, the earliest instant a read may show, and the tier tables holding its events.';
