@@ -11,7 +11,22 @@ GRANT EXECUTE ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) 
 
 -- audit_reader: read everything, write nothing. Leaves get SELECT from
 -- audit.protect_leaf as they are made.
-GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes,
+GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes, audit.retention_runs,
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+
+-- audit_maintainer: the retention worker's steps, each a function that checks
+-- its own preconditions (expiry, readiness, the clock); no direct DML. The
+-- worker's one DDL statement, DETACH PARTITION ... CONCURRENTLY, needs
+-- audit_owner (docs/retention.md).
+GRANT EXECUTE ON FUNCTION
+  audit.retention_clock(timestamptz, boolean),
+  audit.missing_leaves(integer, timestamptz),
+  audit.premake_leaves(integer, timestamptz),
+  audit.expired_leaves(timestamptz),
+  audit.drop_leaf(text, timestamptz),
+  audit.pending_plan_changes(timestamptz),
+  audit.retier(bigint, integer, timestamptz),
+  audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[])
+  TO audit_maintainer;
