@@ -207,7 +207,9 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		return Report{DryRun: dry}, fmt.Errorf("retention: connect: %w", err)
 	}
 	conn := pooled.Hijack()
-	// Closing ends the session: role, settings and advisory lock go with it.
+	// Closing ends the session: role and settings go with it, and so would
+	// the advisory lock, but only once the server has noticed; unlocking
+	// first frees it for the next pass at once.
 	defer conn.Close(context.WithoutCancel(ctx))
 	p := &pass{w: w, conn: conn, dry: dry, r: Report{DryRun: dry}}
 
@@ -220,6 +222,7 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		w.log.Info("retention pass skipped: another worker is running one")
 		return p.r, nil
 	}
+	defer conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey)
 	if _, err := conn.Exec(ctx, setMaintainerRoleSQL); err != nil {
 		return p.r, fmt.Errorf("retention: %s (grant audit_maintainer to the worker's role): %w", setMaintainerRoleSQL, err)
 	}
