@@ -82,7 +82,9 @@ func runOnce(t *testing.T, w *retention.Worker) retention.Report {
 // retention horizon falls on a leaf boundary.
 func midnight() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) }
 
-func leafOf(tier string, t time.Time) string { return "events_" + tier + "_p" + t.UTC().Format("20060102") }
+func leafOf(tier string, t time.Time) string {
+	return "events_" + tier + "_p" + t.UTC().Format("20060102")
+}
 
 func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 	t.Helper()
