@@ -54,6 +54,8 @@ type benchmark struct {
 
 var suite = []benchmark{
 	{"log_event", benchLogEvent},
+	{"retention_retire", benchRetire},
+	{"retention_stall", benchRetentionStall},
 }
 
 // bench is what every benchmark gets.

@@ -234,10 +234,15 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		return p.r, fmt.Errorf("retention: clock: %w", err)
 	}
 
-	p.premake(ctx)
-	p.drop(ctx)
-	p.retier(ctx)
+	for _, step := range []func(context.Context){p.premake, p.drop, p.retier} {
+		if ctx.Err() == nil {
+			step(ctx)
+		}
+	}
 	p.r.Duration = time.Since(start)
+	if ctx.Err() != nil {
+		return p.r, fmt.Errorf("retention: pass interrupted: %w", ctx.Err())
+	}
 	if !dry {
 		p.record(ctx, started)
 	}
