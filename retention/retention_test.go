@@ -40,7 +40,17 @@ type testBundle struct {
 func setup(t *testing.T) testBundle {
 	t.Helper()
 	url := testdb.New(t)
-	return testBundle{url: url, pool: testdb.Pool(t, url), workerURL: testdb.Role(t, url, "audit_maintainer", "audit_owner")}
+	b := testBundle{url: url, pool: testdb.Pool(t, url), workerURL: testdb.Role(t, url, "audit_maintainer", "audit_owner")}
+	// NOINHERIT, as docs/retention.md advises: audit_owner's powers only
+	// after the worker's SET ROLE around the detach.
+	cfg, err := pgx.ParseConfig(b.workerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(context.Background(), "ALTER ROLE "+pgx.Identifier{cfg.User}.Sanitize()+" NOINHERIT"); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // worker returns a worker connecting as the worker role, with quick retries.
@@ -120,10 +130,21 @@ func visible(t *testing.T, pool *pgxpool.Pool, org string) []string {
 	return ids
 }
 
+// setPlan changes an org's plan, and waits until the change may be
+// re-tiered: transaction ids are cluster-wide, so a transaction that started
+// before the change in any database of the cluster (another test's) holds it
+// back.
 func setPlan(t *testing.T, pool *pgxpool.Pool, org, plan string) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(), "UPDATE cloud.orgs SET plan = $2 WHERE id = $1", org, plan); err != nil {
 		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for count(t, pool, "SELECT count(*) FROM audit.pending_plan_changes() WHERE org_id = $1 AND NOT ready", org) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the plan change was not ready to re-tier within 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
