@@ -3,7 +3,7 @@ package retention
 // The statements of a pass. Each calls a maintenance function of
 // sql/retention.sql, where the work and its checks live; the one exception is
 // the DETACH statement, which audit.expired_leaves hands over and the worker
-// runs as audit_owner between setOwnerRole and setMaintainerRole.
+// runs as audit_owner (see pass.asOwner).
 const (
 	// lockKey is the session advisory lock one worker holds for a pass, so
 	// that a single worker acts whatever the number of replicas. Its value
@@ -13,10 +13,10 @@ const (
 	tryLockSQL = `SELECT pg_try_advisory_lock($1)`
 	unlockSQL  = `SELECT pg_advisory_unlock($1)`
 
-	setMaintainerRoleSQL = `SET ROLE audit_maintainer`
-	setOwnerRoleSQL      = `SET ROLE audit_owner`
-	// sessionSQL bounds every lock wait and statement of the pass.
-	sessionSQL = `SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)`
+	// sessionSQL sets the role the next statements run as (SET ROLE) and
+	// bounds their lock waits and run time.
+	sessionSQL = `SELECT set_config('role', $1, false), set_config('lock_timeout', $2, false),
+		set_config('statement_timeout', $3, false)`
 
 	// clockSQL returns the instant the pass acts at and when it started.
 	clockSQL = `SELECT audit.retention_clock($1, $2), clock_timestamp()`

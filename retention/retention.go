@@ -67,8 +67,15 @@ type Config struct {
 	// waits at most this long. Default: 1s.
 	LockTimeout time.Duration
 
-	// StatementTimeout bounds every statement of a pass: a batch, a detach, a
-	// drop (statement_timeout). Default: 1m.
+	// DetachWait bounds how long a concurrent detach waits for the
+	// transactions that had the tier table open when it started (its
+	// lock_timeout). That wait holds no lock anyone else queues behind, so it
+	// may be longer than LockTimeout; a detach that runs out of it is left
+	// pending and finished by a retry or the next pass. Default: 30s.
+	DetachWait time.Duration
+
+	// StatementTimeout bounds every statement of a pass: a batch, a drop
+	// (statement_timeout); a detach gets at least DetachWait. Default: 1m.
 	StatementTimeout time.Duration
 
 	// Retries is how many more times a step is tried in one pass after a lock
@@ -96,6 +103,7 @@ func New(db Acquirer, cfg Config) (*Worker, error) {
 	cfg.PremakeDays = cmp.Or(cfg.PremakeDays, 3)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.LockTimeout = cmp.Or(cfg.LockTimeout, time.Second)
+	cfg.DetachWait = cmp.Or(cfg.DetachWait, 30*time.Second)
 	cfg.StatementTimeout = cmp.Or(cfg.StatementTimeout, time.Minute)
 	cfg.Retries = cmp.Or(cfg.Retries, 5)
 	cfg.Backoff = cmp.Or(cfg.Backoff, 250*time.Millisecond)
@@ -223,11 +231,8 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		return p.r, nil
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey)
-	if _, err := conn.Exec(ctx, setMaintainerRoleSQL); err != nil {
-		return p.r, fmt.Errorf("retention: %s (grant audit_maintainer to the worker's role): %w", setMaintainerRoleSQL, err)
-	}
-	if _, err := conn.Exec(ctx, sessionSQL, millis(w.cfg.LockTimeout), millis(w.cfg.StatementTimeout)); err != nil {
-		return p.r, fmt.Errorf("retention: session settings: %w", err)
+	if err := p.asMaintainer(ctx); err != nil {
+		return p.r, fmt.Errorf("retention: %w", err)
 	}
 	var started time.Time
 	if err := conn.QueryRow(ctx, clockSQL, w.now(), !dry).Scan(&p.r.Clock, &started); err != nil {
@@ -344,17 +349,26 @@ func (p *pass) dropLeaf(ctx context.Context, leaf string) (state string, err err
 	return state, err
 }
 
-// asOwner runs one statement as audit_owner, and is audit_maintainer again
-// after it.
+// asMaintainer makes the session audit_maintainer, with the pass's timeouts:
+// how every step but the detach runs.
+func (p *pass) asMaintainer(ctx context.Context) error {
+	_, err := p.conn.Exec(ctx, sessionSQL, "audit_maintainer", millis(p.w.cfg.LockTimeout), millis(p.w.cfg.StatementTimeout))
+	if err != nil {
+		return fmt.Errorf("set role audit_maintainer (grant audit_maintainer to the worker's role): %w", err)
+	}
+	return nil
+}
+
+// asOwner runs one detach statement as audit_owner, waiting at most
+// DetachWait, and is audit_maintainer again after it.
 func (p *pass) asOwner(ctx context.Context, sql string) error {
-	if _, err := p.conn.Exec(ctx, setOwnerRoleSQL); err != nil {
-		return fmt.Errorf("%s, needed to detach (grant audit_owner to the worker's role, see docs/retention.md): %w", setOwnerRoleSQL, err)
+	cfg := p.w.cfg
+	_, err := p.conn.Exec(ctx, sessionSQL, "audit_owner", millis(cfg.DetachWait), millis(max(cfg.DetachWait, cfg.StatementTimeout)))
+	if err != nil {
+		return fmt.Errorf("set role audit_owner, needed to detach (grant audit_owner to the worker's role, see docs/retention.md): %w", err)
 	}
-	_, err := p.conn.Exec(ctx, sql)
-	if _, resetErr := p.conn.Exec(context.WithoutCancel(ctx), setMaintainerRoleSQL); resetErr != nil {
-		return errors.Join(err, fmt.Errorf("%s: %w", setMaintainerRoleSQL, resetErr))
-	}
-	return err
+	_, err = p.conn.Exec(ctx, sql)
+	return errors.Join(err, p.asMaintainer(context.WithoutCancel(ctx)))
 }
 
 // pendingChange is a row of audit.pending_plan_changes.
