@@ -368,7 +368,10 @@ func (p *pass) asOwner(ctx context.Context, sql string) error {
 		return fmt.Errorf("set role audit_owner, needed to detach (grant audit_owner to the worker's role, see docs/retention.md): %w", err)
 	}
 	_, err = p.conn.Exec(ctx, sql)
-	return errors.Join(err, p.asMaintainer(context.WithoutCancel(ctx)))
+	if p.conn.IsClosed() { // cancelled: the session is gone, and its role with it
+		return err
+	}
+	return errors.Join(err, p.asMaintainer(ctx))
 }
 
 // pendingChange is a row of audit.pending_plan_changes.
