@@ -51,11 +51,7 @@ func newWorker(ctx context.Context, url string, cfg retention.Config) (w *retent
 // same size. The DELETE's cost does not even include the VACUUM it leaves
 // behind.
 func benchRetire(ctx context.Context, b *bench) ([]row, error) {
-	url, err := b.freshDB(ctx, "auditlog_bench_retire")
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pgx.Connect(ctx, url)
+	url, conn, err := b.freshConn(ctx, "auditlog_bench_retire")
 	if err != nil {
 		return nil, err
 	}
@@ -129,11 +125,7 @@ func benchRetire(ctx context.Context, b *bench) ([]row, error) {
 // The passes run on a clock stepping a day per pass through a prepared past,
 // so each one has leaves to make and expired leaves to drop.
 func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
-	url, err := b.freshDB(ctx, "auditlog_bench_retention_stall")
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pgx.Connect(ctx, url)
+	url, conn, err := b.freshConn(ctx, "auditlog_bench_retention_stall")
 	if err != nil {
 		return nil, err
 	}

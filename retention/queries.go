@@ -24,7 +24,7 @@ const (
 	missingLeavesSQL = `SELECT leaf FROM audit.missing_leaves($1, $2)`
 	premakeSQL       = `SELECT leaf FROM audit.premake_leaves($1, $2) AS leaf`
 
-	expiredLeavesSQL = `SELECT tier, leaf, state, coalesce(detach_sql, '') AS detach_sql FROM audit.expired_leaves($1)`
+	expiredLeavesSQL = `SELECT tier, leaf, coalesce(detach_sql, '') AS detach_sql FROM audit.expired_leaves($1)`
 	dropLeafSQL      = `SELECT audit.drop_leaf($1, $2)`
 
 	pendingChangesSQL = `SELECT id, org_id::text, from_tier, to_tier, ready, to_move, to_remove

@@ -286,11 +286,19 @@ func (p *pass) premake(ctx context.Context) {
 	p.fail("premake leaves", err)
 }
 
+// list runs a query of the pass that takes its clock, and collects the rows.
+func list[T any](ctx context.Context, p *pass, sql string) ([]T, error) {
+	rows, err := p.conn.Query(ctx, sql, p.r.Clock)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[T])
+}
+
 // expiredLeaf is a row of audit.expired_leaves.
 type expiredLeaf struct {
 	Tier      string `db:"tier"`
 	Leaf      string `db:"leaf"`
-	State     string `db:"state"`
 	DetachSQL string `db:"detach_sql"`
 }
 
@@ -298,11 +306,7 @@ type expiredLeaf struct {
 // one pending detach at a time, so a leaf that cannot be retired leaves the
 // rest of its tier to the next pass.
 func (p *pass) drop(ctx context.Context) {
-	rows, err := p.conn.Query(ctx, expiredLeavesSQL, p.r.Clock)
-	var leaves []expiredLeaf
-	if err == nil {
-		leaves, err = pgx.CollectRows(rows, pgx.RowToStructByName[expiredLeaf])
-	}
+	leaves, err := list[expiredLeaf](ctx, p, expiredLeavesSQL)
 	if err != nil {
 		p.fail("list expired leaves", err)
 		return
@@ -388,11 +392,7 @@ type pendingChange struct {
 // retier moves the events of orgs whose plan changed, batch by batch (or
 // counts them, dry).
 func (p *pass) retier(ctx context.Context) {
-	rows, err := p.conn.Query(ctx, pendingChangesSQL, p.r.Clock)
-	var changes []pendingChange
-	if err == nil {
-		changes, err = pgx.CollectRows(rows, pgx.RowToStructByName[pendingChange])
-	}
+	changes, err := list[pendingChange](ctx, p, pendingChangesSQL)
 	if err != nil {
 		p.fail("list plan changes", err)
 		return
