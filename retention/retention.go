@@ -157,8 +157,11 @@ func (r Report) sum(f func(Retier) int64) int64 {
 
 // Retier is the re-tiering of one plan change (a row of audit.plan_changes).
 type Retier struct {
-	ChangeID         int64
-	OrgID            string
+	// ChangeID is the change's audit.plan_changes.id.
+	ChangeID int64
+	// OrgID is the org whose plan changed.
+	OrgID string
+	// FromTier and ToTier are the plans before and after the change.
 	FromTier, ToTier string
 	// Moved and Removed count the events moved to ToTier and removed (for a
 	// dry run: that would be).

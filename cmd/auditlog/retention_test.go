@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,5 +67,44 @@ func TestPartitionsCommand(t *testing.T) {
 	row := regexp.MustCompile(`(?m)^free\s+` + leaf + `\s+` + day + `\s+\S+\s+\S+\s+\S+\s+\d+ \S+\s+expired$`)
 	if !strings.HasPrefix(out.String(), "TIER ") || !row.MatchString(out.String()) || !strings.Contains(out.String(), "free: 1 leaf, ") {
 		t.Fatalf("partitions output:\n%s", out)
+	}
+}
+
+// serve runs a retention pass at start unless --no-retention.
+func TestServeRunsTheRetentionWorker(t *testing.T) {
+	t.Parallel()
+	for _, disabled := range []bool{false, true} {
+		url := testdb.New(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		e, _ := testEnv(t)
+		go func() {
+			done <- serve(ctx, e, serveConfig{addr: "127.0.0.1:0", dbURL: url,
+				retention: retentionFlags{disabled: disabled}, ready: func(net.Addr) { close(ready) }})
+		}()
+		<-ready
+		pool := testdb.Pool(t, url)
+		runs := func() int {
+			var n int
+			if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM audit.retention_runs").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for runs() == 0 && !disabled && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if disabled {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if got := runs(); (got > 0) == disabled {
+			t.Errorf("--no-retention %v: %d passes recorded", disabled, got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
