@@ -424,6 +424,33 @@ func TestWritesDuringRetierSurvive(t *testing.T) {
 	}
 }
 
+// An event that reaches the old tier after the org was re-tiered (written by
+// a transaction that read the plan before the change) is moved by the next
+// pass, and shows again.
+func TestLateWriteToOldTierIsMoved(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})
+	setPlan(t, b.pool, org, "team")
+	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 1 || !r.Retiered[0].Done {
+		t.Fatalf("first pass re-tiered %+v, want the change done", r.Retiered)
+	}
+	late := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, Tier: "free"})
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	if len(r.Retiered) != 1 || r.Retiered[0].Moved != 1 || !r.Retiered[0].Done {
+		t.Errorf("second pass re-tiered %+v, want the late event moved", r.Retiered)
+	}
+	if inTier(t, b.pool, "team", late) != 1 || !slices.Contains(visible(t, b.pool, org), late) {
+		t.Error("the late event is not in the team tier, or not visible")
+	}
+	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 0 {
+		t.Errorf("third pass re-tiered %+v, want nothing left to do", r.Retiered)
+	}
+}
+
 // holdReader opens a transaction that reads the free tier table and the
 // given leaf, as a long report would, and keeps it open until the returned
 // function is called.

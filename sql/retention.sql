@@ -203,8 +203,7 @@ RETURNS boolean
 LANGUAGE sql
 STABLE
 BEGIN ATOMIC
-  SELECT c.retiered_at IS NULL
-     AND c.changed_at <= coalesce(retier_ready.now, pg_catalog.now())
+  SELECT c.changed_at <= coalesce(retier_ready.now, pg_catalog.now())
      AND pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) > c.changed_xid
      AND NOT EXISTS (SELECT FROM audit.plan_changes p
                      WHERE p.org_id = c.org_id AND p.retiered_at IS NULL AND p.id < c.id)
@@ -215,7 +214,11 @@ COMMENT ON FUNCTION audit.retier_ready(bigint, timestamptz) IS
   'Whether a plan change may be re-tiered: no transaction that could write to the old tier is left, and earlier changes of the org are done.';
 
 -- audit.pending_plan_changes lists the plan changes not re-tiered yet, with
--- whether each is ready and how many events it would move and remove.
+-- whether each is ready and how many events it would move and remove. It
+-- also lists a change re-tiered in the last day if the org has events in the
+-- old tier again (and is not back on that plan): a transaction that read the
+-- org's plan just before the change but wrote after the worker checked
+-- (a REPEATABLE READ one, say) put them there; the next batch moves them.
 CREATE OR REPLACE FUNCTION audit.pending_plan_changes(now timestamptz DEFAULT NULL)
 RETURNS TABLE (id bigint, org_id uuid, from_tier text, to_tier text, changed_at timestamptz,
                keep_from timestamptz, ready boolean, to_move bigint, to_remove bigint)
@@ -239,10 +242,13 @@ BEGIN ATOMIC
     ) e
   ) n
   WHERE c.retiered_at IS NULL
+     OR (c.retiered_at > coalesce(pending_plan_changes.now, pg_catalog.now()) - interval '1 day'
+         AND n.to_move + n.to_remove > 0
+         AND c.from_tier IS DISTINCT FROM (SELECT o.plan FROM cloud.orgs o WHERE o.id = c.org_id))
   ORDER BY c.id;
 END;
 COMMENT ON FUNCTION audit.pending_plan_changes(timestamptz) IS
-  'Plan changes whose events are not all in the new tier yet: whether each is ready, and the events it would move and remove.';
+  'Plan changes whose events are not all in the new tier (yet, or again after a late write): whether each is ready, and the events it would move and remove.';
 
 -- audit.retier moves one batch of a plan change's events out of the old
 -- tier, from the oldest leaf holding any of the org's: those the floor keeps
@@ -252,7 +258,8 @@ COMMENT ON FUNCTION audit.pending_plan_changes(timestamptz) IS
 -- on that leaf, audit_owner holds DELETE, and audit.retiering lets the
 -- trigger pass for the one statement (an error rolls both back). GRANT and REVOKE take no lock on the leaf: inserts and reads
 -- go on (docs/retention.md). Done when the org has nothing left in the old
--- tier; the change's retiered_at is then set.
+-- tier; the change's retiered_at is then set (and kept, if a late write
+-- brought it back to move one more event).
 CREATE OR REPLACE FUNCTION audit.retier(change_id bigint, batch integer DEFAULT 5000, now timestamptz DEFAULT NULL)
 RETURNS TABLE (moved bigint, removed bigint, done boolean)
 LANGUAGE plpgsql
@@ -274,9 +281,6 @@ BEGIN
   SELECT * INTO c FROM audit.plan_changes p WHERE p.id = retier.change_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'retention: no plan change %', retier.change_id USING ERRCODE = 'AL012';
-  ELSIF c.retiered_at IS NOT NULL THEN
-    RETURN QUERY SELECT 0::bigint, 0::bigint, true;
-    RETURN;
   ELSIF NOT audit.retier_ready(c.id, v_now) THEN
     RAISE EXCEPTION 'retention: plan change % is not ready to re-tier', c.id USING ERRCODE = 'AL013',
       HINT = 'A transaction that may still write to the old tier is running, or an earlier change of the org is pending.';
@@ -286,7 +290,8 @@ BEGIN
     INTO v_oldest USING c.org_id;
   IF v_oldest IS NULL THEN
     UPDATE audit.plan_changes
-       SET retiered_at = v_now, moved_rows = coalesce(moved_rows, 0), removed_rows = coalesce(removed_rows, 0)
+       SET retiered_at = coalesce(retiered_at, v_now), moved_rows = coalesce(moved_rows, 0),
+           removed_rows = coalesce(removed_rows, 0)
      WHERE plan_changes.id = c.id;
     RETURN QUERY SELECT 0::bigint, 0::bigint, true;
     RETURN;
