@@ -183,11 +183,15 @@ func (w *Worker) RunOnce(ctx context.Context) (Report, error) { return w.pass(ct
 func (w *Worker) DryRun(ctx context.Context) (Report, error) { return w.pass(ctx, true) }
 
 // Run runs a pass at once and then on the schedule until ctx ends, never two
-// at a time in this process. Errors are logged, not returned.
+// at a time in this process; it returns once a pass under way has stopped.
+// Errors are logged, not returned.
 func (w *Worker) Run(ctx context.Context) {
 	job := cron.NewChain(cron.SkipIfStillRunning(cronLogger{w.log})).Then(cron.FuncJob(func() {
-		if ctx.Err() == nil {
-			w.RunOnce(ctx) // logged by the pass
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			w.log.Error("retention pass failed", "err", err)
 		}
 	}))
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(cronLogger{w.log}))
