@@ -451,6 +451,43 @@ func TestLateWriteToOldTierIsMoved(t *testing.T) {
 	}
 }
 
+// The re-tier step grants DELETE on a leaf inside its own transaction. A
+// GRANT takes no lock on the table: while one is uncommitted, inserts into
+// that very leaf and reads of it go on.
+func TestGrantOnLeafBlocksNobody(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "team"})
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
+	leaf := "audit." + leafOf("team", time.Now())
+
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "GRANT DELETE ON "+leaf+" TO audit_owner"); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'relation' AND relation = $2::regclass", pid, leaf); n != 0 {
+		t.Errorf("the GRANT holds %d locks on the leaf", n)
+	}
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := logEvent(quick, b.pool, org); err != nil {
+		t.Errorf("insert into the leaf during the GRANT: %v", err)
+	}
+	var n int
+	if err := b.pool.QueryRow(quick, "SELECT count(*) FROM "+leaf).Scan(&n); err != nil || n != 2 {
+		t.Errorf("read of the leaf during the GRANT: %d rows, %v", n, err)
+	}
+}
+
 // holdReader opens a transaction that reads the free tier table and the
 // given leaf, as a long report would, and keeps it open until the returned
 // function is called.
