@@ -11,10 +11,13 @@ GRANT EXECUTE ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) 
 
 -- audit_reader: read everything, write nothing. Leaves get SELECT from
 -- audit.protect_leaf as they are made.
-GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes, audit.retention_runs,
+GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes,
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+
+-- audit_reader: what the retention worker did.
+GRANT SELECT ON audit.retention_runs TO audit_reader;
 
 -- audit_maintainer: the retention worker's steps, each a function that checks
 -- its own preconditions (expiry, readiness, the clock); no direct DML. The
