@@ -13,11 +13,7 @@ import (
 // both. Measured with durable commits and with commits not flushed, where
 // the function's own cost shows most.
 func benchLogEvent(ctx context.Context, b *bench) ([]row, error) {
-	url, err := b.freshDB(ctx, "auditlog_bench_log_event")
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pgx.Connect(ctx, url)
+	url, conn, err := b.freshConn(ctx, "auditlog_bench_log_event")
 	if err != nil {
 		return nil, err
 	}

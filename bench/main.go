@@ -54,6 +54,8 @@ type benchmark struct {
 
 var suite = []benchmark{
 	{"log_event", benchLogEvent},
+	{"retention_retire", benchRetire},
+	{"retention_stall", benchRetentionStall},
 }
 
 // bench is what every benchmark gets.
@@ -146,6 +148,19 @@ func orDash(s string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// freshConn is freshDB with a connection to the database, to close.
+func (b *bench) freshConn(ctx context.Context, name string) (string, *pgx.Conn, error) {
+	url, err := b.freshDB(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "", nil, err
+	}
+	return url, conn, nil
+}
 
 // freshDB drops and recreates database name, migrates it and returns its URL.
 func (b *bench) freshDB(ctx context.Context, name string) (string, error) {

@@ -15,3 +15,21 @@ GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audi
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+
+-- audit_reader: what the retention worker did.
+GRANT SELECT ON audit.retention_runs TO audit_reader;
+
+-- audit_maintainer: the retention worker's steps, each a function that checks
+-- its own preconditions (expiry, readiness, the clock); no direct DML. The
+-- worker's one DDL statement, DETACH PARTITION ... CONCURRENTLY, needs
+-- audit_owner (docs/retention.md).
+GRANT EXECUTE ON FUNCTION
+  audit.retention_clock(timestamptz, boolean),
+  audit.missing_leaves(integer, timestamptz),
+  audit.premake_leaves(integer, timestamptz),
+  audit.expired_leaves(timestamptz),
+  audit.drop_leaf(text, timestamptz),
+  audit.pending_plan_changes(timestamptz),
+  audit.retier(bigint, integer, timestamptz),
+  audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[])
+  TO audit_maintainer;

@@ -45,6 +45,8 @@ func commands() []command {
 	return []command{
 		{"migrate", "apply the schema migrations and install the SQL code package", runMigrate},
 		{"serve", "serve the API (and run the retention worker unless told not to)", runServe},
+		{"retention", "run one retention pass now: retention run [--dry-run] [--now RFC3339]", runRetention},
+		{"partitions", "list the leaves of each tier: range, expiry, rows and size", runPartitions},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }

@@ -18,15 +18,18 @@ import (
 type serveConfig struct {
 	addr  string
 	dbURL string
+	// retention configures the in-process retention worker.
+	retention retentionFlags
 	// ready, if set, is called with the listening address once the server accepts connections.
 	ready func(addr net.Addr)
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--retention-schedule CRON | --no-retention]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
+	cfg.retention.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,6 +43,11 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer pool.Close()
+	stopRetention, err := startRetention(ctx, e, cfg.dbURL, cfg.retention)
+	if err != nil {
+		return err
+	}
+	defer stopRetention()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

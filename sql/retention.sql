@@ -1,0 +1,357 @@
+-- Retention: the maintenance functions the retention worker (retention/)
+-- calls as audit_maintainer, see docs/retention.md. Each takes the instant it
+-- acts at as `now` (NULL: the database clock) so tests can move time.
+-- Errors carry SQLSTATEs of class AL:
+--   AL011 clock later than the database clock, for a step that drops or removes
+--   AL012 no such leaf or plan change      AL013 not yet: not expired, not ready
+--   AL014 argument out of range
+--
+-- The one step the worker cannot take through a function is
+-- ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY: it cannot run inside a
+-- function or a transaction block, and needs the tier table's owner. The
+-- worker runs the statement audit.expired_leaves hands it, as audit_owner;
+-- everything before and after it is here.
+
+-- audit.retention_clock is the instant a pass acts at: `now`, or the database
+-- clock. A pass that drops or removes events (destructive) may not claim to
+-- be later than the database clock (five minutes of skew allowed): nobody can
+-- drop unexpired leaves by lying about the time. Previews may use any time.
+CREATE OR REPLACE FUNCTION audit.retention_clock(now timestamptz DEFAULT NULL, destructive boolean DEFAULT true)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF destructive AND retention_clock.now > pg_catalog.now() + interval '5 minutes' THEN
+    RAISE EXCEPTION 'retention: refusing to drop or remove events as of %, later than the database clock (%)',
+      retention_clock.now, pg_catalog.now()
+      USING ERRCODE = 'AL011',
+            HINT = 'A pass that drops or removes events may not run ahead of the database clock; use a dry run to preview.';
+  END IF;
+  RETURN coalesce(retention_clock.now, pg_catalog.now());
+END
+$$;
+COMMENT ON FUNCTION audit.retention_clock(timestamptz, boolean) IS
+  'The instant a retention step acts at (now, or the database clock); refuses a destructive step dated later than the database clock.';
+
+-- audit.parse_leaf reads the tier and UTC day out of a leaf's name; no row
+-- if the name is not a leaf's.
+CREATE OR REPLACE FUNCTION audit.parse_leaf(leaf text)
+RETURNS TABLE (tier text, day date)
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+  SELECT m[1], to_date(m[2], 'YYYYMMDD')
+  FROM regexp_match(parse_leaf.leaf, '^events_(free|team|enterprise)_p([0-9]{8})$') m
+  WHERE m IS NOT NULL;
+END;
+COMMENT ON FUNCTION audit.parse_leaf(text) IS 'Tier and UTC day of a leaf, from its name events_<tier>_pYYYYMMDD.';
+
+-- audit.missing_leaves lists the leaves of every tier from the UTC day of
+-- `now` to `ahead` days later that do not exist yet.
+CREATE OR REPLACE FUNCTION audit.missing_leaves(ahead integer DEFAULT 3, now timestamptz DEFAULT NULL)
+RETURNS TABLE (tier text, day date, leaf text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT t.tier, d.day, audit.leaf_name(t.tier, d.day::timestamp AT TIME ZONE 'UTC')
+  FROM audit.tiers t
+  CROSS JOIN LATERAL (
+    SELECT (coalesce(missing_leaves.now, pg_catalog.now()) AT TIME ZONE 'UTC')::date + g AS day
+    FROM generate_series(0, least(missing_leaves.ahead, 90)) g
+  ) d
+  WHERE to_regclass('audit.' || audit.leaf_name(t.tier, d.day::timestamp AT TIME ZONE 'UTC')) IS NULL
+  ORDER BY d.day, t.retention, t.tier;
+END;
+COMMENT ON FUNCTION audit.missing_leaves(integer, timestamptz) IS
+  'Leaves of every tier from today (UTC, as of now) to ahead days later that do not exist yet.';
+
+-- audit.premake_leaves makes those leaves and returns the names of the ones
+-- it made. Each is attached with SHARE UPDATE EXCLUSIVE on its tier table
+-- (audit.make_leaf), which inserts and reads do not wait for.
+CREATE OR REPLACE FUNCTION audit.premake_leaves(ahead integer DEFAULT 3, now timestamptz DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  m record;
+BEGIN
+  IF ahead IS NULL OR ahead NOT BETWEEN 0 AND 90 THEN
+    RAISE EXCEPTION 'retention: premake % days ahead: want 0 to 90', ahead USING ERRCODE = 'AL014';
+  END IF;
+  FOR m IN SELECT * FROM audit.missing_leaves(premake_leaves.ahead, premake_leaves.now) LOOP
+    IF audit.make_leaf(m.tier, m.day) THEN
+      RETURN NEXT m.leaf;
+    END IF;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.premake_leaves(integer, timestamptz) IS
+  'Makes the leaves of every tier from today (UTC, as of now) to ahead days later; returns the names of those it made.';
+
+-- audit.expired_leaves lists the leaves whose whole range is past their
+-- tier's retention as of `now`, in the order the worker retires them: per
+-- tier, first a detach left pending (a tier table allows only one), then
+-- tables left detached but not dropped, then attached leaves, oldest first.
+-- detach_sql is the statement the worker runs, as audit_owner, for an
+-- attached leaf.
+CREATE OR REPLACE FUNCTION audit.expired_leaves(now timestamptz DEFAULT NULL)
+RETURNS TABLE (tier text, leaf text, range_start timestamptz, expires_at timestamptz, state text, detach_sql text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT x.tier, x.leaf, x.range_start, x.expires_at, x.state,
+         CASE WHEN x.state = 'attached'
+              THEN format('ALTER TABLE audit.%I DETACH PARTITION audit.%I CONCURRENTLY', 'events_' || x.tier, x.leaf)
+         END
+  FROM (
+    SELECT p.tier, p.leaf, p.range_start, p.expires_at,
+           CASE WHEN p.detach_pending THEN 'detach pending' ELSE 'attached' END AS state
+    FROM audit.partitions p
+    UNION ALL
+    SELECT l.tier, c.relname::text, l.day::timestamp AT TIME ZONE 'UTC',
+           (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention, 'detached'
+    FROM pg_catalog.pg_class c
+    CROSS JOIN LATERAL audit.parse_leaf(c.relname::text) l
+    JOIN audit.tiers t ON t.tier = l.tier
+    WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+  ) x
+  WHERE x.expires_at <= coalesce(expired_leaves.now, pg_catalog.now())
+  ORDER BY x.tier, CASE x.state WHEN 'detach pending' THEN 0 WHEN 'detached' THEN 1 ELSE 2 END, x.range_start;
+END;
+COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
+  'Leaves wholly past their tier''s retention as of now: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+
+-- audit.drop_leaf retires an expired leaf as far as a function can: it
+-- finishes a concurrent detach left pending (DETACH ... FINALIZE) and drops
+-- a detached leaf. It returns what it found or did: 'attached' (detach it
+-- first), 'dropped', or 'gone' (no such table). Refuses a leaf that has not
+-- expired, and a clock later than the database's.
+CREATE OR REPLACE FUNCTION audit.drop_leaf(leaf text, now timestamptz DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now     timestamptz := audit.retention_clock(drop_leaf.now, true);
+  v_tier    text;
+  v_expires timestamptz;
+  v_found   boolean;
+  v_pending boolean;
+  v_attached boolean;
+BEGIN
+  SELECT l.tier, (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention INTO v_tier, v_expires
+  FROM audit.parse_leaf(drop_leaf.leaf) l JOIN audit.tiers t ON t.tier = l.tier;
+  IF v_tier IS NULL THEN
+    RAISE EXCEPTION 'retention: "%" is not the name of a leaf', drop_leaf.leaf
+      USING ERRCODE = 'AL012', HINT = 'Leaves are named events_<tier>_pYYYYMMDD.';
+  END IF;
+  IF v_expires > v_now THEN
+    RAISE EXCEPTION 'retention: leaf % expires at %, not yet (as of %)', drop_leaf.leaf, v_expires, v_now
+      USING ERRCODE = 'AL013';
+  END IF;
+  SELECT true, coalesce(i.inhdetachpending, false), i.inhrelid IS NOT NULL INTO v_found, v_pending, v_attached
+  FROM pg_catalog.pg_class c
+  LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = ('audit.events_' || v_tier)::regclass
+  WHERE c.relnamespace = 'audit'::regnamespace AND c.relname = drop_leaf.leaf AND c.relkind = 'r';
+  IF v_found IS NULL THEN
+    RETURN 'gone';
+  ELSIF v_attached AND NOT v_pending THEN
+    RETURN 'attached';
+  ELSIF v_pending THEN
+    -- Waits, holding the leaf, for transactions that may still see it.
+    EXECUTE format('ALTER TABLE audit.%I DETACH PARTITION audit.%I FINALIZE', 'events_' || v_tier, drop_leaf.leaf);
+  END IF;
+  EXECUTE format('DROP TABLE audit.%I', drop_leaf.leaf);
+  RETURN 'dropped';
+END
+$$;
+COMMENT ON FUNCTION audit.drop_leaf(text, timestamptz) IS
+  'Drops an expired leaf once detached, finishing a pending concurrent detach first; returns attached, dropped or gone.';
+
+-- audit.retier_floor: the change's org's events older than this are removed
+-- rather than moved: what the new plan does not retain, and what any plan
+-- change already let expire (keep_since).
+CREATE OR REPLACE FUNCTION audit.retier_floor(change_id bigint, now timestamptz DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+  SELECT greatest(coalesce(retier_floor.now, pg_catalog.now()) - t.retention,
+                  (SELECT max(k.keep_since) FROM audit.plan_changes k WHERE k.org_id = c.org_id))
+  FROM audit.plan_changes c
+  JOIN audit.tiers t ON t.tier = c.to_tier
+  WHERE c.id = retier_floor.change_id;
+END;
+COMMENT ON FUNCTION audit.retier_floor(bigint, timestamptz) IS
+  'For a plan change: events of its org older than this are removed, not moved, when re-tiering.';
+
+-- audit.retier_ready: whether a plan change may be re-tiered now. Not before
+-- every transaction that could still write the org's events to the old
+-- tier has ended (the oldest running transaction is younger than the
+-- change), nor before an earlier change of the same org is done.
+CREATE OR REPLACE FUNCTION audit.retier_ready(change_id bigint, now timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+  SELECT c.changed_at <= coalesce(retier_ready.now, pg_catalog.now())
+     AND pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) > c.changed_xid
+     AND NOT EXISTS (SELECT FROM audit.plan_changes p
+                     WHERE p.org_id = c.org_id AND p.retiered_at IS NULL AND p.id < c.id)
+  FROM audit.plan_changes c
+  WHERE c.id = retier_ready.change_id;
+END;
+COMMENT ON FUNCTION audit.retier_ready(bigint, timestamptz) IS
+  'Whether a plan change may be re-tiered: no transaction that could write to the old tier is left, and earlier changes of the org are done.';
+
+-- audit.pending_plan_changes lists the plan changes not re-tiered yet, with
+-- whether each is ready and how many events it would move and remove. It
+-- also lists a change re-tiered in the last day if the org has events in the
+-- old tier again (and is not back on that plan): a transaction that read the
+-- org's plan just before the change but wrote after the worker checked
+-- (a REPEATABLE READ one, say) put them there; the next batch moves them.
+CREATE OR REPLACE FUNCTION audit.pending_plan_changes(now timestamptz DEFAULT NULL)
+RETURNS TABLE (id bigint, org_id uuid, from_tier text, to_tier text, changed_at timestamptz,
+               keep_from timestamptz, ready boolean, to_move bigint, to_remove bigint)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT c.id, c.org_id, c.from_tier, c.to_tier, c.changed_at, f.keep_from,
+         audit.retier_ready(c.id, pending_plan_changes.now),
+         n.to_move, n.to_remove
+  FROM audit.plan_changes c
+  CROSS JOIN LATERAL (SELECT audit.retier_floor(c.id, pending_plan_changes.now) AS keep_from) f
+  CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE e.occurred_at >= f.keep_from) AS to_move,
+           count(*) FILTER (WHERE e.occurred_at < f.keep_from) AS to_remove
+    FROM (
+{{- range $i, $tier := list "free" "team" "enterprise" }}
+      {{ if $i }}UNION ALL {{ end }}SELECT x.occurred_at FROM audit.events_{{ $tier }} x WHERE x.org_id = c.org_id AND c.from_tier = '{{ $tier }}'
+{{- end }}
+    ) e
+  ) n
+  WHERE c.retiered_at IS NULL
+     OR (c.retiered_at > coalesce(pending_plan_changes.now, pg_catalog.now()) - interval '1 day'
+         AND n.to_move + n.to_remove > 0
+         AND c.from_tier IS DISTINCT FROM (SELECT o.plan FROM cloud.orgs o WHERE o.id = c.org_id))
+  ORDER BY c.id;
+END;
+COMMENT ON FUNCTION audit.pending_plan_changes(timestamptz) IS
+  'Plan changes whose events are not all in the new tier (yet, or again after a late write): whether each is ready, and the events it would move and remove.';
+
+-- audit.retier moves one batch of a plan change's events out of the old
+-- tier, from the oldest leaf holding any of the org's: those the floor keeps
+-- go to the new tier's table (in the same transaction: a reader sees them in
+-- one table or the other, never both or neither), the rest are removed.
+-- Events are immutable: for the length of this transaction only, and only
+-- on that leaf, audit_owner holds DELETE, and audit.retiering lets the
+-- trigger pass for the one statement (an error rolls both back). GRANT and REVOKE take no lock on the leaf: inserts and reads
+-- go on (docs/retention.md). Done when the org has nothing left in the old
+-- tier; the change's retiered_at is then set (and kept, if a late write
+-- brought it back to move one more event).
+CREATE OR REPLACE FUNCTION audit.retier(change_id bigint, batch integer DEFAULT 5000, now timestamptz DEFAULT NULL)
+RETURNS TABLE (moved bigint, removed bigint, done boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now    timestamptz := audit.retention_clock(retier.now, true);
+  c        audit.plan_changes;
+  v_floor  timestamptz;
+  v_oldest timestamptz;
+  v_leaf   text;
+  v_moved  bigint;
+  v_gone   bigint;
+BEGIN
+  IF batch IS NULL OR batch NOT BETWEEN 1 AND 100000 THEN
+    RAISE EXCEPTION 'retention: re-tier batch of %: want 1 to 100000', batch USING ERRCODE = 'AL014';
+  END IF;
+  SELECT * INTO c FROM audit.plan_changes p WHERE p.id = retier.change_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'retention: no plan change %', retier.change_id USING ERRCODE = 'AL012';
+  ELSIF NOT audit.retier_ready(c.id, v_now) THEN
+    RAISE EXCEPTION 'retention: plan change % is not ready to re-tier', c.id USING ERRCODE = 'AL013',
+      HINT = 'A transaction that may still write to the old tier is running, or an earlier change of the org is pending.';
+  END IF;
+
+  EXECUTE format('SELECT min(occurred_at) FROM audit.%I WHERE org_id = $1', 'events_' || c.from_tier)
+    INTO v_oldest USING c.org_id;
+  IF v_oldest IS NULL THEN
+    UPDATE audit.plan_changes
+       SET retiered_at = coalesce(retiered_at, v_now), moved_rows = coalesce(moved_rows, 0),
+           removed_rows = coalesce(removed_rows, 0)
+     WHERE plan_changes.id = c.id;
+    RETURN QUERY SELECT 0::bigint, 0::bigint, true;
+    RETURN;
+  END IF;
+
+  v_floor := audit.retier_floor(c.id, v_now);
+  v_leaf := audit.leaf_name(c.from_tier, v_oldest);
+  IF date_trunc('day', v_oldest AT TIME ZONE 'UTC') + interval '1 day' > v_floor AT TIME ZONE 'UTC' THEN
+    PERFORM audit.make_leaf(c.to_tier, (v_oldest AT TIME ZONE 'UTC')::date);
+  END IF;
+  EXECUTE format('GRANT DELETE ON audit.%I TO audit_owner', v_leaf);
+  PERFORM set_config('audit.retiering', 'on', true);
+  EXECUTE format($sql$
+    WITH gone AS (
+      DELETE FROM audit.%1$I e
+      WHERE (e.org_id, e.occurred_at, e.id) IN (
+        SELECT k.org_id, k.occurred_at, k.id FROM audit.%1$I k
+        WHERE k.org_id = $1 ORDER BY k.occurred_at, k.id LIMIT $2)
+      RETURNING e.*
+    ), kept AS (
+      INSERT INTO audit.%2$I SELECT g.* FROM gone g WHERE g.occurred_at >= $3 RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM gone)$sql$, v_leaf, 'events_' || c.to_tier)
+    INTO v_moved, v_gone USING c.org_id, batch, v_floor;
+  PERFORM set_config('audit.retiering', 'off', true);
+  EXECUTE format('REVOKE DELETE ON audit.%I FROM audit_owner', v_leaf);
+
+  UPDATE audit.plan_changes
+     SET moved_rows = coalesce(moved_rows, 0) + v_moved, removed_rows = coalesce(removed_rows, 0) + v_gone - v_moved
+   WHERE plan_changes.id = c.id;
+  RETURN QUERY SELECT v_moved, v_gone - v_moved, false;
+END
+$$;
+COMMENT ON FUNCTION audit.retier(bigint, integer, timestamptz) IS
+  'Moves one batch of a plan change''s events to the new tier (removing those the new plan no longer retains); done when none are left in the old tier.';
+
+-- audit.record_retention_run records one pass of the worker.
+CREATE OR REPLACE FUNCTION audit.record_retention_run(
+  started_at     timestamptz,
+  clock          timestamptz,
+  worker         text,
+  leaves_created text[],
+  leaves_dropped text[],
+  orgs_retiered  uuid[],
+  rows_moved     bigint,
+  rows_removed   bigint,
+  errors         text[]
+) RETURNS bigint
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  INSERT INTO audit.retention_runs (started_at, finished_at, clock, worker, leaves_created, leaves_dropped,
+                                    orgs_retiered, rows_moved, rows_removed, errors)
+  VALUES (record_retention_run.started_at, clock_timestamp(), record_retention_run.clock,
+          left(record_retention_run.worker, 200),
+          coalesce(record_retention_run.leaves_created, '{}'), coalesce(record_retention_run.leaves_dropped, '{}'),
+          coalesce(record_retention_run.orgs_retiered, '{}'), coalesce(record_retention_run.rows_moved, 0),
+          coalesce(record_retention_run.rows_removed, 0), coalesce(record_retention_run.errors, '{}'))
+  RETURNING id;
+END;
+COMMENT ON FUNCTION audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[]) IS
+  'Records one pass of the retention worker in audit.retention_runs; returns its id.';
