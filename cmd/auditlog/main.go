@@ -45,6 +45,8 @@ func commands() []command {
 	return []command{
 		{"migrate", "apply the schema migrations and install the SQL code package", runMigrate},
 		{"serve", "serve the API (and run the retention worker unless told not to)", runServe},
+		{"import", "load events in bulk from NDJSON or the API's CSV export (as audit_maintainer)", runImport},
+		{"demo", "fill the database with demo orgs and a year of their history (once)", runDemo},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }
