@@ -54,6 +54,7 @@ type benchmark struct {
 
 var suite = []benchmark{
 	{"log_event", benchLogEvent},
+	{"import", benchImport},
 }
 
 // bench is what every benchmark gets.

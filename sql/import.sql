@@ -143,6 +143,19 @@ SET LOCAL check_function_bodies = on;
 COMMENT ON FUNCTION audit.import_checked() IS
   'Bulk import: the staged rows as they would be stored, with their org''s plan and retention floor and the first rule each breaks.';
 
+{{- /* The INSERT of the checked rows into each tier table, by the org's plan. */ -}}
+{{- define "import_insert" }}
+{{- range $tier := list "free" "team" "enterprise" }}
+    INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
+                                          actor_id, actor_email, ip, user_agent, request_id, metadata)
+    SELECT coalesce(c.id, gen_random_uuid()), c.org_id, c.occurred_at, c.action, c.target_type, c.target_id, c.actor_type,
+           c.actor_id, c.actor_email, c.ip, c.user_agent, c.request_id, c.metadata
+    FROM audit.import_checked() c
+    WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.conflict }}
+    {{ $.conflict }}{{ end }};
+{{- end }}
+{{- end }}
+
 -- audit.import_batch loads the rows this transaction staged, all or nothing,
 -- and empties the staging table. It returns the rows it did not load: every
 -- invalid row (then nothing is loaded), or else the rows skipped because
@@ -183,37 +196,29 @@ BEGIN
         WHERE c.occurred_at >= c.floor) l;
 
   RETURN QUERY
-    WITH r AS MATERIALIZED (
-      SELECT c.line, coalesce(c.id, gen_random_uuid()) AS id, c.org_id, c.occurred_at, c.action, c.target_type,
-             c.target_id, c.actor_type, c.actor_id, c.actor_email, c.ip, c.user_agent, c.request_id, c.metadata,
-             c.plan, c.retention, c.floor, c.occurred_at < c.floor AS expired
+    SELECT c.line, 'expired'::text, NULL::text,
+           format('occurred_at %s is older than the %s plan retains (%s): nothing before %s is kept',
+                  c.occurred_at, c.plan, c.retention, c.floor)
+    FROM audit.import_checked() c
+    WHERE c.occurred_at < c.floor
+    ORDER BY c.line;
+
+  -- The common case: none of the rows is stored yet, and plain INSERTs load
+  -- them. An import run again after a failure finds some stored: then the
+  -- block is undone, and those rows are reported and left out.
+  BEGIN
+{{- template "import_insert" dict "conflict" "" }}
+  EXCEPTION WHEN unique_violation THEN
+    RETURN QUERY
+      SELECT c.line, 'duplicate'::text, NULL::text, 'an event with this id, org_id and occurred_at is already stored'::text
       FROM audit.import_checked() c
-    ),
-{{- range $tier := list "free" "team" "enterprise" }}
-    loaded_{{ $tier }} AS (
-      INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
-                                            actor_id, actor_email, ip, user_agent, request_id, metadata)
-      SELECT r.id, r.org_id, r.occurred_at, r.action, r.target_type, r.target_id, r.actor_type,
-             r.actor_id, r.actor_email, r.ip, r.user_agent, r.request_id, r.metadata
-      FROM r WHERE r.plan = '{{ $tier }}' AND NOT r.expired
-      ON CONFLICT DO NOTHING
-      RETURNING events_{{ $tier }}.org_id, events_{{ $tier }}.occurred_at, events_{{ $tier }}.id
-    ),
-{{- end }}
-    loaded AS (
-      SELECT * FROM loaded_free UNION ALL SELECT * FROM loaded_team UNION ALL SELECT * FROM loaded_enterprise
-    )
-    SELECT r.line,
-           CASE WHEN r.expired THEN 'expired' ELSE 'duplicate' END,
-           NULL::text,
-           CASE WHEN r.expired
-                THEN format('occurred_at %s is older than the %s plan retains (%s): nothing before %s is kept',
-                            r.occurred_at, r.plan, r.retention, r.floor)
-                ELSE 'an event with this id, org_id and occurred_at is already stored' END
-    FROM r
-    WHERE r.expired
-       OR NOT EXISTS (SELECT FROM loaded l WHERE l.org_id = r.org_id AND l.occurred_at = r.occurred_at AND l.id = r.id)
-    ORDER BY r.line;
+      WHERE c.occurred_at >= c.floor AND (
+{{- range $i, $tier := list "free" "team" "enterprise" }}
+        {{ if $i }}OR {{ end }}EXISTS (SELECT FROM audit.events_{{ $tier }} e WHERE e.org_id = c.org_id AND e.occurred_at = c.occurred_at AND e.id = c.id)
+{{- end }})
+      ORDER BY c.line;
+{{- template "import_insert" dict "conflict" "ON CONFLICT DO NOTHING" }}
+  END;
 
   TRUNCATE pg_temp.import_rows;
 END

@@ -100,7 +100,7 @@ func printDev(w io.Writer, addr, dir string, info devInfo) {
 	if info.demo.Created {
 		made = fmt.Sprintf("made just now: %d events recorded live, %d imported", info.demo.Recorded, info.demo.Imported.Loaded)
 	}
-	tokenNote := "kept from an earlier run"
+	tokenNote := "from an earlier run"
 	if info.tokenMinted {
 		tokenNote = "minted just now"
 	}
@@ -113,7 +113,7 @@ func printDev(w io.Writer, addr, dir string, info devInfo) {
 	fmt.Fprintf(w, "  Activity page: %s/orgs/%s/activity  (%s, %s plan)\n", base, org.ID, org.Name, org.Plan)
 	fmt.Fprintf(w, "  API:           %s/api/orgs/%s/audit\n", base, org.ID)
 	fmt.Fprintf(w, "  Owner token:   %s\n", info.token)
-	fmt.Fprintf(w, "                 (%s, an owner; %s, kept in %s/%s)\n", demo.OwnerEmail, tokenNote, dir, devenv.TokenFile)
+	fmt.Fprintf(w, "                 (%s, an owner; %s; stored in %s/%s)\n", demo.OwnerEmail, tokenNote, dir, devenv.TokenFile)
 	fmt.Fprintf(w, "  Try:           curl -H 'Authorization: Bearer %s' '%s/api/orgs/%s/audit?limit=5'\n", info.token, base, org.ID)
 	fmt.Fprintf(w, "  Database:      psql -h %s -U %s %s\n", dir, pglocal.Superuser, devDatabase)
 	fmt.Fprintf(w, "                 login roles: %s\n", strings.Join(roles, ", "))
