@@ -87,7 +87,7 @@ var world = []*orgSpec{
 	{
 		id: FreeOrgID, name: "Pied Piper", plan: "free", domain: "piedpiper.example",
 		age: 6 * day, signin: "password", perDay: 8,
-		members: []memberSpec{{"richard", "owner", 6 * day}, {"gilfoyle", "admin", 5 * day}, {"dinesh", "member", 4 * day}},
+		members:  []memberSpec{{"richard", "owner", 6 * day}, {"gilfoyle", "admin", 5 * day}, {"dinesh", "member", 4 * day}},
 		clusters: []clusterSpec{{"pp-dev", "development", "us-west-1", 5 * day}},
 	},
 	{
