@@ -78,29 +78,3 @@ func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 		}
 	}
 }
-
-// A token that stopped working (revoked) is replaced by a new one.
-func TestDevReplacesARevokedToken(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	pool := testdb.NewPool(t)
-	if _, err := demo.Run(ctx, pool, demo.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	opts := devenv.TokenOpts{Dir: t.TempDir(), OrgID: demo.EnterpriseOrgID, Email: demo.OwnerEmail}
-	first, _, err := devenv.OwnerToken(ctx, pool, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, "UPDATE cloud.pats SET revoked_at = now() WHERE token_hash = $1", pat.Hash(first)); err != nil {
-		t.Fatal(err)
-	}
-	second, minted, err := devenv.OwnerToken(ctx, pool, opts)
-	if err != nil || !minted || second == first {
-		t.Fatalf("after revoking: minted %v, same token %v (%v)", minted, second == first, err)
-	}
-	kept, _ := os.ReadFile(filepath.Join(opts.Dir, devenv.TokenFile))
-	if strings.TrimSpace(string(kept)) != second {
-		t.Fatal("the new token was not kept")
-	}
-}

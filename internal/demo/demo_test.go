@@ -13,7 +13,14 @@ import (
 	"github.com/auditlog/auditlog/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	testdb.Main(m, func() error {
+		if shared.drop == nil {
+			return nil
+		}
+		return shared.drop()
+	})
+}
 
 // counts are the rows a run of the demo could add.
 type counts struct{ orgs, users, members, pats, events, planChanges int }
@@ -82,16 +89,35 @@ func TestDemoOnEmptyDatabaseThenAgain(t *testing.T) {
 	}
 }
 
-// demoDB is a database the demo has run on, shared by the tests that only
-// read it.
+// shared is a database the demo has run on, made once for the tests that
+// only read it, and dropped when they are done.
+var shared struct {
+	once sync.Once
+	url  string
+	drop func() error
+	res  demo.Result
+	err  error
+}
+
 func demoDB(t *testing.T) (*pgxpool.Pool, demo.Result) {
 	t.Helper()
-	pool := testdb.NewPool(t)
-	res, err := demo.Run(context.Background(), pool, demo.Config{Seed: 7})
-	if err != nil {
-		t.Fatal(err)
+	shared.once.Do(func() {
+		ctx := context.Background()
+		if shared.url, shared.drop, shared.err = testdb.Create(ctx); shared.err != nil {
+			return
+		}
+		pool, err := pgxpool.New(ctx, shared.url)
+		if err != nil {
+			shared.err = err
+			return
+		}
+		defer pool.Close()
+		shared.res, shared.err = demo.Run(ctx, pool, demo.Config{Seed: 7})
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
 	}
-	return pool, res
+	return testdb.Pool(t, shared.url), shared.res
 }
 
 // The demo shows every action of the catalog, PAT activity, and actions

@@ -88,25 +88,13 @@ func (r *runner) live(ctx context.Context) error {
 				"domains": []any{oldDomains, []string{nw.domain}}, "auto_join_role": []any{oldRole, "member"}}})
 		}},
 		{"joan signs up and joins by her domain", request{nil, browser, ""}, func(ctx context.Context, tx pgx.Tx) (err error) {
-			if joan, err = r.member(ctx, tx, nw, "joan", "member", r.now); err != nil {
-				return err
-			}
-			if err := r.become(ctx, tx, joan); err != nil {
-				return err
-			}
-			if err := r.log(ctx, tx, nw.id, auditlog.AuthSignin, joan.id, map[string]any{"method": "google"}); err != nil {
+			if joan, err = r.signUp(ctx, tx, nw, "joan", "member", "google"); err != nil {
 				return err
 			}
 			return r.log(ctx, tx, nw.id, auditlog.OrgMemberAutoJoined, joan.id, map[string]any{"domain": nw.domain, "role": "member"})
 		}},
 		{"edsger signs in with SSO for the first time and joins", request{nil, browser, ""}, func(ctx context.Context, tx pgx.Tx) (err error) {
-			if edsger, err = r.member(ctx, tx, nw, "edsger", "member", r.now); err != nil {
-				return err
-			}
-			if err := r.become(ctx, tx, edsger); err != nil {
-				return err
-			}
-			if err := r.log(ctx, tx, nw.id, auditlog.AuthSignin, edsger.id, map[string]any{"method": "sso"}); err != nil {
+			if edsger, err = r.signUp(ctx, tx, nw, "edsger", "member", "sso"); err != nil {
 				return err
 			}
 			return r.log(ctx, tx, nw.id, auditlog.OrgMemberSSOJoined, edsger.id, map[string]any{"role": "member"})
@@ -248,13 +236,7 @@ func (r *runner) live(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, query("insert-org-settings"), it.id); err != nil {
 				return err
 			}
-			if peter, err = r.member(ctx, tx, it, "peter", "owner", r.now); err != nil {
-				return err
-			}
-			if err := r.become(ctx, tx, peter); err != nil {
-				return err
-			}
-			if err := r.log(ctx, tx, it.id, auditlog.AuthSignin, peter.id, map[string]any{"method": it.signin}); err != nil {
+			if peter, err = r.signUp(ctx, tx, it, "peter", "owner", it.signin); err != nil {
 				return err
 			}
 			return r.log(ctx, tx, it.id, auditlog.OrgCreated, it.id, map[string]any{"name": it.name})
@@ -304,6 +286,19 @@ func (r *runner) live(ctx context.Context) error {
 func (r *runner) become(ctx context.Context, tx pgx.Tx, who *person) error {
 	return auditlog.SetContext(ctx, tx, auditlog.Context{Actor: auditlog.Actor{ID: who.id}, IP: userIP(who.email),
 		UserAgent: browser.userAgent, RequestID: r.requestID()})
+}
+
+// signUp is a first visit: name@domain gets an account and a membership of
+// the org, and signs in.
+func (r *runner) signUp(ctx context.Context, tx pgx.Tx, o *orgSpec, name, role, method string) (*person, error) {
+	p, err := r.member(ctx, tx, o, name, role, r.now)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.become(ctx, tx, p); err != nil {
+		return nil, err
+	}
+	return p, r.log(ctx, tx, o.id, auditlog.AuthSignin, p.id, map[string]any{"method": method})
 }
 
 // closeInvitation accepts or revokes a pending invitation and says whom it

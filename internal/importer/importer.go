@@ -63,6 +63,7 @@ type Problem struct {
 	Reason string
 }
 
+// Error is the problem as the report prints it: line, SQLSTATE, reason.
 func (p *Problem) Error() string {
 	if p.Code == "" {
 		return fmt.Sprintf("line %d: %s", p.Line, p.Reason)
@@ -313,6 +314,7 @@ type countingReader struct {
 	n atomic.Int64
 }
 
+// Read reads from the underlying reader and counts what it read.
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))

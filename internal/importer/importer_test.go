@@ -60,36 +60,10 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	return conn
 }
 
-// stored is a row of a tier table, as the import test compares it.
-type stored struct {
-	ID, OrgID  string
-	OccurredAt time.Time
-	Action     string
-	TargetType string
-	TargetID   *string
-	ActorType  string
-	ActorID    *string
-	ActorEmail *string
-	IP         *netip.Addr
-	UserAgent  *string
-	RequestID  *string
-	Metadata   map[string]any
-}
-
 // storedIn returns the events of the bundle's orgs in a tier table, oldest first.
-func storedIn(t *testing.T, b bundle, tier string) []stored {
+func storedIn(t *testing.T, b bundle, tier string) []fixture.StoredEvent {
 	t.Helper()
-	rows, err := b.pool.Query(context.Background(), `SELECT id, org_id, occurred_at, action, target_type, target_id,
-		actor_type, actor_id, actor_email, ip, user_agent, request_id, metadata
-		FROM audit.events_`+tier+` WHERE org_id IN ($1, $2, $3) ORDER BY occurred_at, id`, b.free, b.team, b.enterprise)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stored])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
+	return fixture.Events(t, b.pool, "audit.events_"+tier, b.free, b.team, b.enterprise)
 }
 
 func count(t *testing.T, pool *pgxpool.Pool) int {
