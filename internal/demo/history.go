@@ -60,7 +60,7 @@ func (r *runner) history(ctx context.Context) error {
 		if created := r.now.Add(-o.age); created.After(start) {
 			start = created
 		}
-		h := historian{runner: r, org: o, st: r.seeded[o], start: start, end: r.now.Add(-historyEnd)}
+		h := historian{runner: r, org: o, st: r.seeded[o], start: start, end: r.now.Add(-historyEnd), defaultRole: "member"}
 		for _, e := range h.events() {
 			if err := enc.Encode(e); err != nil {
 				return fmt.Errorf("demo: write history: %w", err)
@@ -97,10 +97,11 @@ type event struct {
 // historian writes one org's history between start and end.
 type historian struct {
 	*runner
-	org        *orgSpec
-	st         *state
-	start, end time.Time
-	out        []event
+	org         *orgSpec
+	st          *state
+	start, end  time.Time
+	defaultRole string // the role people joining by domain get, as org.updated changes it
+	out         []event
 }
 
 // events is the org's history: the milestones that fall in the window (the
@@ -155,6 +156,21 @@ func (h *historian) milestones() {
 			h.emit(p.owner, browser, "", p.created, auditlog.PATCreated, p.id, map[string]any{"name": p.spec.name})
 		}
 	}
+	// The agent's releases, one every couple of months over the last year;
+	// each cluster is upgraded within days, except the one the live part
+	// upgrades to the last release.
+	every := 365 * day / time.Duration(len(agentVersions))
+	for i := 1; i < len(agentVersions); i++ {
+		released := h.now.Add(-365*day + time.Duration(i)*every)
+		for _, c := range st.clusters {
+			at := released.Add(time.Duration(1+h.rng.Int64N(int64(10*day))))
+			if c.created.After(released) || !h.within(at) || i == len(agentVersions)-1 && c.spec.name == laggingCluster {
+				continue
+			}
+			h.emit(h.admin(at), browser, "", at, auditlog.ClusterAgentUpgradeRequested, c.id, map[string]any{
+				"from_version": agentVersions[i-1], "to_version": agentVersions[i], "name": c.spec.name})
+		}
+	}
 	if o.subscription == "" {
 		return
 	}
@@ -168,38 +184,37 @@ func (h *historian) milestones() {
 	}
 }
 
-// everyday is one ordinary thing happening at at.
+// everyday is one ordinary thing happening at at: mostly someone signing
+// in (and out later), often a cluster changed, now and then a refusal, a
+// token rotated, a setting changed.
 func (h *historian) everyday(at time.Time) {
 	m := h.present(at)
 	cluster := h.cluster(at)
-	switch k := h.rng.IntN(100); {
-	case k < 50 || cluster == nil:
-		h.emit(m.person, browser, "", at, auditlog.AuthSignin, m.person.id, map[string]any{"method": h.org.signin})
-		if out := at.Add(time.Duration(1+h.rng.IntN(8)) * time.Hour); out.Before(h.end) {
-			h.emit(m.person, browser, "", out, auditlog.AuthSignout, m.person.id, nil)
-		}
-	case k < 70:
+	switch k := h.rng.IntN(1000); {
+	case k < 250 && cluster != nil:
 		who, c, viaPAT := h.admin(at), browser, ""
 		if p := h.pat(at); p != nil && h.rng.IntN(2) == 0 {
 			who, c, viaPAT = p.owner, p.spec.client, p.spec.name
 		}
 		h.emit(who, c, viaPAT, at, auditlog.ClusterUpdated, cluster.id, map[string]any{"changes": map[string]any{
 			"labels": []map[string]string{{"team": "platform"}, {"team": "platform", "cost-center": fmt.Sprint(100 + h.rng.IntN(900))}}}})
-	case k < 80:
+	case k < 265 && cluster != nil:
 		h.emit(h.admin(at), browser, "", at, auditlog.ClusterTokenRotated, cluster.id, map[string]any{"name": cluster.spec.name})
-	case k < 87 && m.role == "member":
+	case k < 270 && h.org.plan == "enterprise":
+		h.emit(h.st.members[0].person, browser, "", at, auditlog.OrgSSOPortalOpened, h.org.id, nil)
+	case k < 273:
+		previous := h.defaultRole
+		h.defaultRole = map[string]string{"member": "admin", "admin": "member"}[previous]
+		h.emit(h.st.members[0].person, browser, "", at, auditlog.OrgUpdated, h.org.id, map[string]any{
+			"changes": map[string]any{"default_role": []string{previous, h.defaultRole}}})
+	case k < 333 && cluster != nil && m.role == "member":
 		h.emit(m.person, browser, "", at, auditlog.ClusterActionDenied, cluster.id, map[string]any{
 			"operation": "cluster.token_rotate", "reason": "role member may not rotate install tokens", "name": cluster.spec.name})
-	case k < 93:
-		// The agent's releases, spread over the history.
-		i := int(float64(len(agentVersions)-1) * at.Sub(h.start).Seconds() / h.end.Sub(h.start).Seconds())
-		h.emit(h.admin(at), browser, "", at, auditlog.ClusterAgentUpgradeRequested, cluster.id, map[string]any{
-			"from_version": agentVersions[max(0, i-1)], "to_version": agentVersions[i], "name": cluster.spec.name})
-	case k < 96 && h.org.plan == "enterprise":
-		h.emit(h.st.members[0].person, browser, "", at, auditlog.OrgSSOPortalOpened, h.org.id, nil)
 	default:
-		h.emit(h.st.members[0].person, browser, "", at, auditlog.OrgUpdated, h.org.id, map[string]any{
-			"changes": map[string]any{"default_role": []string{"member", "member"}, "name": []string{h.org.name, h.org.name}}})
+		h.emit(m.person, browser, "", at, auditlog.AuthSignin, m.person.id, map[string]any{"method": h.org.signin})
+		if out := at.Add(time.Duration(1+h.rng.IntN(8)) * time.Hour); out.Before(h.end) {
+			h.emit(m.person, browser, "", out, auditlog.AuthSignout, m.person.id, nil)
+		}
 	}
 }
 

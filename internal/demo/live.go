@@ -178,14 +178,14 @@ func (r *runner) live(ctx context.Context) error {
 			}
 			return r.log(ctx, tx, nw.id, auditlog.ClusterTokenRotated, id, map[string]any{"name": "prod-us-1"})
 		}},
-		{"ken may not delete prod-eu-1", request{ken, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
+		{"ken may not delete a production cluster", request{ken, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
 			// Cloud RBAC refuses; the refusal is recorded, nothing else happens.
-			return r.log(ctx, tx, nw.id, auditlog.ClusterActionDenied, r.clusters["prod-eu-1"], map[string]any{
-				"operation": "cluster.delete", "reason": "role member may not delete clusters", "name": "prod-eu-1"})
+			return r.log(ctx, tx, nw.id, auditlog.ClusterActionDenied, r.clusters[laggingCluster], map[string]any{
+				"operation": "cluster.delete", "reason": "role member may not delete clusters", "name": laggingCluster})
 		}},
-		{"ada upgrades prod-eu-1's agent", request{ada, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
-			return r.log(ctx, tx, nw.id, auditlog.ClusterAgentUpgradeRequested, r.clusters["prod-eu-1"], map[string]any{
-				"from_version": agentVersions[len(agentVersions)-2], "to_version": agentVersions[len(agentVersions)-1], "name": "prod-eu-1"})
+		{"ada upgrades the lagging cluster's agent", request{ada, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
+			return r.log(ctx, tx, nw.id, auditlog.ClusterAgentUpgradeRequested, r.clusters[laggingCluster], map[string]any{
+				"from_version": agentVersions[len(agentVersions)-2], "to_version": agentVersions[len(agentVersions)-1], "name": laggingCluster})
 		}},
 		{"linus deletes dev-sandbox", request{linus, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
 			var name string

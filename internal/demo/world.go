@@ -111,9 +111,13 @@ var (
 	gitlabCI      = client{userAgent: "radar-cli/2.3.0 (linux; amd64) GitLab-CI", ip: netip.MustParseAddr("192.0.2.71")}
 )
 
-// agentVersions are the in-cluster agent's releases, oldest first; history
-// upgrades walk through them.
+// agentVersions are the in-cluster agent's releases over the last year,
+// oldest first; the history upgrades every cluster through them.
 var agentVersions = []string{"1.6.0", "1.6.3", "1.7.0", "1.7.2", "1.8.0", "1.8.1", "1.9.0"}
+
+// laggingCluster is still on the last release but one: the live part
+// upgrades it.
+const laggingCluster = "prod-eu-1"
 
 // email is a member's address in an org's domain.
 func (o *orgSpec) email(name string) string { return name + "@" + o.domain }
