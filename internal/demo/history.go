@@ -163,7 +163,7 @@ func (h *historian) milestones() {
 	for i := 1; i < len(agentVersions); i++ {
 		released := h.now.Add(-365*day + time.Duration(i)*every)
 		for _, c := range st.clusters {
-			at := released.Add(time.Duration(1+h.rng.Int64N(int64(10*day))))
+			at := released.Add(time.Duration(1 + h.rng.Int64N(int64(10*day))))
 			if c.created.After(released) || !h.within(at) || i == len(agentVersions)-1 && c.spec.name == laggingCluster {
 				continue
 			}
