@@ -22,37 +22,10 @@ import (
 	"github.com/auditlog/auditlog/internal/testdb"
 )
 
-// storedEvent is a row of audit.events.
-type storedEvent struct {
-	ID         string
-	OrgID      string
-	OccurredAt time.Time
-	Action     string
-	TargetType string
-	TargetID   *string
-	ActorType  string
-	ActorID    *string
-	ActorEmail *string
-	IP         *netip.Addr
-	UserAgent  *string
-	RequestID  *string
-	Metadata   map[string]any
-}
-
-func events(t *testing.T, pool *pgxpool.Pool, orgID string) []storedEvent {
+// events are the org's events in audit.events, oldest first.
+func events(t *testing.T, pool *pgxpool.Pool, orgID string) []fixture.StoredEvent {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `
-		SELECT id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
-		       ip, user_agent, request_id, metadata
-		FROM audit.events WHERE org_id = $1 ORDER BY occurred_at, id`, orgID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedEvent])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
+	return fixture.Events(t, pool, "audit.events", orgID)
 }
 
 func TestLogCommittedEventHasEveryField(t *testing.T) {

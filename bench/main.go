@@ -56,6 +56,7 @@ var suite = []benchmark{
 	{"log_event", benchLogEvent},
 	{"retention_retire", benchRetire},
 	{"retention_stall", benchRetentionStall},
+	{"import", benchImport},
 }
 
 // bench is what every benchmark gets.

@@ -9,6 +9,11 @@ REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text) TO audit_writer;
 GRANT EXECUTE ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) TO audit_writer;
 
+-- audit_maintainer: the bulk import. It stages rows in the session's
+-- pg_temp.import_rows (INSERT only, granted as audit.import_begin makes it)
+-- and loads them through audit.import_batch's checks: no DML on any audit table.
+GRANT EXECUTE ON FUNCTION audit.import_begin(), audit.import_batch() TO audit_maintainer;
+
 -- audit_reader: read everything, write nothing. Leaves get SELECT from
 -- audit.protect_leaf as they are made.
 GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes,

@@ -13,6 +13,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "leaves.sql" . }}
 {{ template "log_event.sql" . }}
 {{ template "plans.sql" . }}
+{{ template "import.sql" . }}
 {{ template "views.sql" . }}
 {{ template "retention.sql" . }}
 {{ template "grants.sql" . }}

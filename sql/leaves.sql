@@ -46,8 +46,10 @@ BEGIN
   END IF;
   BEGIN
     EXECUTE format('CREATE TABLE audit.%I (LIKE audit.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)', leaf, parent);
-  EXCEPTION WHEN duplicate_table OR unique_violation THEN
-    RETURN false; -- a concurrent transaction made it and has committed
+  EXCEPTION WHEN duplicate_table OR duplicate_object OR unique_violation THEN
+    -- A concurrent transaction made it and has committed (its table, or the
+    -- table's row type, is found first).
+    RETURN false;
   END;
   EXECUTE format('ALTER TABLE audit.%I ATTACH PARTITION audit.%I FOR VALUES %s', parent, leaf, bounds);
   PERFORM audit.protect_leaf(('audit.' || quote_ident(leaf))::regclass);

@@ -38,6 +38,60 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN length(email) <= 254 AND email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
 COMMENT ON FUNCTION audit.valid_email(text) IS 'Whether an actor email is acceptable: name@domain.tld, at most 254 characters.';
 
+-- audit.missing_keys lists the keys of `required` that `metadata` lacks, for
+-- error messages.
+CREATE OR REPLACE FUNCTION audit.missing_keys(metadata jsonb, required text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (SELECT string_agg(k, ', ') FROM unnest(required) k WHERE NOT metadata ? k);
+COMMENT ON FUNCTION audit.missing_keys(jsonb, text[]) IS 'The required keys a metadata object lacks, comma-separated (for error messages).';
+
+-- audit.event_fault is the one statement of the rules an event must satisfy,
+-- shared by audit.log_event (when its combined check fails, to say why) and
+-- by the bulk import (sql/import.sql, for every row). It takes what the
+-- caller has already looked up: the org's plan (NULL: no such org), the
+-- action's required keys (NULL: no such action) and the metadata's size as
+-- stored in memory. It returns NULL when every rule holds, else
+-- {SQLSTATE, message, hint} of the first rule broken. Plain SQL without
+-- subqueries, so the planner inlines it into the import's set-based query.
+CREATE OR REPLACE FUNCTION audit.event_fault(
+  org_id         uuid,
+  action         text,
+  plan           text,
+  required_keys  text[],
+  target_id      text,
+  metadata       jsonb,
+  metadata_bytes integer,
+  via_pat        text,
+  actor_email    text
+) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+  WHEN org_id IS NULL OR action IS NULL THEN
+    ARRAY['AL007', format('%s is required', CASE WHEN org_id IS NULL THEN 'org_id' ELSE 'action' END),
+          'Every event names its org (org_id) and its action.']
+  WHEN plan IS NULL THEN
+    ARRAY['AL001', format('unknown org %s', org_id), 'org_id must be the id of a row of cloud.orgs.']
+  WHEN required_keys IS NULL THEN
+    ARRAY['AL002', format('unknown action "%s"', left(action, 100)), 'The actions are listed in audit.actions.']
+  WHEN jsonb_typeof(metadata) <> 'object' THEN
+    ARRAY['AL003', format('metadata must be a JSON object, not %s', jsonb_typeof(metadata)),
+          'metadata is a JSON object such as {"name": "prod"}.']
+  WHEN NOT metadata ?& required_keys THEN
+    ARRAY['AL004', format('action %s requires metadata keys %s; missing: %s', action,
+                          array_to_string(required_keys, ', '), audit.missing_keys(metadata, required_keys)),
+          'audit.actions lists the metadata keys each action requires.']
+  WHEN length(target_id) > 256 THEN
+    ARRAY['AL005', format('target_id is %s characters; the limit is 256', length(target_id)), 'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
+  WHEN length(via_pat) > 100 THEN
+    ARRAY['AL005', format('via_pat is %s characters; the limit is 100', length(via_pat)), 'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
+  WHEN NOT coalesce(audit.valid_email(actor_email), true) THEN
+    ARRAY['AL006', format('malformed actor email "%s"', left(actor_email, 254)), 'An email is name@domain.tld, at most 254 characters.']
+  WHEN metadata_bytes > 16384 THEN
+    ARRAY['AL005', format('metadata is %s bytes; the limit is 16384', metadata_bytes), 'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
+END;
+COMMENT ON FUNCTION audit.event_fault(uuid, text, text, text[], text, jsonb, integer, text, text) IS
+  'The first rule an event breaks, as {SQLSTATE, message, hint}, or NULL: the rules of audit.log_event and of the bulk import.';
+
 -- audit.log_event validates and records one event in the caller's
 -- transaction and returns its id. It runs inside every mutating transaction
 -- of the control plane, so its common path is two statements with cached
@@ -46,8 +100,8 @@ COMMENT ON FUNCTION audit.valid_email(text) IS 'Whether an actor email is accept
 -- the actor, one expression that checks every rule and that the day's leaf
 -- exists, and one static INSERT per tier. Events of one statement share its
 -- start time (statement_timestamp), so the leaf checked is the leaf written. Only when the check
--- fails does it work out which rule was broken, to say so, or make the
--- missing leaf.
+-- fails does it work out which rule was broken (audit.event_fault, the rules
+-- it shares with the bulk import), to say so, or make the missing leaf.
 CREATE OR REPLACE FUNCTION audit.log_event(
   org_id      uuid,
   action      text,
@@ -72,6 +126,7 @@ DECLARE
   v_at          timestamptz;
   v_email_ok    boolean;
   v_leaf_exists boolean;
+  v_fault       text[];
   v_id          uuid;
 BEGIN
   SELECT o.plan, a.target_type, a.required_keys, statement_timestamp(), c.actor_id, c.actor_email, c.via_pat,
@@ -91,9 +146,6 @@ BEGIN
   ) c
   WHERE o.id = log_event.org_id AND a.action = log_event.action;
 
-  IF v_actor_email IS NULL AND v_actor_id IS NOT NULL THEN
-    SELECT u.email INTO v_actor_email FROM cloud.users u WHERE u.id = v_actor_id;
-  END IF;
   v_metadata := CASE WHEN v_via_pat IS NULL THEN coalesce(log_event.metadata, '{}')
                      ELSE coalesce(log_event.metadata, '{}') || jsonb_build_object('via_pat', v_via_pat) END;
 
@@ -104,39 +156,22 @@ BEGIN
                   AND coalesce(length(log_event.target_id) <= 256, true)
                   AND coalesce(length(v_via_pat) <= 100, true)
                   AND pg_column_size(v_metadata) <= 16384, false) THEN
-    IF log_event.org_id IS NULL OR log_event.action IS NULL THEN
-      RAISE EXCEPTION 'audit.log_event: % is required', CASE WHEN log_event.org_id IS NULL THEN 'org_id' ELSE 'action' END
-        USING ERRCODE = 'AL007';
-    ELSIF v_plan IS NULL AND NOT EXISTS (SELECT FROM cloud.orgs o WHERE o.id = log_event.org_id) THEN
-      RAISE EXCEPTION 'audit.log_event: unknown org %', log_event.org_id
-        USING ERRCODE = 'AL001', HINT = 'org_id must be the id of a row of cloud.orgs.';
-    ELSIF v_plan IS NULL THEN
-      RAISE EXCEPTION 'audit.log_event: unknown action "%"', left(log_event.action, 100)
-        USING ERRCODE = 'AL002', HINT = 'The actions are listed in audit.actions.';
-    ELSIF jsonb_typeof(v_metadata) <> 'object' THEN
-      RAISE EXCEPTION 'audit.log_event: metadata must be a JSON object, not %', jsonb_typeof(v_metadata)
-        USING ERRCODE = 'AL003';
-    ELSIF NOT v_metadata ?& v_required THEN
-      RAISE EXCEPTION 'audit.log_event: action % requires metadata keys %; missing: %', log_event.action,
-        array_to_string(v_required, ', '),
-        (SELECT string_agg(k, ', ') FROM unnest(v_required) k WHERE NOT v_metadata ? k)
-        USING ERRCODE = 'AL004';
-    ELSIF length(log_event.target_id) > 256 THEN
-      RAISE EXCEPTION 'audit.log_event: target_id is % characters; the limit is 256', length(log_event.target_id)
-        USING ERRCODE = 'AL005';
-    ELSIF length(v_via_pat) > 100 THEN
-      RAISE EXCEPTION 'audit.log_event: via_pat is % characters; the limit is 100', length(v_via_pat)
-        USING ERRCODE = 'AL005';
-    ELSIF NOT v_email_ok THEN
-      RAISE EXCEPTION 'audit.log_event: malformed actor email "%"', left(v_actor_email, 254)
-        USING ERRCODE = 'AL006', HINT = 'An email is name@domain.tld, at most 254 characters.';
-    ELSIF pg_column_size(v_metadata) > 16384 THEN
-      RAISE EXCEPTION 'audit.log_event: metadata is % bytes; the limit is 16384', pg_column_size(v_metadata)
-        USING ERRCODE = 'AL005';
+    v_fault := audit.event_fault(log_event.org_id, log_event.action,
+                                 (SELECT o.plan FROM cloud.orgs o WHERE o.id = log_event.org_id),
+                                 (SELECT a.required_keys FROM audit.actions a WHERE a.action = log_event.action),
+                                 log_event.target_id, v_metadata, pg_column_size(v_metadata), v_via_pat, v_actor_email);
+    IF v_fault IS NOT NULL THEN
+      RAISE EXCEPTION USING ERRCODE = v_fault[1], MESSAGE = 'audit.log_event: ' || v_fault[2], HINT = v_fault[3];
     END IF;
     -- Every rule holds: only the day's leaf is missing (the retention worker
     -- has not made it), so make it.
     PERFORM audit.make_leaf(v_plan, (v_at AT TIME ZONE 'UTC')::date);
+  END IF;
+
+  -- An actor given by id alone is recorded with the user's email (checked
+  -- above only when given: cloud.users holds the emails people sign in with).
+  IF v_actor_email IS NULL AND v_actor_id IS NOT NULL THEN
+    SELECT u.email INTO v_actor_email FROM cloud.users u WHERE u.id = v_actor_id;
   END IF;
 
   -- Static SQL per tier: each INSERT keeps its cached plan.

@@ -47,6 +47,8 @@ func commands() []command {
 		{"serve", "serve the API (and run the retention worker unless told not to)", runServe},
 		{"retention", "run one retention pass now: retention run [--dry-run] [--now RFC3339]", runRetention},
 		{"partitions", "list the leaves of each tier: range, expiry, rows and size", runPartitions},
+		{"import", "load events in bulk from NDJSON or the API's CSV export (as audit_maintainer)", runImport},
+		{"demo", "fill the database with demo orgs and a year of their history (once)", runDemo},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }

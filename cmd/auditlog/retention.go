@@ -95,12 +95,12 @@ func runRetention(ctx context.Context, e env, args []string) error {
 		pass = w.DryRun
 	}
 	r, err := pass(ctx)
-	printReport(e.stdout, r)
+	printPass(e.stdout, r)
 	return err
 }
 
-// printReport says what a pass did, or would do.
-func printReport(out io.Writer, r retention.Report) {
+// printPass says what a retention pass did, or would do.
+func printPass(out io.Writer, r retention.Report) {
 	if r.Skipped {
 		fmt.Fprintln(out, "Another retention worker is running a pass; this one did nothing.")
 		return
