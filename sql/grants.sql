@@ -15,3 +15,10 @@ GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audi
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+
+-- The API connects as audit_reader: it authenticates tokens, signs cursors
+-- and neutralises CSV cells through these functions, and reads nothing of
+-- the control-plane tables itself. audit.api_keys is readable by no role.
+GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
+                          audit.csv_cell(text)
+  TO audit_reader;

@@ -14,6 +14,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "log_event.sql" . }}
 {{ template "plans.sql" . }}
 {{ template "views.sql" . }}
+{{ template "api.sql" . }}
 {{ template "grants.sql" . }}
 RESET ROLE;
 

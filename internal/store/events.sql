@@ -1,0 +1,66 @@
+{{- /*
+  An org's events, newest first: the one query behind both the JSON pages
+  and the CSV export (docs/api.md).
+
+  It reads only the tier tables that hold the org's events (audit.org_scope;
+  two while a plan change is being re-tiered) and bounds every scan by
+  occurred_at on both sides, so partitions outside the range are pruned at
+  run time and each leaf is read backwards along an index that starts with
+  org_id, stopping as soon as the page is full. The lower bound is the later
+  of the retention floor and the caller's `since`; the upper bound is the
+  keyset position (occurred_at, id) the page starts below: the end of the
+  range, or the last event of the previous page.
+
+  Every input is a placeholder the caller renders: bind parameters for the
+  pages (a prepared statement: a generic plan, no planning per request), or
+  settings of the transaction for the export, because COPY takes no
+  parameters.
+*/ -}}
+{{- define "page_columns" -}}
+id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
+       host(ip) AS ip, user_agent, request_id, metadata
+{{- end -}}
+
+{{- define "csv_columns" -}}
+id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
+       action, target_type, audit.csv_cell(target_id) AS target_id, actor_type, actor_id,
+       audit.csv_cell(actor_email) AS actor_email, host(ip) AS ip,
+       audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata
+{{- end -}}
+
+{{- define "events" -}}
+SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
+FROM (
+{{- range $i, $tier := .Tiers }}
+{{- if $i }}
+  UNION ALL
+{{- end }}
+  SELECT * FROM audit.events_{{ $tier }}
+  WHERE org_id = {{ $.P.Org }}
+    AND occurred_at >= {{ $.P.Since }} AND occurred_at <= {{ $.P.BeforeAt }}
+    AND (occurred_at, id) < ({{ $.P.BeforeAt }}, {{ $.P.BeforeID }})
+{{- if $.Nothing }}
+    AND false
+{{- else if eq $.Actions 1 }}
+    AND action = {{ $.P.Action }}
+{{- else if gt $.Actions 1 }}
+    AND action = ANY ({{ $.P.Actions }})
+{{- end }}
+{{- if $.Actor }}
+    AND actor_email = {{ $.P.Actor }}
+{{- end }}
+{{- end }}
+) e
+ORDER BY occurred_at DESC, id DESC
+{{- if not .CSV }}
+LIMIT {{ .P.Limit }}
+{{- end }}
+{{- end -}}
+
+{{- /* The export's inputs, as settings local to its transaction. */ -}}
+{{- define "export_settings" -}}
+SELECT set_config('auditlog.org_id', $1, true), set_config('auditlog.since', $2, true),
+       set_config('auditlog.before_at', $3, true), set_config('auditlog.before_id', $4, true),
+       set_config('auditlog.action', $5, true), set_config('auditlog.actions', $6::text[]::text, true),
+       set_config('auditlog.actor', $7, true)
+{{- end -}}
