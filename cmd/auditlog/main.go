@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -86,6 +87,15 @@ func newFlagSet(e env, name, synopsis string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// envFloat is the environment variable's value as a number, or def when it
+// is unset or not a number.
+func envFloat(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(envOr(name, ""), 64); err == nil {
+		return f
+	}
+	return def
 }
 
 // envOr is the environment variable's value, or def when it is unset.
