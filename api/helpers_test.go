@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -31,7 +32,7 @@ type testBundle struct {
 	base  string        // the API's base URL
 }
 
-func setup(t *testing.T, cfg Config) *testBundle {
+func setup(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
 	url := testdb.New(t)
 	b := &testBundle{url: url, admin: testdb.Pool(t, url)}
@@ -50,7 +51,7 @@ type tokenOpts struct {
 
 // token stores a personal access token for userID, as the control plane
 // does (only its hash), without recording an event, and returns it.
-func (b *testBundle) token(t *testing.T, userID string, o tokenOpts) string {
+func (b *testBundle) token(t testing.TB, userID string, o tokenOpts) string {
 	t.Helper()
 	tok := pat.Generate()
 	var revokedAt *time.Time
@@ -69,7 +70,7 @@ func (b *testBundle) token(t *testing.T, userID string, o tokenOpts) string {
 
 // owner makes an org with the plan and an owner, and returns the org and
 // the owner's token.
-func (b *testBundle) owner(t *testing.T, plan string) (org, token string) {
+func (b *testBundle) owner(t testing.TB, plan string) (org, token string) {
 	t.Helper()
 	org = fixture.Org(t, b.admin, fixture.OrgOpts{Plan: plan})
 	user, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "owner"})
@@ -191,4 +192,11 @@ func wantProblem(t testing.TB, resp *http.Response, body []byte, status int) pro
 		t.Fatalf("incomplete problem: %s", body)
 	}
 	return p
+}
+
+// decodeJSON decodes body strictly: an unknown field is an error.
+func decodeJSON(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
 }

@@ -107,7 +107,7 @@ func parseListParams(q url.Values) (listParams, error) {
 				badf(name, "not an RFC 3339 time such as 2026-01-02T15:04:05Z")
 				continue
 			}
-			t = ceilMicrosecond(t)
+			t = ceilMicrosecond(t).UTC()
 			if name == "since" {
 				p.since = t
 			} else {
@@ -137,6 +137,14 @@ func parseListParams(q url.Values) (listParams, error) {
 	if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
 		badf("since", "must be before until")
 	}
+	// Nothing happened before the epoch: earlier times are the epoch (the
+	// retention floor is later anyway), which PostgreSQL can always read.
+	if !p.since.IsZero() && p.since.Before(epoch) {
+		p.since = epoch
+	}
+	if !p.until.IsZero() && p.until.Before(epoch) {
+		p.until = epoch
+	}
 	if p.csv && q.Has("limit") {
 		badf("limit", "a CSV export has every matching event; limit applies to JSON pages only")
 	}
@@ -165,6 +173,8 @@ func printable(s string) string {
 	}
 	return s
 }
+
+var epoch = time.Unix(0, 0).UTC()
 
 // ceilMicrosecond rounds t up to PostgreSQL's precision, so that a bound
 // between two microseconds neither includes nor excludes an event wrongly.
