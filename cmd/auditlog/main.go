@@ -46,6 +46,7 @@ func commands() []command {
 	return []command{
 		{"migrate", "apply the schema migrations and install the SQL code package", runMigrate},
 		{"serve", "serve the API (and run the retention worker unless told not to)", runServe},
+		{"token", "mint a personal access token for an org member (token create), printed once", runToken},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }
