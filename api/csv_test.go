@@ -10,11 +10,13 @@ import (
 	"net/netip"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auditlog/auditlog"
+	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -205,5 +207,36 @@ func TestCSVStopsWhenClientGoes(t *testing.T) {
 	}
 	if sent := metricValue(t, b, "auditlog_exported_rows_total"); sent <= 0 || sent >= total {
 		t.Fatalf("%v rows sent; want some, and fewer than the %d that exist", sent, total)
+	}
+}
+
+// TestCSVFiltersAsPages: an export holds exactly the events the JSON pages
+// do, filter by filter.
+func TestCSVFiltersAsPages(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: 1e6, RateBurst: 1e6})
+	org, token := b.owner(t, "team")
+	for i, action := range []string{"cluster.token_rotated", "auth.signout", "cluster.token_rotated", "org.sso.portal_opened", "auth.signout"} {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: action, ActorEmail: []string{"ann@example.com", "bob@example.com"}[i%2],
+			OccurredAt: time.Now().Add(-time.Duration(i) * 36 * time.Hour)})
+	}
+	for _, query := range []string{"", "target_type=cluster", "target_type=org&action=sso", "action=token", "action=auth.signout",
+		"action=nomatch", "actor=ann%40example.com", "range=24h", "since=" + time.Now().Add(-100*time.Hour).UTC().Format(time.RFC3339)} {
+		page, _ := b.page(t, org, token, query)
+		resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv&"+query, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", query, resp.StatusCode, body)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range rows[1:] {
+			ids = append(ids, r[0])
+		}
+		if !slices.Equal(ids, page.ids()) || (query == "" && len(ids) != 5) {
+			t.Errorf("%q: CSV %v, pages %v", query, ids, page.ids())
+		}
 	}
 }

@@ -59,8 +59,5 @@ LIMIT {{ .P.Limit }}
 
 {{- /* The export's inputs, as settings local to its transaction. */ -}}
 {{- define "export_settings" -}}
-SELECT set_config('auditlog.org_id', $1, true), set_config('auditlog.since', $2, true),
-       set_config('auditlog.before_at', $3, true), set_config('auditlog.before_id', $4, true),
-       set_config('auditlog.action', $5, true), set_config('auditlog.actions', $6::text[]::text, true),
-       set_config('auditlog.actor', $7, true)
+SELECT set_config(s.name, s.value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
 {{- end -}}

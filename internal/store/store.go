@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/template"
@@ -223,8 +224,8 @@ func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
 	return events, nil
 }
 
-// settingPlaceholders read the export's inputs back from the settings
-// export_settings made.
+// settingPlaceholders read the export's inputs back from the settings that
+// exportSettings lists.
 var settingPlaceholders = placeholders{
 	Org:      "current_setting('auditlog.org_id')::uuid",
 	Since:    "current_setting('auditlog.since')::timestamptz",
@@ -235,39 +236,73 @@ var settingPlaceholders = placeholders{
 	Actor:    "current_setting('auditlog.actor')",
 }
 
+// exportSettings are the export's inputs, by setting name.
+func exportSettings(q Query) map[string]string {
+	var action string
+	if len(q.Actions) == 1 {
+		action = q.Actions[0]
+	}
+	return map[string]string{
+		"auditlog.org_id":    q.OrgID,
+		"auditlog.since":     q.Since.UTC().Format(time.RFC3339Nano),
+		"auditlog.before_at": q.Before.OccurredAt.UTC().Format(time.RFC3339Nano),
+		"auditlog.before_id": q.Before.ID,
+		"auditlog.action":    action,
+		"auditlog.actions":   textArray(q.Actions),
+		"auditlog.actor":     q.Actor,
+	}
+}
+
+// ExportStatement returns the COPY statement Export runs for q, and the
+// settings (name, value) it reads q's inputs from, which Export sets local
+// to its transaction first: COPY takes no bind parameters, and this keeps
+// its text constant and every value out of it. For comparing with psql.
+func ExportStatement(q Query) (copySQL string, settings map[string]string, err error) {
+	sql, err := render(q, settingPlaceholders, true)
+	if err != nil {
+		return "", nil, err
+	}
+	return "COPY (" + sql + ") TO STDOUT WITH (FORMAT csv, HEADER)", exportSettings(q), nil
+}
+
 // Export writes every event q selects to w as CSV with a header row (RFC
 // 4180, cells neutralised against spreadsheet formulas), streamed straight
 // from PostgreSQL's COPY: memory use does not grow with the number of rows.
 // It returns the number of rows written. Cancelling ctx, or w failing,
 // closes the connection, which stops the query.
 func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error) {
-	sql, err := render(q, settingPlaceholders, true)
+	copySQL, settings, err := ExportStatement(q)
 	if err != nil {
 		return 0, err
+	}
+	names := slices.Sorted(maps.Keys(settings))
+	values := make([]string, len(names))
+	for i, name := range names {
+		values[i] = settings[name]
 	}
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	var action string
-	if len(q.Actions) == 1 {
-		action = q.Actions[0]
-	}
-	actions := q.Actions
-	if actions == nil {
-		actions = []string{}
-	}
-	_, err = tx.Exec(ctx, exportSettingsSQL, q.OrgID, q.Since.Format(time.RFC3339Nano),
-		q.Before.OccurredAt.Format(time.RFC3339Nano), q.Before.ID, action, actions, q.Actor)
-	if err != nil {
+	if _, err = tx.Exec(ctx, exportSettingsSQL, names, values); err != nil {
 		return 0, fmt.Errorf("export events of org %s: settings: %w", q.OrgID, err)
 	}
-	tag, err := tx.Conn().PgConn().CopyTo(ctx, w, "COPY ("+sql+") TO STDOUT WITH (FORMAT csv, HEADER)")
+	tag, err := tx.Conn().PgConn().CopyTo(ctx, w, copySQL)
 	if err != nil {
 		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// textArray is the text form of a PostgreSQL text[].
+func textArray(values []string) string {
+	quote := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = `"` + quote.Replace(v) + `"`
+	}
+	return "{" + strings.Join(quoted, ",") + "}"
 }
 
 // placeholders are what events.sql puts where each input goes.
