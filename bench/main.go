@@ -54,6 +54,7 @@ type benchmark struct {
 
 var suite = []benchmark{
 	{"log_event", benchLogEvent},
+	{"api", benchAPI},
 }
 
 // bench is what every benchmark gets.
