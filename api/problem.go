@@ -44,12 +44,14 @@ func (p *problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.T
 // problemTypePrefix starts every problem type URI; docs/api.md lists them.
 const problemTypePrefix = "urn:auditlog:problem:"
 
-func newProblem(status int, kind, title, detail string) *problem {
-	return &problem{Type: problemTypePrefix + kind, Title: title, Status: status, Detail: detail, kind: kind}
+// newProblem makes a problem titled with the status's standard text.
+func newProblem(status int, kind, detail string) *problem {
+	return &problem{Type: problemTypePrefix + kind, Title: http.StatusText(status), Status: status, Detail: detail, kind: kind}
 }
 
 func invalidParams(params []invalidParam) *problem {
-	p := newProblem(http.StatusBadRequest, "invalid-parameter", "Invalid query parameter", "")
+	p := newProblem(http.StatusBadRequest, "invalid-parameter", "")
+	p.Title = "Invalid query parameter"
 	p.InvalidParams = params
 	p.Detail = params[0].Name + ": " + params[0].Reason
 	if len(params) > 1 {
@@ -63,28 +65,22 @@ func invalidParamProblem(name, reason string) *problem {
 }
 
 func unauthorized(detail string) *problem {
-	return newProblem(http.StatusUnauthorized, "unauthorized", "Unauthorized", detail)
+	return newProblem(http.StatusUnauthorized, "unauthorized", detail)
 }
 
+// The fixed problems.
 var (
-	errForbidden = newProblem(http.StatusForbidden, "forbidden", "Forbidden",
-		"only the org's owners may read its audit log")
-	errOrgNotFound = newProblem(http.StatusNotFound, "not-found", "Not Found",
-		"no such org, or you are not a member of it")
-	errRouteNotFound = newProblem(http.StatusNotFound, "not-found", "Not Found",
-		"no such endpoint; see /api/openapi.json")
-	errMethodNotAllowed = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed",
-		"the API is read-only: GET only")
-	errUnavailable = newProblem(http.StatusServiceUnavailable, "unavailable", "Service Unavailable",
-		"the database is unavailable or overloaded; try again shortly")
-	errTimeout = newProblem(http.StatusServiceUnavailable, "timeout", "Service Unavailable",
-		"the query took too long; narrow the range or the filters, or try again")
-	errInternal = newProblem(http.StatusInternalServerError, "internal", "Internal Server Error",
-		"something went wrong on our side; it has been logged")
+	errForbidden        = newProblem(http.StatusForbidden, "forbidden", "only the org's owners may read its audit log")
+	errOrgNotFound      = newProblem(http.StatusNotFound, "not-found", "no such org, or you are not a member of it")
+	errRouteNotFound    = newProblem(http.StatusNotFound, "not-found", "no such endpoint; see /api/openapi.json")
+	errMethodNotAllowed = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "the API is read-only: GET only")
+	errUnavailable      = newProblem(http.StatusServiceUnavailable, "unavailable", "the database is unavailable or overloaded; try again shortly")
+	errTimeout          = newProblem(http.StatusServiceUnavailable, "timeout", "the query took too long; narrow the range or the filters, or try again")
+	errInternal         = newProblem(http.StatusInternalServerError, "internal", "something went wrong on our side; it has been logged")
 )
 
 func tooManyRequests(detail string, retryAfter time.Duration) *problem {
-	p := newProblem(http.StatusTooManyRequests, "rate-limited", "Too Many Requests", detail)
+	p := newProblem(http.StatusTooManyRequests, "rate-limited", detail)
 	p.retryAfter = retryAfter
 	return p
 }
