@@ -28,9 +28,14 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
        audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata
 {{- end -}}
 
-{{- define "events" -}}
-SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
-FROM (
+{{- /* One ordered scan per tier table. The keyset condition is written on
+  the whole key of the index the scan should follow: the actor index when an
+  actor is asked for, else the action index for one action, else the primary
+  key. Given org_id (and the action or actor) equal, it means the same as
+  (occurred_at, id) < (before), and it steers the generic plan onto that
+  index, whose order is the order wanted, so the scan stops when the page is
+  full however rare the action or actor. */ -}}
+{{- define "tier_scans" -}}
 {{- range $i, $tier := .Tiers }}
 {{- if $i }}
   UNION ALL
@@ -38,20 +43,40 @@ FROM (
   SELECT * FROM audit.events_{{ $tier }}
   WHERE org_id = {{ $.P.Org }}
     AND occurred_at >= {{ $.P.Since }} AND occurred_at <= {{ $.P.BeforeAt }}
-    AND (occurred_at, id) < ({{ $.P.BeforeAt }}, {{ $.P.BeforeID }})
+    AND (org_id, {{ with $.KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ $.P.Org }}, {{ with $.KeyVal }}{{ . }}, {{ end }}{{ $.P.BeforeAt }}, {{ $.P.BeforeID }})
 {{- if $.Nothing }}
     AND false
-{{- else if eq $.Actions 1 }}
-    AND action = {{ $.P.Action }}
-{{- else if gt $.Actions 1 }}
-    AND action = ANY ({{ $.P.Actions }})
+{{- end }}
+{{- with $.Action }}
+    AND action = {{ . }}
+{{- end }}
+{{- with $.AnyAction }}
+    AND action = ANY ({{ . }})
 {{- end }}
 {{- if $.Actor }}
     AND actor_email = {{ $.P.Actor }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{- /* The query. A page of several actions (a target type, free text
+  matching several names) reads each action along its own index, a page's
+  worth at most, and keeps the newest of those; an export reads them all
+  along the primary key instead, filtering as it goes. */ -}}
+{{- define "events" -}}
+SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
+{{- if .Lateral }}
+FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
+  SELECT * FROM ({{ template "tier_scans" . }}
+  ) t
+  ORDER BY t.occurred_at DESC, t.id DESC
+  LIMIT {{ .P.Limit }}
 ) e
-ORDER BY occurred_at DESC, id DESC
+{{- else }}
+FROM ({{ template "tier_scans" . }}
+) e
+{{- end }}
+ORDER BY e.occurred_at DESC, e.id DESC
 {{- if not .CSV }}
 LIMIT {{ .P.Limit }}
 {{- end }}

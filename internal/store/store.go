@@ -321,6 +321,22 @@ var (
 // tiers are the tier tables a query may name.
 var tiers = []string{"free", "team", "enterprise"}
 
+// shape is what events.sql needs to write the query for one kind of
+// request.
+type shape struct {
+	Tiers   []string
+	P       placeholders
+	CSV     bool
+	Nothing bool // no action may match
+	Lateral bool // several actions, a page: one scan per action
+	Actor   bool
+	// Action is what action must equal, AnyAction the array it must be in.
+	Action, AnyAction string
+	// KeyCol and KeyVal are the column between org_id and occurred_at in the
+	// keyset condition, and its value: the index the scans follow.
+	KeyCol, KeyVal string
+}
+
 // render writes the events query for q's shape with placeholders p.
 func render(q Query, p placeholders, csv bool) (string, error) {
 	if len(q.Tiers) == 0 {
@@ -331,12 +347,23 @@ func render(q Query, p placeholders, csv bool) (string, error) {
 			return "", fmt.Errorf("list events of org %s: unknown tier %q", q.OrgID, t)
 		}
 	}
+	sh := shape{Tiers: q.Tiers, P: p, CSV: csv, Nothing: q.matchesNothing(), Actor: q.Actor != ""}
+	switch {
+	case len(q.Actions) == 1:
+		sh.Action = p.Action
+	case len(q.Actions) > 1 && csv:
+		sh.AnyAction = p.Actions
+	case len(q.Actions) > 1:
+		sh.Lateral, sh.Action = true, "wanted.name"
+	}
+	switch {
+	case sh.Actor && !sh.Lateral:
+		sh.KeyCol, sh.KeyVal = "actor_email", p.Actor
+	case sh.Action != "":
+		sh.KeyCol, sh.KeyVal = "action", sh.Action
+	}
 	var b strings.Builder
-	err := eventsTemplate.ExecuteTemplate(&b, "events", map[string]any{
-		"Tiers": q.Tiers, "P": p, "CSV": csv, "Actions": len(q.Actions), "Actor": q.Actor != "",
-		"Nothing": q.matchesNothing(),
-	})
-	if err != nil {
+	if err := eventsTemplate.ExecuteTemplate(&b, "events", sh); err != nil {
 		return "", fmt.Errorf("render events query: %w", err)
 	}
 	return b.String(), nil
