@@ -28,34 +28,43 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
        audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata
 {{- end -}}
 
-{{- /* One ordered scan per tier table. The keyset condition is written on
-  the whole key of the index the scan should follow: the actor index when an
-  actor is asked for, else the action index for one action, else the primary
-  key. Given org_id (and the action or actor) equal, it means the same as
-  (occurred_at, id) < (before), and it steers the generic plan onto that
-  index, whose order is the order wanted, so the scan stops when the page is
-  full however rare the action or actor. */ -}}
-{{- define "tier_scans" -}}
+{{- /* The tier tables to read, as one relation. The conditions go outside
+  the UNION ALL: PostgreSQL flattens a UNION ALL into one ordered append of
+  every leaf only when its branches have no WHERE of their own, and pushes
+  the conditions down into each leaf itself. */ -}}
+{{- define "tiers" -}}
+(
 {{- range $i, $tier := .Tiers }}
 {{- if $i }}
   UNION ALL
 {{- end }}
   SELECT * FROM audit.events_{{ $tier }}
-  WHERE org_id = {{ $.P.Org }}
-    AND occurred_at >= {{ $.P.Since }} AND occurred_at <= {{ $.P.BeforeAt }}
-    AND (org_id, {{ with $.KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ $.P.Org }}, {{ with $.KeyVal }}{{ . }}, {{ end }}{{ $.P.BeforeAt }}, {{ $.P.BeforeID }})
-{{- if $.Nothing }}
+{{- end }}
+)
+{{- end -}}
+
+{{- /* The conditions. The keyset condition is written on the whole key of
+  the index the scans should follow: the actor index when an actor is asked
+  for, else the action index for one action, else the primary key. Given
+  org_id (and the action or actor) equal, it means the same as
+  (occurred_at, id) < (before), and it steers the generic plan onto that
+  index, whose order is the order wanted, so a page stops as soon as it is
+  full however rare the action or actor. */ -}}
+{{- define "conditions" -}}
+WHERE org_id = {{ .P.Org }}
+    AND occurred_at >= {{ .P.Since }} AND occurred_at <= {{ .P.BeforeAt }}
+    AND (org_id, {{ with .KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ .P.Org }}, {{ with .KeyVal }}{{ . }}, {{ end }}{{ .P.BeforeAt }}, {{ .P.BeforeID }})
+{{- if .Nothing }}
     AND false
 {{- end }}
-{{- with $.Action }}
+{{- with .Action }}
     AND action = {{ . }}
 {{- end }}
-{{- with $.AnyAction }}
+{{- with .AnyAction }}
     AND action = ANY ({{ . }})
 {{- end }}
-{{- if $.Actor }}
-    AND actor_email = {{ $.P.Actor }}
-{{- end }}
+{{- if .Actor }}
+    AND actor_email = {{ .P.Actor }}
 {{- end }}
 {{- end -}}
 
@@ -67,14 +76,14 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
 SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
 {{- if .Lateral }}
 FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
-  SELECT * FROM ({{ template "tier_scans" . }}
-  ) t
+  SELECT * FROM {{ template "tiers" . }} t
+  {{ template "conditions" . }}
   ORDER BY t.occurred_at DESC, t.id DESC
   LIMIT {{ .P.Limit }}
 ) e
 {{- else }}
-FROM ({{ template "tier_scans" . }}
-) e
+FROM {{ template "tiers" . }} e
+{{ template "conditions" . }}
 {{- end }}
 ORDER BY e.occurred_at DESC, e.id DESC
 {{- if not .CSV }}
