@@ -186,6 +186,13 @@ func (q Query) matchesNothing() bool {
 	return (q.Actions != nil && len(q.Actions) == 0) || q.Since.After(q.Before.OccurredAt)
 }
 
+// genericPlanSQL makes the page query run on its prepared statement's
+// generic plan, which prunes partitions when it starts: left to choose,
+// PostgreSQL may keep planning a query of an org with a year of leaves
+// afresh on every request (tens of milliseconds), because a plan made for
+// the values at hand looks cheaper than the generic one.
+const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
 // Page returns up to q.Limit events, newest first.
 func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
 	if q.matchesNothing() {
@@ -213,12 +220,17 @@ func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
-	}
-	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-	if err != nil {
+	// One round trip, one implicit transaction: the setting holds for the
+	// query alone.
+	batch := &pgx.Batch{}
+	batch.Queue(genericPlanSQL)
+	var events []Event
+	batch.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
 	}
 	return events, nil

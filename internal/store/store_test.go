@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/testdb"
@@ -99,5 +100,42 @@ func TestQueriesStreamInOrder(t *testing.T) {
 				t.Errorf("%s (csv %v) sorts:\n%s", name, csv, strings.Join(plan, "\n"))
 			}
 		}
+	}
+}
+
+// TestPageRunsOnAGenericPlan: pages run on their prepared statement's
+// generic plan (no planning per request), and the setting that asks for it
+// does not outlive the query.
+func TestPageRunsOnAGenericPlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	admin := testdb.Pool(t, url)
+	org := fixture.Org(t, admin, fixture.OrgOpts{Plan: "team"})
+	id := fixture.Event(t, admin, fixture.EventOpts{OrgID: org})
+	s := New(pool)
+	q := Query{OrgID: org, Tiers: []string{"team"}, Since: time.Now().Add(-time.Hour),
+		Before: Position{OccurredAt: time.Now().Add(time.Hour), ID: MinID}, Limit: 10}
+	events, err := s.Page(ctx, q)
+	if err != nil || len(events) != 1 || events[0].ID != id {
+		t.Fatalf("page: %v, %v", events, err)
+	}
+	var generic, custom int64
+	var mode string
+	err = pool.QueryRow(ctx, `SELECT generic_plans, custom_plans, current_setting('plan_cache_mode')
+		FROM pg_prepared_statements WHERE statement LIKE '%FROM audit.events_team%LIMIT%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&generic, &custom, &mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if generic != 1 || custom != 0 {
+		t.Errorf("page planned %d generic and %d custom plans, want one generic", generic, custom)
+	}
+	if mode != "auto" {
+		t.Errorf("plan_cache_mode left at %q", mode)
 	}
 }
