@@ -69,9 +69,10 @@ WHERE org_id = {{ .P.Org }}
 {{- end -}}
 
 {{- /* The query. A page of several actions (a target type, free text
-  matching several names) reads each action along its own index, a page's
-  worth at most, and keeps the newest of those; an export reads them all
-  along the primary key instead, filtering as it goes. */ -}}
+  matching several names) and no actor reads each action along its own
+  index, a page's worth at most, and keeps the newest of those; with an
+  actor it follows the actor's index, and an export the primary key,
+  filtering the actions as they go. */ -}}
 {{- define "events" -}}
 SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
 {{- if .Lateral }}

@@ -363,13 +363,15 @@ func render(q Query, p placeholders, csv bool) (string, error) {
 	switch {
 	case len(q.Actions) == 1:
 		sh.Action = p.Action
-	case len(q.Actions) > 1 && csv:
+	case len(q.Actions) > 1 && (csv || sh.Actor):
+		// An export reads everything anyway; an actor's own index is the
+		// better guide than several actions'.
 		sh.AnyAction = p.Actions
 	case len(q.Actions) > 1:
 		sh.Lateral, sh.Action = true, "wanted.name"
 	}
 	switch {
-	case sh.Actor && !sh.Lateral:
+	case sh.Actor:
 		sh.KeyCol, sh.KeyVal = "actor_email", p.Actor
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
