@@ -37,13 +37,14 @@ func TestQueriesStreamInOrder(t *testing.T) {
 		return q
 	}
 	shapes := map[string]Query{
-		"no filter":            base,
-		"one action":           with(func(q *Query) { q.Actions = []string{"auth.signout"} }),
-		"several actions":      with(func(q *Query) { q.Actions = []string{"auth.signout", "auth.signin"} }),
-		"actor":                with(func(q *Query) { q.Actor = "ann@example.com" }),
-		"actor and one action": with(func(q *Query) { q.Actor = "ann@example.com"; q.Actions = []string{"auth.signin"} }),
-		"two tiers":            with(func(q *Query) { q.Tiers = []string{"team", "free"} }),
-		"two tiers, an action": with(func(q *Query) { q.Tiers = []string{"team", "free"}; q.Actions = []string{"auth.signin"} }),
+		"no filter":                 base,
+		"one action":                with(func(q *Query) { q.Actions = []string{"auth.signout"} }),
+		"several actions":           with(func(q *Query) { q.Actions = []string{"auth.signout", "auth.signin"} }),
+		"actor":                     with(func(q *Query) { q.Actor = "ann@example.com" }),
+		"actor and one action":      with(func(q *Query) { q.Actor = "ann@example.com"; q.Actions = []string{"auth.signin"} }),
+		"actor and several actions": with(func(q *Query) { q.Actor = "ann@example.com"; q.Actions = []string{"auth.signin", "auth.signout"} }),
+		"two tiers":                 with(func(q *Query) { q.Tiers = []string{"team", "free"} }),
+		"two tiers, an action":      with(func(q *Query) { q.Tiers = []string{"team", "free"}; q.Actions = []string{"auth.signin"} }),
 		"two tiers, several": with(func(q *Query) {
 			q.Tiers = []string{"team", "free"}
 			q.Actions = []string{"auth.signout", "auth.signin"}
