@@ -287,11 +287,7 @@ func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	names := slices.Sorted(maps.Keys(settings))
-	values := make([]string, len(names))
-	for i, name := range names {
-		values[i] = settings[name]
-	}
+	names, values := settingArrays(settings)
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
@@ -305,6 +301,17 @@ func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error)
 		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// settingArrays splits settings into names and values, the arguments of
+// export_settings.
+func settingArrays(settings map[string]string) (names, values []string) {
+	names = slices.Sorted(maps.Keys(settings))
+	values = make([]string, len(names))
+	for i, name := range names {
+		values[i] = settings[name]
+	}
+	return names, values
 }
 
 // textArray is the text form of a PostgreSQL text[].

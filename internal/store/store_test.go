@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,12 +61,7 @@ func TestQueriesStreamInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			settings := exportSettings(q)
-			names := slices.Sorted(maps.Keys(settings))
-			values := make([]string, len(names))
-			for i, n := range names {
-				values[i] = settings[n]
-			}
+			names, values := settingArrays(exportSettings(q))
 			var plan []string
 			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, exportSettingsSQL, names, values); err != nil {
