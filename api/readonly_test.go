@@ -2,13 +2,16 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/testdb"
 )
 
 // snapshot is a digest of every row of every table in the database (leaves
@@ -104,6 +107,44 @@ func TestCatalog(t *testing.T) {
 			Scan(&targetType, &description, &keys)
 		if err != nil || targetType != a.TargetType || description != a.Description || len(keys) != len(a.RequiredKeys) {
 			t.Errorf("%s: served %+v, catalog %s %q %v (%v)", a.Action, a, targetType, description, keys, err)
+		}
+	}
+}
+
+// TestServerRoleReadsOnlyThroughFunctions: the role the API runs as reads
+// tokens, memberships and the cursor key only through the functions made
+// for it, never the tables, and can write nothing.
+func TestServerRoleReadsOnlyThroughFunctions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	conn, err := pgx.Connect(ctx, testdb.Role(t, url, "audit_reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, c := range []struct {
+		sql     string
+		allowed bool
+	}{
+		{"SELECT * FROM audit.authenticate('\\x00'::bytea, NULL)", true},
+		{"SELECT audit.api_key('cursor')", true},
+		{"SELECT audit.csv_cell('=1')", true},
+		{"SELECT * FROM audit.org_scope('00000000-0000-0000-0000-000000000000')", true},
+		{"SELECT * FROM audit.api_keys", false},
+		{"SELECT token_hash FROM cloud.pats", false},
+		{"SELECT * FROM cloud.org_members", false},
+		{"SELECT * FROM cloud.users", false},
+		{"INSERT INTO audit.api_keys (name, secret) VALUES ('x', '\\x00')", false},
+		{"UPDATE cloud.pats SET revoked_at = NULL", false},
+	} {
+		_, err := conn.Exec(ctx, c.sql)
+		var pgErr *pgconn.PgError
+		switch {
+		case c.allowed && err != nil:
+			t.Errorf("%s: refused: %v", c.sql, err)
+		case !c.allowed && (!errors.As(err, &pgErr) || pgErr.Code != "42501"):
+			t.Errorf("%s: %v, want permission denied", c.sql, err)
 		}
 	}
 }
