@@ -1,41 +1,92 @@
 // Package api is the read-only HTTP API of the audit log (Gin): health,
-// metrics, the catalog, an org's events as JSON pages or CSV, and the
-// Activity page.
+// metrics, the catalog, an org's events as JSON pages or CSV, and its
+// OpenAPI document. Every /api route wants a personal access token; an org's
+// events are for its owners only. The API writes nothing, and reading is
+// not audited. docs/api.md is the guide; openapi.json the reference.
 package api
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/internal/store"
 )
 
-// Config holds what the API needs.
+// Config holds what the API needs. Zero values get the defaults given.
 type Config struct {
-	// Pool connects as a role holding audit_reader; the API writes nothing.
+	// Pool connects as a role holding audit_reader; the API needs nothing
+	// more and writes nothing.
 	Pool *pgxpool.Pool
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// RateLimit is how many requests a second each token may make on
+	// average; default 10. math.Inf(1) lifts the limit.
+	RateLimit float64
+	// RateBurst is how many requests a token may make at once; default 20.
+	RateBurst int
+	// QueryTimeout bounds the queries of a JSON page; default 10 s. CSV
+	// exports run as long as the client reads.
+	QueryTimeout time.Duration
+	// MaxExports is how many CSV exports run at once, each holding a
+	// database connection; default 4. More are answered 429.
+	MaxExports int
 }
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
-	s := &server{pool: cfg.Pool, logger: cfg.Logger}
-	if s.logger == nil {
-		s.logger = slog.New(slog.DiscardHandler)
+	st := store.New(cfg.Pool)
+	s := &server{
+		store:        st,
+		logger:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		now:          cfg.Now,
+		queryTimeout: cmp.Or(cfg.QueryTimeout, 10*time.Second),
+		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
+		metrics:      newMetrics(),
+		keys:         &keyring{store: st},
 	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.catalog = &catalog{store: st, now: s.now}
+	s.limiter = newLimiter(cmp.Or(cfg.RateLimit, 10), cmp.Or(cfg.RateBurst, 20), s.now)
+	if math.IsInf(cfg.RateLimit, 1) {
+		s.limiter = newLimiter(math.Inf(1), 1, s.now)
+	}
+
 	r := gin.New()
-	r.Use(s.logRequests, gin.CustomRecovery(s.recovered))
+	r.HandleMethodNotAllowed = true
+	r.Use(s.metrics.observe, s.logRequests, s.recover)
+	r.NoRoute(func(c *gin.Context) { s.writeProblem(c, errRouteNotFound) })
+	r.NoMethod(func(c *gin.Context) { s.writeProblem(c, errMethodNotAllowed) })
+
 	r.GET("/healthz", s.healthz)
+	r.GET("/metrics", s.metrics.handler())
+	r.GET("/api/openapi.json", serveOpenAPI)
+	api := r.Group("/api", s.authenticate, s.rateLimit)
+	api.GET("/audit/actions", s.listActions)
+	api.GET("/orgs/:id/audit", s.requireOwner, s.listEvents)
 	return r
 }
 
 type server struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	store        *store.Store
+	logger       *slog.Logger
+	now          func() time.Time
+	queryTimeout time.Duration
+	exports      chan struct{} // one slot per running CSV export
+	metrics      *metrics
+	catalog      *catalog
+	keys         *keyring
+	limiter      *limiter
 }
 
 // healthz answers 200 when the database answers within two seconds, 503 when
@@ -43,7 +94,7 @@ type server struct {
 func (s *server) healthz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.logger.Warn("health check: database unreachable", "err", err)
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "unreachable"})
 		return
@@ -53,12 +104,28 @@ func (s *server) healthz(c *gin.Context) {
 
 func (s *server) logRequests(c *gin.Context) {
 	start := time.Now()
+	defer func() {
+		s.logger.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration", time.Since(start))
+	}()
 	c.Next()
-	s.logger.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
-		"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration", time.Since(start))
 }
 
-func (s *server) recovered(c *gin.Context, err any) {
-	s.logger.Error("panic serving request", "path", c.Request.URL.Path, "panic", err)
-	c.AbortWithStatus(http.StatusInternalServerError)
+// recover turns a panic into a logged 500, except http.ErrAbortHandler,
+// which it passes on to net/http to cut the response short.
+func (s *server) recover(c *gin.Context) {
+	defer func() {
+		rec := recover()
+		if rec == nil {
+			return
+		}
+		if rec == http.ErrAbortHandler {
+			panic(rec)
+		}
+		s.logger.Error("panic serving request", "path", c.Request.URL.Path, "panic", rec)
+		if !c.Writer.Written() {
+			s.writeProblem(c, errInternal)
+		}
+	}()
+	c.Next()
 }

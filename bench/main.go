@@ -57,6 +57,7 @@ var suite = []benchmark{
 	{"retention_retire", benchRetire},
 	{"retention_stall", benchRetentionStall},
 	{"import", benchImport},
+	{"api", benchAPI},
 }
 
 // bench is what every benchmark gets.

@@ -38,3 +38,10 @@ GRANT EXECUTE ON FUNCTION
   audit.retier(bigint, integer, timestamptz),
   audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[])
   TO audit_maintainer;
+
+-- The API connects as audit_reader: it authenticates tokens, signs cursors
+-- and neutralises CSV cells through these functions, and reads nothing of
+-- the control-plane tables itself. audit.api_keys is readable by no role.
+GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
+                          audit.csv_cell(text)
+  TO audit_reader;

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -49,6 +50,7 @@ func commands() []command {
 		{"partitions", "list the leaves of each tier: range, expiry, rows and size", runPartitions},
 		{"import", "load events in bulk from NDJSON or the API's CSV export (as audit_maintainer)", runImport},
 		{"demo", "fill the database with demo orgs and a year of their history (once)", runDemo},
+		{"token", "mint a personal access token for an org member (token create), printed once", runToken},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }
@@ -90,6 +92,15 @@ func newFlagSet(e env, name, synopsis string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// envFloat is the environment variable's value as a number, or def when it
+// is unset or not a number.
+func envFloat(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(envOr(name, ""), 64); err == nil {
+		return f
+	}
+	return def
 }
 
 // envOr is the environment variable's value, or def when it is unset.

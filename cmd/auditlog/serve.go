@@ -20,15 +20,20 @@ type serveConfig struct {
 	dbURL string
 	// retention configures the in-process retention worker.
 	retention retentionFlags
+	// rateLimit and rateBurst bound each token's requests (api.Config); zero: the API's defaults.
+	rateLimit float64
+	rateBurst int
 	// ready, if set, is called with the listening address once the server accepts connections.
 	ready func(addr net.Addr)
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--retention-schedule CRON | --no-retention]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--retention-schedule CRON | --no-retention]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", envFloat("AUDITLOG_RATE_LIMIT", 10), "requests a second each token may make on average (env AUDITLOG_RATE_LIMIT)")
+	fs.IntVar(&cfg.rateBurst, "rate-burst", int(envFloat("AUDITLOG_RATE_BURST", 20)), "requests a token may make at once (env AUDITLOG_RATE_BURST)")
 	cfg.retention.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,7 +59,8 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Pool: pool, Logger: e.logger}),
+		Handler: api.New(api.Config{Pool: pool, Logger: e.logger,
+			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -1,0 +1,203 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/auditlog/auditlog/internal/store"
+)
+
+// endOfTime stands for "no until": later than any event.
+var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// listEvents serves GET /api/orgs/{id}/audit: a page of the org's events as
+// JSON, newest first, or with format=csv every matching event as CSV.
+func (s *server) listEvents(c *gin.Context) {
+	params, err := parseListParams(c.Request.URL.Query())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	q, err := s.eventQuery(c, params)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if params.csv {
+		s.exportEvents(c, q)
+		return
+	}
+	s.pageEvents(c, q, params.limit)
+}
+
+// eventQuery resolves the parameters against the org's read scope (the
+// retention floor, the tier tables), the catalog and the cursor.
+func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, error) {
+	ctx := c.Request.Context()
+	org := orgOf(c)
+	now := s.now()
+	scope, err := s.store.Scope(ctx, org.String(), now)
+	if err != nil {
+		return store.Query{}, err
+	}
+	q := store.Query{OrgID: org.String(), Tiers: scope.Tiers, Since: scope.Floor, Actor: p.actor,
+		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}}
+	if p.window > 0 && now.Add(-p.window).After(q.Since) {
+		q.Since = now.Add(-p.window)
+	}
+	if p.since.After(q.Since) {
+		q.Since = p.since
+	}
+	if !p.until.IsZero() {
+		q.Before.OccurredAt = p.until
+	}
+	if p.cursor != "" {
+		key, err := s.keys.cursorKey(ctx)
+		if err != nil {
+			return store.Query{}, err
+		}
+		pos, err := decodeCursor(key, org, p.cursor)
+		if err != nil {
+			return store.Query{}, invalidParamProblem("cursor", err.Error())
+		}
+		// Keyset: start below the cursor, or below until if that is lower.
+		if pos.OccurredAt.Before(q.Before.OccurredAt) {
+			q.Before = pos
+		}
+	}
+	if p.action != "" || p.targetType != "" {
+		actions, err := s.catalog.get(ctx)
+		if err != nil {
+			return store.Query{}, err
+		}
+		q.Actions = actionFilter(actions, p.action, p.targetType)
+	}
+	return q, nil
+}
+
+// page is the JSON body of a page.
+type page struct {
+	Events []store.Event `json:"events"`
+	// NextCursor continues the listing below the last event; null on the
+	// last page.
+	NextCursor *string `json:"next_cursor"`
+}
+
+func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
+	q.Limit = limit + 1 // one more tells whether there is a next page
+	events, err := s.store.Page(ctx, q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	body := page{Events: events}
+	if len(events) > limit {
+		body.Events = events[:limit]
+		last := body.Events[limit-1]
+		key, err := s.keys.cursorKey(ctx)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		next := encodeCursor(key, orgOf(c), store.Position{OccurredAt: last.OccurredAt, ID: last.ID})
+		body.NextCursor = &next
+		u := *c.Request.URL
+		query := u.Query()
+		query.Set("cursor", next)
+		c.Header("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, u.Path, query.Encode()))
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, body)
+}
+
+// exportEvents streams every event of q as CSV, straight from PostgreSQL's
+// COPY through a fixed buffer. Headers go out with the first bytes, so an
+// error before any row is still a problem response; an error after it cuts
+// the response short (no final chunk), which clients see as a failed
+// download rather than a complete file.
+func (s *server) exportEvents(c *gin.Context, q store.Query) {
+	select {
+	case s.exports <- struct{}{}:
+		defer func() { <-s.exports }()
+	default:
+		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports are running, the most this server runs at once; retry shortly", cap(s.exports)), 10*time.Second))
+		return
+	}
+	ctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w := &exportWriter{c: c, cancel: cancel}
+	w.buf = bufio.NewWriterSize(responseWriter{c}, 64<<10)
+	_, err := s.store.Export(ctx, q, w)
+	if w.rows > 1 {
+		s.metrics.exportedRows.Add(float64(w.rows - 1)) // the first is the header
+	}
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	if err == nil {
+		return
+	}
+	if !w.started {
+		h.Del("Content-Disposition")
+		s.fail(c, err)
+		return
+	}
+	if p, _ := problemFor(c.Request.Context(), err); p != nil { // else the client left
+		s.logger.Error("CSV export cut short", "org", q.OrgID, "rows", w.rows, "err", err)
+	}
+	// net/http closes the connection without the final chunk: the client
+	// knows the file is incomplete. (s.recover lets this panic through.)
+	panic(http.ErrAbortHandler)
+}
+
+// exportFilename names the org and the range exported, in UTC.
+func exportFilename(q store.Query, now time.Time) string {
+	until := q.Before.OccurredAt
+	if until.After(now) {
+		until = now
+	}
+	const stamp = "20060102T150405Z"
+	return fmt.Sprintf("audit-%s-%s-%s.csv", q.OrgID, q.Since.UTC().Format(stamp), until.UTC().Format(stamp))
+}
+
+// exportWriter receives the COPY stream, one row per Write: it sends the
+// headers with the first row, counts rows and stops the query if the client
+// cannot take more.
+type exportWriter struct {
+	c       *gin.Context
+	buf     *bufio.Writer
+	cancel  context.CancelFunc
+	started bool
+	rows    int64
+}
+
+func (w *exportWriter) Write(p []byte) (int, error) {
+	if !w.started {
+		w.started = true
+		w.c.Status(http.StatusOK)
+		w.c.Writer.WriteHeaderNow()
+	}
+	w.rows++
+	n, err := w.buf.Write(p)
+	if err != nil {
+		w.cancel()
+	}
+	return n, err
+}
+
+// responseWriter hides gin's writer behind a plain io.Writer for bufio.
+type responseWriter struct{ c *gin.Context }
+
+func (r responseWriter) Write(p []byte) (int, error) { return r.c.Writer.Write(p) }

@@ -1,0 +1,98 @@
+{{- /*
+  An org's events, newest first: the one query behind both the JSON pages
+  and the CSV export (docs/api.md).
+
+  It reads only the tier tables that hold the org's events (audit.org_scope;
+  two while a plan change is being re-tiered) and bounds every scan by
+  occurred_at on both sides, so partitions outside the range are pruned at
+  run time and each leaf is read backwards along an index that starts with
+  org_id, stopping as soon as the page is full. The lower bound is the later
+  of the retention floor and the caller's `since`; the upper bound is the
+  keyset position (occurred_at, id) the page starts below: the end of the
+  range, or the last event of the previous page.
+
+  Every input is a placeholder the caller renders: bind parameters for the
+  pages (a prepared statement: a generic plan, no planning per request), or
+  settings of the transaction for the export, because COPY takes no
+  parameters.
+*/ -}}
+{{- define "page_columns" -}}
+id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
+       host(ip) AS ip, user_agent, request_id, metadata
+{{- end -}}
+
+{{- define "csv_columns" -}}
+id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
+       action, target_type, audit.csv_cell(target_id) AS target_id, actor_type, actor_id,
+       audit.csv_cell(actor_email) AS actor_email, host(ip) AS ip,
+       audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata
+{{- end -}}
+
+{{- /* The tier tables to read, as one relation. The conditions go outside
+  the UNION ALL: PostgreSQL flattens a UNION ALL into one ordered append of
+  every leaf only when its branches have no WHERE of their own, and pushes
+  the conditions down into each leaf itself. */ -}}
+{{- define "tiers" -}}
+(
+{{- range $i, $tier := .Tiers }}
+{{- if $i }}
+  UNION ALL
+{{- end }}
+  SELECT * FROM audit.events_{{ $tier }}
+{{- end }}
+)
+{{- end -}}
+
+{{- /* The conditions. The keyset condition is written on the whole key of
+  the index the scans should follow: the actor index when an actor is asked
+  for, else the action index for one action, else the primary key. Given
+  org_id (and the action or actor) equal, it means the same as
+  (occurred_at, id) < (before), and it steers the generic plan onto that
+  index, whose order is the order wanted, so a page stops as soon as it is
+  full however rare the action or actor. */ -}}
+{{- define "conditions" -}}
+WHERE org_id = {{ .P.Org }}
+    AND occurred_at >= {{ .P.Since }} AND occurred_at <= {{ .P.BeforeAt }}
+    AND (org_id, {{ with .KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ .P.Org }}, {{ with .KeyVal }}{{ . }}, {{ end }}{{ .P.BeforeAt }}, {{ .P.BeforeID }})
+{{- if .Nothing }}
+    AND false
+{{- end }}
+{{- with .Action }}
+    AND action = {{ . }}
+{{- end }}
+{{- with .AnyAction }}
+    AND action = ANY ({{ . }})
+{{- end }}
+{{- if .Actor }}
+    AND actor_email = {{ .P.Actor }}
+{{- end }}
+{{- end -}}
+
+{{- /* The query. A page of several actions (a target type, free text
+  matching several names) and no actor reads each action along its own
+  index, a page's worth at most, and keeps the newest of those; with an
+  actor it follows the actor's index, and an export the primary key,
+  filtering the actions as they go. */ -}}
+{{- define "events" -}}
+SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
+{{- if .Lateral }}
+FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
+  SELECT * FROM {{ template "tiers" . }} t
+  {{ template "conditions" . }}
+  ORDER BY t.occurred_at DESC, t.id DESC
+  LIMIT {{ .P.Limit }}
+) e
+{{- else }}
+FROM {{ template "tiers" . }} e
+{{ template "conditions" . }}
+{{- end }}
+ORDER BY e.occurred_at DESC, e.id DESC
+{{- if not .CSV }}
+LIMIT {{ .P.Limit }}
+{{- end }}
+{{- end -}}
+
+{{- /* The export's inputs, as settings local to its transaction. */ -}}
+{{- define "export_settings" -}}
+SELECT set_config(s.name, s.value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
+{{- end -}}

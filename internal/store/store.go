@@ -1,0 +1,407 @@
+// Package store is the read side of the audit log: every query the API runs,
+// against a pool connected as a role holding audit_reader. It authenticates
+// tokens, finds an org's read scope, lists events a page at a time and
+// streams them as CSV straight from PostgreSQL. The SQL of the event queries
+// is in events.sql.
+package store
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store runs the read side's queries.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool, which should connect as a role holding
+// audit_reader (it needs nothing more).
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// ErrUnauthenticated means the token is unknown, expired or revoked.
+var ErrUnauthenticated = errors.New("token unknown, expired or revoked")
+
+// Principal is who a valid token acts as, and their role in the org asked
+// about.
+type Principal struct {
+	PATID  string
+	UserID string
+	// Role is the user's role in the org: owner, admin or member; empty when
+	// the user is not a member or there is no such org.
+	Role string
+}
+
+// Authenticate looks up the token whose SHA-256 is tokenHash, as of at, and
+// its user's role in org orgID (empty: none asked about). It returns
+// ErrUnauthenticated for a token that is unknown, expired or revoked.
+func (s *Store) Authenticate(ctx context.Context, tokenHash []byte, orgID string, at time.Time) (Principal, error) {
+	var p Principal
+	var role *string
+	err := s.pool.QueryRow(ctx, "SELECT pat_id, user_id, role FROM audit.authenticate($1, $2, $3)",
+		tokenHash, nullString(orgID), at).Scan(&p.PATID, &p.UserID, &role)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if role != nil {
+		p.Role = *role
+	}
+	return p, nil
+}
+
+// Scope is what a reader may see of one org.
+type Scope struct {
+	// Plan is the org's current plan.
+	Plan string
+	// Floor is the earliest instant that may be shown: the plan's retention,
+	// and what earlier plans had already let expire.
+	Floor time.Time
+	// Tiers are the tier tables holding the org's events.
+	Tiers []string
+}
+
+// ErrNoSuchOrg means there is no org with the id asked about.
+var ErrNoSuchOrg = errors.New("no such org")
+
+// Scope returns the read scope of org orgID as of at.
+func (s *Store) Scope(ctx context.Context, orgID string, at time.Time) (Scope, error) {
+	var sc Scope
+	err := s.pool.QueryRow(ctx, "SELECT plan, floor, tiers FROM audit.org_scope($1, $2)", orgID, at).
+		Scan(&sc.Plan, &sc.Floor, &sc.Tiers)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Scope{}, ErrNoSuchOrg
+	}
+	if err != nil {
+		return Scope{}, fmt.Errorf("read scope of org %s: %w", orgID, err)
+	}
+	return sc, nil
+}
+
+// Action is one entry of the catalog.
+type Action struct {
+	Action       string   `json:"action" db:"action"`
+	TargetType   string   `json:"target_type" db:"target_type"`
+	Description  string   `json:"description" db:"description"`
+	RequiredKeys []string `json:"required_keys" db:"required_keys"`
+}
+
+// Actions returns the catalog, by action name.
+func (s *Store) Actions(ctx context.Context) ([]Action, error) {
+	rows, err := s.pool.Query(ctx, "SELECT action, target_type, description, required_keys FROM audit.actions ORDER BY action")
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	actions, err := pgx.CollectRows(rows, pgx.RowToStructByName[Action])
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	return actions, nil
+}
+
+// Key returns the API's secret of the given name (cursor).
+func (s *Store) Key(ctx context.Context, name string) ([]byte, error) {
+	var key []byte
+	if err := s.pool.QueryRow(ctx, "SELECT audit.api_key($1)", name).Scan(&key); err != nil {
+		return nil, fmt.Errorf("read %s key: %w", name, err)
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("read %s key: missing or short; run auditlog migrate", name)
+	}
+	return key, nil
+}
+
+// Event is one audit event as the API shows it.
+type Event struct {
+	ID         string          `json:"id" db:"id"`
+	OrgID      string          `json:"org_id" db:"org_id"`
+	OccurredAt time.Time       `json:"occurred_at" db:"occurred_at"`
+	Action     string          `json:"action" db:"action"`
+	TargetType string          `json:"target_type" db:"target_type"`
+	TargetID   *string         `json:"target_id" db:"target_id"`
+	ActorType  string          `json:"actor_type" db:"actor_type"`
+	ActorID    *string         `json:"actor_id" db:"actor_id"`
+	ActorEmail *string         `json:"actor_email" db:"actor_email"`
+	IP         *string         `json:"ip" db:"ip"`
+	UserAgent  *string         `json:"user_agent" db:"user_agent"`
+	RequestID  *string         `json:"request_id" db:"request_id"`
+	Metadata   json.RawMessage `json:"metadata" db:"metadata"`
+}
+
+// Position is a place in an org's events, newest first: an event's
+// (occurred_at, id). Pages start strictly below one.
+type Position struct {
+	OccurredAt time.Time
+	ID         string
+}
+
+// MinID is the smallest event id: a Position at an instant with MinID is
+// below every event of that instant, so starting below it excludes them all.
+const MinID = "00000000-0000-0000-0000-000000000000"
+
+// Query selects an org's events.
+type Query struct {
+	OrgID string
+	// Tiers are the tier tables to read (Scope.Tiers).
+	Tiers []string
+	// Since is the earliest instant to include, at least Scope.Floor.
+	Since time.Time
+	// Before is where the result starts: only events strictly below it.
+	Before Position
+	// Actions, if not nil, keeps only events of these actions; an empty,
+	// non-nil slice matches nothing.
+	Actions []string
+	// Actor, if not empty, keeps only events of the actor with this email.
+	Actor string
+	// Limit is the page size (Page only).
+	Limit int
+}
+
+// matchesNothing says whether q is known to match nothing without asking
+// the database: no action allowed, or a range that ends before it starts.
+func (q Query) matchesNothing() bool {
+	return (q.Actions != nil && len(q.Actions) == 0) || q.Since.After(q.Before.OccurredAt)
+}
+
+// genericPlanSQL makes the page query run on its prepared statement's
+// generic plan, which prunes partitions when it starts: left to choose,
+// PostgreSQL may keep planning a query of an org with a year of leaves
+// afresh on every request (tens of milliseconds), because a plan made for
+// the values at hand looks cheaper than the generic one.
+const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+// Page returns up to q.Limit events, newest first.
+func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
+	if q.matchesNothing() {
+		return []Event{}, nil
+	}
+	var args []any
+	bind := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	p := placeholders{
+		Org: bind(q.OrgID), Since: bind(q.Since), BeforeAt: bind(q.Before.OccurredAt), BeforeID: bind(q.Before.ID),
+	}
+	switch {
+	case len(q.Actions) == 1:
+		p.Action = bind(q.Actions[0])
+	case len(q.Actions) > 1:
+		p.Actions = bind(q.Actions)
+	}
+	if q.Actor != "" {
+		p.Actor = bind(q.Actor)
+	}
+	p.Limit = bind(q.Limit)
+	sql, err := render(q, p, false)
+	if err != nil {
+		return nil, err
+	}
+	// One round trip, one implicit transaction: the setting holds for the
+	// query alone.
+	batch := &pgx.Batch{}
+	batch.Queue(genericPlanSQL)
+	var events []Event
+	batch.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
+	}
+	return events, nil
+}
+
+// settingPlaceholders read the export's inputs back from the settings that
+// exportSettings lists.
+var settingPlaceholders = placeholders{
+	Org:      "current_setting('auditlog.org_id')::uuid",
+	Since:    "current_setting('auditlog.since')::timestamptz",
+	BeforeAt: "current_setting('auditlog.before_at')::timestamptz",
+	BeforeID: "current_setting('auditlog.before_id')::uuid",
+	Action:   "current_setting('auditlog.action')",
+	Actions:  "current_setting('auditlog.actions')::text[]",
+	Actor:    "current_setting('auditlog.actor')",
+}
+
+// exportSettings are the export's inputs, by setting name.
+func exportSettings(q Query) map[string]string {
+	var action string
+	if len(q.Actions) == 1 {
+		action = q.Actions[0]
+	}
+	return map[string]string{
+		"auditlog.org_id":    q.OrgID,
+		"auditlog.since":     q.Since.UTC().Format(time.RFC3339Nano),
+		"auditlog.before_at": q.Before.OccurredAt.UTC().Format(time.RFC3339Nano),
+		"auditlog.before_id": q.Before.ID,
+		"auditlog.action":    action,
+		"auditlog.actions":   textArray(q.Actions),
+		"auditlog.actor":     q.Actor,
+	}
+}
+
+// ExportStatement returns the COPY statement Export runs for q, and the
+// settings (name, value) it reads q's inputs from, which Export sets local
+// to its transaction first: COPY takes no bind parameters, and this keeps
+// its text constant and every value out of it. For comparing with psql.
+func ExportStatement(q Query) (copySQL string, settings map[string]string, err error) {
+	sql, err := render(q, settingPlaceholders, true)
+	if err != nil {
+		return "", nil, err
+	}
+	return "COPY (" + sql + ") TO STDOUT WITH (FORMAT csv, HEADER)", exportSettings(q), nil
+}
+
+// Export writes every event q selects to w as CSV with a header row (RFC
+// 4180, cells neutralised against spreadsheet formulas), streamed straight
+// from PostgreSQL's COPY: memory use does not grow with the number of rows.
+// It returns the number of rows written. Cancelling ctx, or w failing,
+// closes the connection, which stops the query.
+func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error) {
+	copySQL, settings, err := ExportStatement(q)
+	if err != nil {
+		return 0, err
+	}
+	names, values := settingArrays(settings)
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err = tx.Exec(ctx, exportSettingsSQL, names, values); err != nil {
+		return 0, fmt.Errorf("export events of org %s: settings: %w", q.OrgID, err)
+	}
+	tag, err := tx.Conn().PgConn().CopyTo(ctx, w, copySQL)
+	if err != nil {
+		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// settingArrays splits settings into names and values, the arguments of
+// export_settings.
+func settingArrays(settings map[string]string) (names, values []string) {
+	names = slices.Sorted(maps.Keys(settings))
+	values = make([]string, len(names))
+	for i, name := range names {
+		values[i] = settings[name]
+	}
+	return names, values
+}
+
+// textArray is the text form of a PostgreSQL text[].
+func textArray(values []string) string {
+	quote := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = `"` + quote.Replace(v) + `"`
+	}
+	return "{" + strings.Join(quoted, ",") + "}"
+}
+
+// placeholders are what events.sql puts where each input goes.
+type placeholders struct {
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit string
+}
+
+//go:embed events.sql
+var eventsSQL string
+
+var (
+	eventsTemplate    = template.Must(template.New("events.sql").Parse(eventsSQL))
+	exportSettingsSQL = mustExecute("export_settings", nil)
+)
+
+// tiers are the tier tables a query may name.
+var tiers = []string{"free", "team", "enterprise"}
+
+// shape is what events.sql needs to write the query for one kind of
+// request.
+type shape struct {
+	Tiers   []string
+	P       placeholders
+	CSV     bool
+	Nothing bool // no action may match
+	Lateral bool // several actions, a page: one scan per action
+	Actor   bool
+	// Action is what action must equal, AnyAction the array it must be in.
+	Action, AnyAction string
+	// KeyCol and KeyVal are the column between org_id and occurred_at in the
+	// keyset condition, and its value: the index the scans follow.
+	KeyCol, KeyVal string
+}
+
+// render writes the events query for q's shape with placeholders p.
+func render(q Query, p placeholders, csv bool) (string, error) {
+	if len(q.Tiers) == 0 {
+		return "", fmt.Errorf("list events of org %s: no tier table to read", q.OrgID)
+	}
+	for _, t := range q.Tiers {
+		if !slices.Contains(tiers, t) {
+			return "", fmt.Errorf("list events of org %s: unknown tier %q", q.OrgID, t)
+		}
+	}
+	sh := shape{Tiers: q.Tiers, P: p, CSV: csv, Nothing: q.matchesNothing(), Actor: q.Actor != ""}
+	switch {
+	case len(q.Actions) == 1:
+		sh.Action = p.Action
+	case len(q.Actions) > 1 && (csv || sh.Actor):
+		// An export reads everything anyway; an actor's own index is the
+		// better guide than several actions'.
+		sh.AnyAction = p.Actions
+	case len(q.Actions) > 1:
+		sh.Lateral, sh.Action = true, "wanted.name"
+	}
+	switch {
+	case sh.Actor:
+		sh.KeyCol, sh.KeyVal = "actor_email", p.Actor
+	case sh.Action != "":
+		sh.KeyCol, sh.KeyVal = "action", sh.Action
+	}
+	var b strings.Builder
+	if err := eventsTemplate.ExecuteTemplate(&b, "events", sh); err != nil {
+		return "", fmt.Errorf("render events query: %w", err)
+	}
+	return b.String(), nil
+}
+
+func mustExecute(name string, data any) string {
+	var b bytes.Buffer
+	if err := eventsTemplate.ExecuteTemplate(&b, name, data); err != nil {
+		panic(err)
+	}
+	return b.String()
+}
+
+// nullString turns an empty string into SQL NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
