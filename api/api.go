@@ -1,6 +1,6 @@
 // Package api is the read-only HTTP API of the audit log (Gin): health,
-// metrics, the catalog, an org's events as JSON pages or CSV, and its
-// OpenAPI document. Every /api route wants a personal access token; an org's
+// metrics, the catalog, an org's events as JSON pages or CSV, a summary of
+// them per day, its OpenAPI document, and the Activity page that reads it. Every /api route wants a personal access token; an org's
 // events are for its owners only. The API writes nothing, and reading is
 // not audited. docs/api.md is the guide; openapi.json the reference.
 package api
@@ -71,9 +71,14 @@ func New(cfg Config) http.Handler {
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
 	r.GET("/api/openapi.json", serveOpenAPI)
+	r.GET("/orgs/:id/activity", s.activityPage)
+	r.GET("/static/:file", s.staticFile)
+	r.POST("/api/session", s.signIn)
+	r.DELETE("/api/session", s.signOut)
 	api := r.Group("/api", s.authenticate, s.rateLimit)
 	api.GET("/audit/actions", s.listActions)
 	api.GET("/orgs/:id/audit", s.requireOwner, s.listEvents)
+	api.GET("/orgs/:id/audit/summary", s.requireOwner, s.summarize)
 	return r
 }
 

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"strings"
-
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
@@ -16,13 +14,13 @@ const principalKey = "auditlog.principal"
 // orgKey is where authenticate leaves the org of the path, if it parsed.
 const orgKey = "auditlog.org"
 
-// authenticate requires `Authorization: Bearer <personal access token>`: a
-// missing, unknown, expired or revoked token is a 401. For a path naming an
-// org it also finds the caller's role there, for requireOwner.
+// authenticate requires a personal access token, in `Authorization: Bearer
+// <token>` or the Activity page's session cookie: a missing, unknown,
+// expired or revoked token is a 401. For a path naming an org it also finds
+// the caller's role there, for requireOwner.
 func (s *server) authenticate(c *gin.Context) {
-	scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+	token := requestToken(c)
+	if token == "" {
 		s.writeProblem(c, unauthorized("send a personal access token: Authorization: Bearer <token> (auditlog token create)"))
 		return
 	}

@@ -23,7 +23,7 @@ func (s *server) listEvents(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	q, err := s.eventQuery(c, params)
+	q, _, err := s.eventQuery(c, params)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -36,14 +36,15 @@ func (s *server) listEvents(c *gin.Context) {
 }
 
 // eventQuery resolves the parameters against the org's read scope (the
-// retention floor, the tier tables), the catalog and the cursor.
-func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, error) {
+// retention floor, the tier tables), the catalog and the cursor, and returns
+// the scope too.
+func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Scope, error) {
 	ctx := c.Request.Context()
 	org := orgOf(c)
 	now := s.now()
 	scope, err := s.store.Scope(ctx, org.String(), now)
 	if err != nil {
-		return store.Query{}, err
+		return store.Query{}, scope, err
 	}
 	q := store.Query{OrgID: org.String(), Tiers: scope.Tiers, Since: scope.Floor, Actor: p.actor,
 		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}}
@@ -59,11 +60,11 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, error) {
 	if p.cursor != "" {
 		key, err := s.keys.cursorKey(ctx)
 		if err != nil {
-			return store.Query{}, err
+			return store.Query{}, scope, err
 		}
 		pos, err := decodeCursor(key, org, p.cursor)
 		if err != nil {
-			return store.Query{}, invalidParamProblem("cursor", err.Error())
+			return store.Query{}, scope, invalidParamProblem("cursor", err.Error())
 		}
 		// Keyset: start below the cursor, or below until if that is lower.
 		if pos.OccurredAt.Before(q.Before.OccurredAt) {
@@ -73,11 +74,11 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, error) {
 	if p.action != "" || p.targetType != "" {
 		actions, err := s.catalog.get(ctx)
 		if err != nil {
-			return store.Query{}, err
+			return store.Query{}, scope, err
 		}
 		q.Actions = actionFilter(actions, p.action, p.targetType)
 	}
-	return q, nil
+	return q, scope, nil
 }
 
 // page is the JSON body of a page.

@@ -135,6 +135,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	for name, typ := range map[string]reflect.Type{
 		"Event": reflect.TypeFor[store.Event](), "Page": reflect.TypeFor[page](),
 		"Action": reflect.TypeFor[store.Action](), "Problem": reflect.TypeFor[problem](),
+		"Summary": reflect.TypeFor[summary](), "SignIn": reflect.TypeFor[signInRequest](),
 	} {
 		if got := keys(schemas[name].Properties); !slices.Equal(got, jsonFields(typ)) {
 			t.Errorf("%s: documented %v, served %v", name, got, jsonFields(typ))

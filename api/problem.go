@@ -73,7 +73,7 @@ var (
 	errForbidden        = newProblem(http.StatusForbidden, "forbidden", "only the org's owners may read its audit log")
 	errOrgNotFound      = newProblem(http.StatusNotFound, "not-found", "no such org, or you are not a member of it")
 	errRouteNotFound    = newProblem(http.StatusNotFound, "not-found", "no such endpoint; see /api/openapi.json")
-	errMethodNotAllowed = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "the API is read-only: GET only")
+	errMethodNotAllowed = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "the API is read-only: GET only (but POST and DELETE /api/session, to sign a browser in and out)")
 	errUnavailable      = newProblem(http.StatusServiceUnavailable, "unavailable", "the database is unavailable or overloaded; try again shortly")
 	errTimeout          = newProblem(http.StatusServiceUnavailable, "timeout", "the query took too long; narrow the range or the filters, or try again")
 	errInternal         = newProblem(http.StatusInternalServerError, "internal", "something went wrong on our side; it has been logged")

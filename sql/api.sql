@@ -46,3 +46,13 @@ CREATE OR REPLACE FUNCTION audit.csv_cell(cell text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN left(cell, 1) IN ('=', '+', '-', '@', E'\t', E'\r') THEN '''' || cell ELSE cell END;
 COMMENT ON FUNCTION audit.csv_cell(text) IS 'A CSV cell that a spreadsheet will not run as a formula: a leading = + - @ tab or CR gets a single quote before it.';
+
+-- audit.org_name gives the API the display name of an org, which the
+-- Activity page shows; the API reads nothing of cloud.orgs itself.
+CREATE OR REPLACE FUNCTION audit.org_name(org_id uuid) RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT o.name FROM cloud.orgs o WHERE o.id = org_name.org_id);
+COMMENT ON FUNCTION audit.org_name(uuid) IS 'For the API: the display name of an org.';

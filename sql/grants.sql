@@ -43,5 +43,5 @@ GRANT EXECUTE ON FUNCTION
 -- and neutralises CSV cells through these functions, and reads nothing of
 -- the control-plane tables itself. audit.api_keys is readable by no role.
 GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
-                          audit.csv_cell(text)
+                          audit.csv_cell(text), audit.org_name(uuid)
   TO audit_reader;

@@ -246,12 +246,12 @@ function showSummary(s) {
   const days = s.days || [];
   const max = Math.max(1, ...days.map((d) => d.count));
   for (const d of days) {
-    chart.append(el("div", {
-      class: d.count ? "bar" : "bar zero",
-      style: `height:${Math.max(2, (d.count / max) * 100)}%`,
-      title: `${d.day}: ${d.count} event${d.count === 1 ? "" : "s"}`,
-    }));
+    const bar = el("div", { class: d.count ? "bar" : "bar zero", title: `${d.day}: ${d.count} event${d.count === 1 ? "" : "s"}` });
+    bar.style.height = `${Math.max(2, (d.count / max) * 100)}%`; // a style property, which the page's CSP allows
+    chart.append(bar);
   }
+  $("chart-from").textContent = days.length ? days[0].day : "";
+  $("chart-to").textContent = days.length > 1 ? days[days.length - 1].day : "";
   const total = days.reduce((n, d) => n + d.count, 0);
   chart.setAttribute("aria-label", `${total} events over ${days.length} days` +
     (days.length ? `, busiest day ${days.reduce((a, b) => (b.count > a.count ? b : a)).day}` : ""));

@@ -92,6 +92,16 @@ LIMIT {{ .P.Limit }}
 {{- end }}
 {{- end -}}
 
+{{- /* Events per UTC day, for the days that have any: the chart of the
+  Activity page. It reads what an export would, along the same index. */ -}}
+{{- define "day_counts" -}}
+SELECT (date_trunc('day', e.occurred_at AT TIME ZONE 'UTC'))::date AS day, count(*) AS count
+FROM {{ template "tiers" . }} e
+{{ template "conditions" . }}
+GROUP BY 1
+ORDER BY 1
+{{- end -}}
+
 {{- /* The export's inputs, as settings local to its transaction. */ -}}
 {{- define "export_settings" -}}
 SELECT set_config(s.name, s.value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)

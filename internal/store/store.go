@@ -75,8 +75,12 @@ func (s *Store) Authenticate(ctx context.Context, tokenHash []byte, orgID string
 
 // Scope is what a reader may see of one org.
 type Scope struct {
+	// Name is the org's display name.
+	Name string
 	// Plan is the org's current plan.
 	Plan string
+	// RetentionDays is how many days of events the plan keeps.
+	RetentionDays int
 	// Floor is the earliest instant that may be shown: the plan's retention,
 	// and what earlier plans had already let expire.
 	Floor time.Time
@@ -90,8 +94,10 @@ var ErrNoSuchOrg = errors.New("no such org")
 // Scope returns the read scope of org orgID as of at.
 func (s *Store) Scope(ctx context.Context, orgID string, at time.Time) (Scope, error) {
 	var sc Scope
-	err := s.pool.QueryRow(ctx, "SELECT plan, floor, tiers FROM audit.org_scope($1, $2)", orgID, at).
-		Scan(&sc.Plan, &sc.Floor, &sc.Tiers)
+	err := s.pool.QueryRow(ctx, `
+		SELECT audit.org_name($1), plan, (extract(epoch FROM retention) / 86400)::int, floor, tiers
+		FROM audit.org_scope($1, $2)`, orgID, at).
+		Scan(&sc.Name, &sc.Plan, &sc.RetentionDays, &sc.Floor, &sc.Tiers)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Scope{}, ErrNoSuchOrg
 	}
@@ -198,6 +204,45 @@ func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
 	if q.matchesNothing() {
 		return []Event{}, nil
 	}
+	var events []Event
+	err := s.query(ctx, q, pageQuery, func(rows pgx.Rows) error {
+		var err error
+		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
+	}
+	return events, nil
+}
+
+// DayCount is how many events one UTC day has.
+type DayCount struct {
+	Day   time.Time `db:"day"`
+	Count int64     `db:"count"`
+}
+
+// CountByDay counts the events q selects per UTC day, for the days that
+// have any, oldest first. q.Limit is ignored.
+func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
+	if q.matchesNothing() {
+		return nil, nil
+	}
+	var days []DayCount
+	err := s.query(ctx, q, countQuery, func(rows pgx.Rows) error {
+		var err error
+		days, err = pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count events of org %s: %w", q.OrgID, err)
+	}
+	return days, nil
+}
+
+// query runs q's query of the given kind with bind parameters, on its
+// prepared statement's generic plan, and hands the rows to collect.
+func (s *Store) query(ctx context.Context, q Query, kind queryKind, collect func(pgx.Rows) error) error {
 	var args []any
 	bind := func(v any) string {
 		args = append(args, v)
@@ -215,25 +260,19 @@ func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
 	if q.Actor != "" {
 		p.Actor = bind(q.Actor)
 	}
-	p.Limit = bind(q.Limit)
-	sql, err := render(q, p, false)
+	if kind == pageQuery {
+		p.Limit = bind(q.Limit)
+	}
+	sql, err := render(q, p, kind)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// One round trip, one implicit transaction: the setting holds for the
 	// query alone.
 	batch := &pgx.Batch{}
 	batch.Queue(genericPlanSQL)
-	var events []Event
-	batch.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-		var err error
-		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-		return err
-	})
-	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
-	}
-	return events, nil
+	batch.Queue(sql, args...).Query(collect)
+	return s.pool.SendBatch(ctx, batch).Close()
 }
 
 // settingPlaceholders read the export's inputs back from the settings that
@@ -270,7 +309,7 @@ func exportSettings(q Query) map[string]string {
 // to its transaction first: COPY takes no bind parameters, and this keeps
 // its text constant and every value out of it. For comparing with psql.
 func ExportStatement(q Query) (copySQL string, settings map[string]string, err error) {
-	sql, err := render(q, settingPlaceholders, true)
+	sql, err := render(q, settingPlaceholders, exportQuery)
 	if err != nil {
 		return "", nil, err
 	}
@@ -340,6 +379,15 @@ var (
 // tiers are the tier tables a query may name.
 var tiers = []string{"free", "team", "enterprise"}
 
+// queryKind is what a rendered query returns.
+type queryKind int
+
+const (
+	pageQuery   queryKind = iota // a page of events, as JSON rows
+	exportQuery                  // every event, as CSV cells
+	countQuery                   // the number of events per UTC day
+)
+
 // shape is what events.sql needs to write the query for one kind of
 // request.
 type shape struct {
@@ -356,8 +404,9 @@ type shape struct {
 	KeyCol, KeyVal string
 }
 
-// render writes the events query for q's shape with placeholders p.
-func render(q Query, p placeholders, csv bool) (string, error) {
+// render writes the query of the given kind for q's shape with placeholders
+// p.
+func render(q Query, p placeholders, kind queryKind) (string, error) {
 	if len(q.Tiers) == 0 {
 		return "", fmt.Errorf("list events of org %s: no tier table to read", q.OrgID)
 	}
@@ -366,13 +415,15 @@ func render(q Query, p placeholders, csv bool) (string, error) {
 			return "", fmt.Errorf("list events of org %s: unknown tier %q", q.OrgID, t)
 		}
 	}
-	sh := shape{Tiers: q.Tiers, P: p, CSV: csv, Nothing: q.matchesNothing(), Actor: q.Actor != ""}
+	// A page reads as little as it can; an export and a count read every
+	// matching event anyway.
+	readsAll := kind != pageQuery
+	sh := shape{Tiers: q.Tiers, P: p, CSV: kind == exportQuery, Nothing: q.matchesNothing(), Actor: q.Actor != ""}
 	switch {
 	case len(q.Actions) == 1:
 		sh.Action = p.Action
-	case len(q.Actions) > 1 && (csv || sh.Actor):
-		// An export reads everything anyway; an actor's own index is the
-		// better guide than several actions'.
+	case len(q.Actions) > 1 && (readsAll || sh.Actor):
+		// An actor's own index is the better guide than several actions'.
 		sh.AnyAction = p.Actions
 	case len(q.Actions) > 1:
 		sh.Lateral, sh.Action = true, "wanted.name"
@@ -383,8 +434,12 @@ func render(q Query, p placeholders, csv bool) (string, error) {
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
 	}
+	name := "events"
+	if kind == countQuery {
+		name = "day_counts"
+	}
 	var b strings.Builder
-	if err := eventsTemplate.ExecuteTemplate(&b, "events", sh); err != nil {
+	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {
 		return "", fmt.Errorf("render events query: %w", err)
 	}
 	return b.String(), nil

@@ -52,12 +52,13 @@ func TestQueriesStreamInOrder(t *testing.T) {
 	pagePlaceholders := settingPlaceholders
 	pagePlaceholders.Limit = "101"
 	for name, q := range shapes {
-		for _, csv := range []bool{false, true} {
+		for _, kind := range []queryKind{pageQuery, exportQuery} {
+			csv := kind == exportQuery
 			p := pagePlaceholders
 			if csv {
 				p = settingPlaceholders
 			}
-			sql, err := render(q, p, csv)
+			sql, err := render(q, p, kind)
 			if err != nil {
 				t.Fatal(err)
 			}

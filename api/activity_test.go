@@ -1,0 +1,308 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+)
+
+// browserPath finds a Chromium or Chrome to drive. Without one the browser
+// tests are skipped, unless AUDITLOG_REQUIRE_BROWSER is set (CI sets it, and
+// installs Chromium), when that is a failure.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("AUDITLOG_REQUIRE_BROWSER") != "" {
+		t.Fatal("no Chromium found (apt-get install chromium); AUDITLOG_REQUIRE_BROWSER is set")
+	}
+	t.Skip("no Chromium found (apt-get install chromium): skipping the browser test")
+	return ""
+}
+
+// newBrowser starts a headless Chromium of its own for the test, with the
+// flags a closed network wants, and returns a tab's context.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath(t)),
+		chromedp.NoSandbox, // we may be root, in a container
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelTab(); cancelAlloc() })
+	return ctx
+}
+
+// activityBundle is an org with a history to browse, its owner's and a mere
+// member's tokens, and the page's URL.
+type activityBundle struct {
+	*testBundle
+	org, ownerToken, memberToken, page string
+}
+
+func setupActivity(t *testing.T) activityBundle {
+	t.Helper()
+	b := setup(t, Config{})
+	org, ownerToken := b.owner(t, "team")
+	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "member"})
+	now := time.Now()
+	add := func(n int, action, actor, metadata string) {
+		for i := range n {
+			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: action, ActorEmail: actor,
+				OccurredAt: now.Add(-time.Duration(len(action)*7+i*53) * time.Minute), Metadata: metadata})
+		}
+	}
+	add(40, "auth.signin", "bob@example.com", `{"method": "sso"}`)
+	add(15, "cluster.created", "ann@example.com", `{"name": "prod-eu", "labels": {"env": "prod"}}`)
+	add(5, "cluster.token_rotated", "ann@example.com", `{"via_pat": "deploy-bot"}`)
+	add(1, "org_member.role_changed", "carol@example.com", `{"previous_role": "member", "new_role": "admin"}`)
+	return activityBundle{testBundle: b, org: org, ownerToken: ownerToken,
+		memberToken: b.token(t, member, tokenOpts{}), page: b.base + "/orgs/" + org + "/activity"}
+}
+
+// eventRowsJS lists the actions of the log's rows, as shown.
+const eventRowsJS = `[...document.querySelectorAll('#rows tr.event td.action')].map(td => td.textContent)`
+
+// waitRows waits until the log shows n rows, and returns their actions.
+func waitRows(ctx context.Context, t *testing.T, n int) []string {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](
+		fmt.Sprintf(`document.querySelectorAll('#rows tr.event').length === %d`, n),
+		chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("status")))
+		t.Fatalf("waiting for %d rows: %v (status: %q)", n, err, status)
+	}
+	return eval[[]string](ctx, t, eventRowsJS)
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](ctx context.Context, t *testing.T, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// text is the text of the element with this id.
+func text(ctx context.Context, t *testing.T, id string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID(id)))
+	if err != nil {
+		t.Fatalf("text of #%s: %v", id, err)
+	}
+	return v
+}
+
+// do runs the steps and fails the test on an error, saying what the page
+// showed.
+func do(ctx context.Context, t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("%v; the page shows:\n%s", err, shown)
+	}
+}
+
+// TestActivityPage drives the page in a real headless Chromium as an owner
+// would: sign in, page through the log, filter by action and by actor,
+// reload a shared view, open a row, export the CSV, sign out.
+func TestActivityPage(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+
+	// Signed out: the sign-in form, nothing else.
+	do(ctx, t, chromedp.Navigate(b.page), chromedp.WaitVisible(chromedp.ID("token")))
+	if !eval[bool](ctx, t, `!document.getElementById('sign-in').hidden && document.getElementById('content').hidden`) {
+		t.Fatal("signed out, the page shows more than the sign-in form")
+	}
+
+	// A wrong token is refused on the form.
+	do(ctx, t,
+		chromedp.SendKeys(chromedp.ID("token"), "alpat_not-a-token"),
+		chromedp.Click(chromedp.CSS("#sign-in-form button")),
+		chromedp.Poll[chromedp.Void](`document.getElementById('sign-in-error').textContent !== ''`, chromedp.WithPollingTimeout(10*time.Second)))
+	if refusal := text(ctx, t, "sign-in-error"); !strings.Contains(refusal, "token") {
+		t.Fatalf("wrong token: %q", refusal)
+	}
+
+	// Signed in: the newest 50 events, the plan's retention, a bar per day.
+	do(ctx, t,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('token').value = ''`),
+		chromedp.SendKeys(chromedp.ID("token"), b.ownerToken),
+		chromedp.Click(chromedp.CSS("#sign-in-form button")),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#rows tr.event') !== null`, chromedp.WithPollingTimeout(20*time.Second)))
+	first := waitRows(ctx, t, 50)
+	if r := text(ctx, t, "retention"); !strings.Contains(r, "30 days") || !strings.Contains(r, "Team plan") {
+		t.Errorf("retention stated as %q", r)
+	}
+	if name, bars := text(ctx, t, "org-name"), eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`); !strings.HasPrefix(name, "org-") || bars != 8 {
+		t.Errorf("org name %q, %d bars, want 8 (the last 7 days and today)", name, bars)
+	}
+	if first[0] != "auth.signin" {
+		t.Errorf("newest row %q", first[0])
+	}
+
+	// More rows: the next page, the first one unchanged.
+	do(ctx, t, chromedp.Click(chromedp.ID("more")))
+	if all := waitRows(ctx, t, 61); !slices.Equal(all[:50], first) {
+		t.Error("the first page changed when the next was added")
+	}
+
+	// Filter by action, free text: "token" finds cluster.token_rotated.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "token"), chromedp.Click(chromedp.CSS("#filters button[type=submit]")))
+	for _, a := range waitRows(ctx, t, 5) {
+		if a != "cluster.token_rotated" {
+			t.Errorf("action filter shows %s", a)
+		}
+	}
+	if u, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(u, "action=token") {
+		t.Errorf("the URL does not hold the filter: %s %v", u, err)
+	}
+
+	// Filter by actor instead: ann's 20 events.
+	do(ctx, t,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('f-action').value = ''`),
+		chromedp.SendKeys(chromedp.ID("f-actor"), "ann@example.com"),
+		chromedp.Click(chromedp.CSS("#filters button[type=submit]")))
+	annRows := waitRows(ctx, t, 20)
+	for _, a := range annRows {
+		if a != "cluster.created" && a != "cluster.token_rotated" {
+			t.Errorf("actor filter shows %s", a)
+		}
+	}
+
+	// The view can be shared: reloading its URL shows the same log.
+	do(ctx, t, chromedp.Reload())
+	if got := waitRows(ctx, t, 20); !slices.Equal(got, annRows) {
+		t.Errorf("after a reload: %v", got)
+	}
+
+	// Open a row with the keyboard: its metadata shows.
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
+	expanded, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#rows tr.event"), "aria-expanded"))
+	if err != nil || expanded.Value != "true" {
+		t.Errorf("the row did not open: %+v %v", expanded, err)
+	}
+	if details := eval[string](ctx, t, `document.querySelector('#rows tr.details:not([hidden]) pre').textContent`); !strings.Contains(details, `"name": "prod-eu"`) && !strings.Contains(details, `"via_pat": "deploy-bot"`) {
+		t.Errorf("opened row shows %q", details)
+	}
+
+	shoot(ctx, t, "activity-owner.png")
+
+	// On a phone the log reflows to the width of the screen.
+	do(ctx, t, chromedp.EmulateViewport(390, 844))
+	if w := eval[int](ctx, t, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("on a 390 px screen the page is %d px wide", w)
+	}
+	shoot(ctx, t, "activity-phone.png")
+	do(ctx, t, chromedp.EmulateViewport(1280, 900))
+
+	// Export the filtered log: the browser downloads a CSV of ann's events.
+	rows := download(ctx, t, chromedp.ID("export"))
+	if len(rows) != 21 || strings.Join(rows[0][:4], ",") != "id,org_id,occurred_at,action" {
+		t.Fatalf("export: %d rows, header %v", len(rows), rows[0])
+	}
+	for _, r := range rows[1:] {
+		if r[8] != "ann@example.com" {
+			t.Errorf("exported a row of %s", r[8])
+		}
+	}
+
+	// Sign out: the form again.
+	do(ctx, t, chromedp.Click(chromedp.ID("sign-out")), chromedp.WaitVisible(chromedp.ID("token")))
+}
+
+// A member who is not an owner is told why the log is closed to them.
+func TestActivityPageRefusesMember(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t,
+		chromedp.Navigate(b.page),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), b.memberToken),
+		chromedp.Click(chromedp.CSS("#sign-in-form button")),
+		chromedp.WaitVisible(chromedp.ID("denied")))
+	if message := text(ctx, t, "denied"); !strings.Contains(message, "not an owner") {
+		t.Fatalf("member sees %q", message)
+	}
+	shoot(ctx, t, "activity-member.png")
+}
+
+// download clicks the link and returns the CSV the browser saved.
+func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) [][]string {
+	t.Helper()
+	dir := t.TempDir()
+	_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: new(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := chromedp.BrowserEvents(ctx, browser.DownloadProgress)
+	do(ctx, t, chromedp.Click(link))
+	var guid string
+	for e, err := range events {
+		if err != nil {
+			t.Fatalf("waiting for the download: %v", err)
+		}
+		if e.State == browser.DownloadProgressStateCompleted {
+			guid = e.GUID
+			break
+		}
+		if e.State == browser.DownloadProgressStateCanceled {
+			t.Fatal("the download was cancelled")
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, guid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// shoot saves a screenshot into $AUDITLOG_SCREENSHOTS, if set, to look at.
+func shoot(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	dir := os.Getenv("AUDITLOG_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
