@@ -49,20 +49,40 @@ func benchLogEvent(ctx context.Context, b *bench) ([]row, error) {
 		return err
 	}
 
+	// inTx runs op as an application does: in a transaction of its own,
+	// BEGIN and COMMIT included.
+	inTx := func(op func(context.Context, *pgx.Conn, int) error) func(context.Context, *pgx.Conn, int) error {
+		return func(ctx context.Context, c *pgx.Conn, i int) error {
+			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error { return op(ctx, tx.Conn(), i) })
+		}
+	}
+
 	const clients = 4
 	var rows []row
-	for _, mode := range []struct{ name, syncCommit string }{{"durable commits", "on"}, {"commits not flushed", "off"}} {
+	for _, mode := range []struct {
+		name, syncCommit string
+		explicit         bool
+		goal             bool // the goal is for durable commits
+	}{
+		{"durable commits, one statement per transaction", "on", false, true},
+		{"durable commits, BEGIN; statement; COMMIT", "on", true, true},
+		{"commits not flushed, one statement per transaction", "off", false, false},
+	} {
 		setup := func(ctx context.Context, c *pgx.Conn) error {
 			_, err := c.Exec(ctx, "SET synchronous_commit = "+mode.syncCommit)
 			return err
 		}
+		plainOp, fnOp := insert, logEvent
+		if mode.explicit {
+			plainOp, fnOp = inTx(insert), inTx(logEvent)
+		}
 		var fn, plain float64
 		for range 2 { // interleaved: plain, function, plain, function
-			p, err := runClients(ctx, url, clients, b.duration/2, setup, insert)
+			p, err := runClients(ctx, url, clients, b.duration/2, setup, plainOp)
 			if err != nil {
 				return nil, fmt.Errorf("plain insert: %w", err)
 			}
-			f, err := runClients(ctx, url, clients, b.duration/2, setup, logEvent)
+			f, err := runClients(ctx, url, clients, b.duration/2, setup, fnOp)
 			if err != nil {
 				return nil, fmt.Errorf("log_event: %w", err)
 			}
@@ -70,14 +90,16 @@ func benchLogEvent(ctx context.Context, b *bench) ([]row, error) {
 			fn += f.perSecond() / 2
 		}
 		ratio := fn / plain
-		rows = append(rows, row{
+		r := row{
 			benchmark: fmt.Sprintf("log_event tx/s vs plain INSERT, %d clients, %s", clients, mode.name),
 			measured:  fmt.Sprintf("%.0f tx/s", fn),
 			baseline:  fmt.Sprintf("%.0f tx/s", plain),
 			ratio:     ratio,
-			goal:      ">= 0.85",
-			met:       ptr(ratio >= 0.85),
-		})
+		}
+		if mode.goal {
+			r.goal, r.met = ">= 0.85", ptr(ratio >= 0.85)
+		}
+		rows = append(rows, r)
 	}
 	return rows, nil
 }
