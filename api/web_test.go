@@ -1,0 +1,192 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+)
+
+// TestSummaryCountsPerDay: the summary names the org and its plan and
+// counts the matching events per UTC day, zeros included.
+func TestSummaryCountsPerDay(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	now := time.Now()
+	at := func(daysAgo int) time.Time { return now.AddDate(0, 0, -daysAgo).Add(-time.Minute) }
+	for _, e := range []fixture.EventOpts{
+		{Action: "auth.signin", ActorEmail: "ann@example.com", OccurredAt: at(0)},
+		{Action: "auth.signin", ActorEmail: "bob@example.com", OccurredAt: at(0)},
+		{Action: "cluster.created", ActorEmail: "ann@example.com", OccurredAt: at(2)},
+		{Action: "auth.signout", ActorEmail: "ann@example.com", OccurredAt: at(5)},
+		{Action: "auth.signin", ActorEmail: "ann@example.com", OccurredAt: at(40)}, // outside 7d
+	} {
+		e.OrgID = org
+		fixture.Event(t, b.admin, e)
+	}
+
+	get := func(query string) summary {
+		t.Helper()
+		resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?"+query, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", query, resp.StatusCode, body)
+		}
+		var s summary
+		if err := decodeJSON(body, &s); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return s
+	}
+	counts := func(s summary) map[string]int64 {
+		m := map[string]int64{}
+		for _, d := range s.Days {
+			if d.Count > 0 {
+				m[d.Day] = d.Count
+			}
+		}
+		return m
+	}
+	day := func(daysAgo int) string { return at(daysAgo).UTC().Format(time.DateOnly) }
+
+	s := get("range=7d")
+	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 {
+		t.Errorf("org %+v", s.Org)
+	}
+	first, last := utcDay(now.AddDate(0, 0, -7)).Format(time.DateOnly), utcDay(now).Format(time.DateOnly)
+	if len(s.Days) != 8 || s.Days[0].Day != first || s.Days[7].Day != last {
+		t.Errorf("days %v; want the 8 from %s to %s", s.Days, first, last)
+	}
+	want := map[string]int64{day(0): 2, day(2): 1, day(5): 1}
+	if got := counts(s); !equalCounts(got, want) {
+		t.Errorf("7d counts %v, want %v", got, want)
+	}
+	if got := counts(get("range=7d&actor=ann@example.com&target_type=auth")); !equalCounts(got, map[string]int64{day(0): 1, day(5): 1}) {
+		t.Errorf("ann's auth events per day: %v", got)
+	}
+	if got := counts(get("range=30d&action=created")); !equalCounts(got, map[string]int64{day(2): 1}) {
+		t.Errorf("free-text action per day: %v", got)
+	}
+
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?limit=5&format=csv", token)
+	p := wantProblem(t, resp, body, http.StatusBadRequest)
+	if len(p.InvalidParams) != 2 {
+		t.Errorf("want limit and format named: %s", body)
+	}
+
+	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "admin"})
+	resp, body = b.get(t, "/api/orgs/"+org+"/audit/summary", b.token(t, member, tokenOpts{}))
+	wantProblem(t, resp, body, http.StatusForbidden)
+}
+
+func equalCounts(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSession: a browser trades a token for an HttpOnly, SameSite=Strict
+// cookie that then reads the log like the header does, and is accepted on
+// GET only; sign-out deletes it.
+func TestSession(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+
+	post := func(client *http.Client, contentType, body string) (*http.Response, []byte) {
+		t.Helper()
+		resp, err := client.Post(b.base+"/api/session", contentType, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp, data
+	}
+
+	resp, body := post(http.DefaultClient, "text/plain", `{"token":"`+token+`"}`)
+	wantProblem(t, resp, body, http.StatusUnsupportedMediaType)
+	resp, body = post(http.DefaultClient, "application/json", `{"token":"alpat_nope"}`)
+	wantProblem(t, resp, body, http.StatusUnauthorized)
+	resp, body = post(http.DefaultClient, "application/json", `not json`)
+	wantProblem(t, resp, body, http.StatusBadRequest)
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	resp, _ = post(browser, "application/json", `{"token":"`+token+`"}`)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || cookies[0].Name != sessionCookie || !cookies[0].HttpOnly ||
+		cookies[0].SameSite != http.SameSiteStrictMode || cookies[0].MaxAge != 0 || !cookies[0].Expires.IsZero() {
+		t.Fatalf("cookie %+v: want HttpOnly, SameSite=Strict, for the browser session", cookies)
+	}
+
+	resp, err := browser.Get(b.base + "/api/orgs/" + org + "/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || len(page.Events) != 1 {
+		t.Fatalf("reading with the cookie: %d, %d events, %v", resp.StatusCode, len(page.Events), err)
+	}
+
+	// Not on other methods: a form elsewhere cannot use it.
+	req, _ := http.NewRequest(http.MethodPost, b.base+"/api/orgs/"+org+"/audit", nil)
+	req.AddCookie(cookies[0])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST with the cookie: %v %v", resp.StatusCode, err)
+	}
+
+	req, _ = http.NewRequest(http.MethodDelete, b.base+"/api/session", nil)
+	resp, err = browser.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-out: %v %v", resp.StatusCode, err)
+	}
+	resp, err = browser.Get(b.base + "/api/orgs/" + org + "/audit")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %v %v", resp.StatusCode, err)
+	}
+}
+
+// TestActivityPageServed: the page and its files come from the binary, with
+// headers that keep other sites' scripts and frames out.
+func TestActivityPageServed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	for path, want := range map[string]string{
+		"/orgs/00000000-0000-0000-0000-000000000001/activity": "text/html",
+		"/static/activity.js":  "text/javascript",
+		"/static/activity.css": "text/css",
+	} {
+		resp, body := b.get(t, path, "")
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) || len(body) == 0 {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: CSP %q", path, csp)
+		}
+	}
+	for _, path := range []string{"/static/activity.html", "/static/nope.js", "/static/..%2fapi.go"} {
+		if resp, body := b.get(t, path, ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
