@@ -226,3 +226,14 @@ func TestLogEventCannotBeHijacked(t *testing.T) {
 		t.Fatal("no event id")
 	}
 }
+
+// No setting opens the trigger wall: a session that sets what an earlier
+// design used as the re-tier's flag still cannot delete, superuser or not.
+func TestNoSettingOpensTheTriggerWall(t *testing.T) {
+	t.Parallel()
+	b := setupSecurity(t)
+	tryAll(t, b.url, "AL010", []privilegeCase{
+		{"SET LOCAL audit.retiering = 'on'; DELETE FROM audit.events_team", false},
+		{"SET LOCAL audit.retiering = 'on'; DELETE FROM " + b.leaf, false},
+	})
+}

@@ -4,14 +4,16 @@
 -- audit.protect_leaf adds one to each leaf as it is made.
 --
 -- The one sanctioned delete is the retention worker moving an org's events
--- to another tier (audit.retier_org): it holds a DELETE privilege for the
--- length of its own transaction and says so in audit.retiering.
+-- to another tier (audit.retier): it holds a DELETE privilege for the length
+-- of its own transaction and marks that transaction in audit.retier_marks,
+-- which only audit_owner may write. (A setting would not do: any session
+-- may set any setting.)
 CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF TG_OP = 'DELETE' AND current_setting('audit.retiering', true) = 'on' THEN
+  IF TG_OP = 'DELETE' AND EXISTS (SELECT FROM audit.retier_marks m WHERE m.xid = pg_catalog.pg_current_xact_id()) THEN
     RETURN OLD;
   END IF;
   RAISE EXCEPTION 'audit events are immutable: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME

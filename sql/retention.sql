@@ -255,8 +255,8 @@ COMMENT ON FUNCTION audit.pending_plan_changes(timestamptz) IS
 -- go to the new tier's table (in the same transaction: a reader sees them in
 -- one table or the other, never both or neither), the rest are removed.
 -- Events are immutable: for the length of this transaction only, and only
--- on that leaf, audit_owner holds DELETE, and audit.retiering lets the
--- trigger pass for the one statement (an error rolls both back). GRANT and REVOKE take no lock on the leaf: inserts and reads
+-- on that leaf, audit_owner holds DELETE, and a row of audit.retier_marks
+-- lets the immutability trigger pass (an error rolls both back). GRANT and REVOKE take no lock on the leaf: inserts and reads
 -- go on (docs/retention.md). Done when the org has nothing left in the old
 -- tier; the change's retiered_at is then set (and kept, if a late write
 -- brought it back to move one more event).
@@ -303,7 +303,7 @@ BEGIN
     PERFORM audit.make_leaf(c.to_tier, (v_oldest AT TIME ZONE 'UTC')::date);
   END IF;
   EXECUTE format('GRANT DELETE ON audit.%I TO audit_owner', v_leaf);
-  PERFORM set_config('audit.retiering', 'on', true);
+  INSERT INTO audit.retier_marks (xid, change_id) VALUES (pg_current_xact_id(), c.id);
   EXECUTE format($sql$
     WITH gone AS (
       DELETE FROM audit.%1$I e
@@ -316,7 +316,7 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM gone)$sql$, v_leaf, 'events_' || c.to_tier)
     INTO v_moved, v_gone USING c.org_id, batch, v_floor;
-  PERFORM set_config('audit.retiering', 'off', true);
+  DELETE FROM audit.retier_marks m WHERE m.xid = pg_current_xact_id();
   EXECUTE format('REVOKE DELETE ON audit.%I FROM audit_owner', v_leaf);
 
   UPDATE audit.plan_changes
