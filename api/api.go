@@ -26,7 +26,8 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
-	// Now is the clock; default time.Now.
+	// Now is the clock; default time.Now. When it is left nil, what decides
+	// retention and token expiry is the database's clock, not this host's.
 	Now func() time.Time
 	// RateLimit is how many requests a second each token may make on
 	// average; default 10. math.Inf(1) lifts the limit.
@@ -39,6 +40,13 @@ type Config struct {
 	// MaxExports is how many CSV exports run at once, each holding a
 	// database connection; default 4. More are answered 429.
 	MaxExports int
+	// ExportWriteTimeout bounds each write of a CSV export to the client;
+	// default 30 s. A client that stops reading is cut off, so it cannot
+	// hold an export slot and a read transaction (which holds back vacuum
+	// and concurrent detaches) open.
+	ExportWriteTimeout time.Duration
+	// ExportTimeout bounds a whole CSV export; default 30 min.
+	ExportTimeout time.Duration
 }
 
 // New returns the API's handler.
@@ -50,11 +58,15 @@ func New(cfg Config) http.Handler {
 		now:          cfg.Now,
 		queryTimeout: cmp.Or(cfg.QueryTimeout, 10*time.Second),
 		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
+		exportWrite:  cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
+		exportTotal:  cmp.Or(cfg.ExportTimeout, 30*time.Minute),
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
 	}
 	if s.now == nil {
 		s.now = time.Now
+	} else {
+		s.fixedClock = true
 	}
 	s.catalog = &catalog{store: st, now: s.now}
 	s.limiter = newLimiter(cmp.Or(cfg.RateLimit, 10), cmp.Or(cfg.RateBurst, 20), s.now)
@@ -84,14 +96,27 @@ func New(cfg Config) http.Handler {
 
 type server struct {
 	store        *store.Store
+	fixedClock   bool // Config.Now was given: the database is asked as of it
 	logger       *slog.Logger
 	now          func() time.Time
 	queryTimeout time.Duration
 	exports      chan struct{} // one slot per running CSV export
+	exportWrite  time.Duration // Config.ExportWriteTimeout
+	exportTotal  time.Duration // Config.ExportTimeout
 	metrics      *metrics
 	catalog      *catalog
 	keys         *keyring
 	limiter      *limiter
+}
+
+// asOf is the instant the database checks retention and token expiry at:
+// its own clock (nil), unless a clock was injected.
+func (s *server) asOf() *time.Time {
+	if !s.fixedClock {
+		return nil
+	}
+	now := s.now()
+	return &now
 }
 
 // healthz answers 200 when the database answers within two seconds, 503 when

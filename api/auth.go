@@ -32,7 +32,7 @@ func (s *server) authenticate(c *gin.Context) {
 			org = id.String()
 		}
 	}
-	p, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), org, s.now())
+	p, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), org, s.asOf())
 	if err != nil {
 		s.fail(c, err)
 		return

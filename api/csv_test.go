@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -130,6 +132,9 @@ func TestCSVParsesBackToTheEvents(t *testing.T) {
 			t.Errorf("row %d metadata %v, want %v", i, fromCSV, fromJSON)
 		}
 	}
+	if !bytes.HasPrefix(body, []byte("id,org_id,")) || !bytes.Contains(body, []byte(",metadata\r\n")) || !bytes.HasSuffix(body, []byte("\r\n")) {
+		t.Errorf("records do not end with CRLF as RFC 4180 says:\n%q", body)
+	}
 	if !bytes.Contains(body, []byte(`,"plain, ""quoted""`+"\r\n"+`line",`)) {
 		t.Errorf("a cell with quotes, a comma and CRLF is not quoted as RFC 4180 says:\n%s", body)
 	}
@@ -162,20 +167,9 @@ func slicesIndex(s []string, v string) int {
 func TestCSVStopsWhenClientGoes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	ctx := context.Background()
 	org, token := b.owner(t, "enterprise")
 	const total = 100_000
-	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('enterprise', (now() AT TIME ZONE 'UTC')::date)"); err != nil {
-		t.Fatal(err)
-	}
-	_, err := b.admin.Exec(ctx, `
-		INSERT INTO audit.events_enterprise (id, org_id, occurred_at, action, target_type, actor_type, metadata)
-		SELECT gen_random_uuid(), $1, date_trunc('day', now()) + i * interval '1 ms', 'auth.signout', 'auth', 'system',
-		       jsonb_build_object('padding', repeat('x', 500))
-		FROM generate_series(1, $2) i`, org, total)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.manyEvents(t, org, total)
 	req, _ := http.NewRequest(http.MethodGet, b.base+"/api/orgs/"+org+"/audit?format=csv", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -188,26 +182,83 @@ func TestCSVStopsWhenClientGoes(t *testing.T) {
 	resp.Body.Close() // hang up mid-stream
 	http.DefaultClient.CloseIdleConnections()
 
+	b.waitNoExport(t, "the client left")
+	if sent := metricValue(t, b, "auditlog_exported_rows_total"); sent <= 0 || sent >= total {
+		t.Fatalf("%v rows sent; want some, and fewer than the %d that exist", sent, total)
+	}
+}
+
+// TestCSVCutsOffAClientThatStopsReading: a client that stays connected but
+// reads nothing is cut off after the write timeout, its query stops, and its
+// export slot is free for the next owner.
+func TestCSVCutsOffAClientThatStopsReading(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{ExportWriteTimeout: 300 * time.Millisecond, MaxExports: 1})
+	org, token := b.owner(t, "enterprise")
+	b.manyEvents(t, org, 100_000)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "GET /api/orgs/%s/audit?format=csv HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", org, token)
+	// ... and never read.
+
+	b.waitNoExport(t, "the client stopped reading")
+	other, otherToken := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: other})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, body := b.get(t, "/api/orgs/"+other+"/audit?format=csv", otherToken)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled export still holds the only slot: %d %s", resp.StatusCode, body)
+		}
+	}
+}
+
+// manyEvents gives org n events of today, each with half a kilobyte of
+// metadata: more than socket buffers hold.
+func (b *testBundle) manyEvents(t *testing.T, org string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('enterprise', (now() AT TIME ZONE 'UTC')::date)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.admin.Exec(ctx, `
+		INSERT INTO audit.events_enterprise (id, org_id, occurred_at, action, target_type, actor_type, metadata)
+		SELECT gen_random_uuid(), $1, date_trunc('day', now()) + i * interval '1 ms', 'auth.signout', 'auth', 'system',
+		       jsonb_build_object('padding', repeat('x', 500))
+		FROM generate_series(1, $2) i`, org, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitNoExport waits until no export query runs in the test database, and
+// fails the test if one still does 10 s later.
+func (b *testBundle) waitNoExport(t *testing.T, why string) {
+	t.Helper()
 	dbName := b.url[strings.LastIndex(b.url, "/")+1:]
 	dbName, _, _ = strings.Cut(dbName, "?")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var running int
-		err := b.admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		err := b.admin.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY (%'`, dbName).Scan(&running)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if running == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the export query still runs 10 s after the client left")
+			t.Fatalf("the export query still runs 10 s after %s", why)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-	if sent := metricValue(t, b, "auditlog_exported_rows_total"); sent <= 0 || sent >= total {
-		t.Fatalf("%v rows sent; want some, and fewer than the %d that exist", sent, total)
 	}
 }
 

@@ -42,7 +42,7 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 	ctx := c.Request.Context()
 	org := orgOf(c)
 	now := s.now()
-	scope, err := s.store.Scope(ctx, org.String(), now)
+	scope, err := s.store.Scope(ctx, org.String(), s.asOf())
 	if err != nil {
 		return store.Query{}, scope, err
 	}
@@ -131,7 +131,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports are running, the most this server runs at once; retry shortly", cap(s.exports)), 10*time.Second))
 		return
 	}
-	ctx, cancel := context.WithCancel(c.Request.Context())
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.exportTotal)
 	defer cancel()
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
@@ -139,7 +139,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w := &exportWriter{c: c, cancel: cancel}
-	w.buf = bufio.NewWriterSize(responseWriter{c}, 64<<10)
+	w.buf = bufio.NewWriterSize(responseWriter{c: c, timeout: s.exportWrite}, 64<<10)
 	_, err := s.store.Export(ctx, q, w)
 	if w.rows > 1 {
 		s.metrics.exportedRows.Add(float64(w.rows - 1)) // the first is the header
@@ -191,14 +191,33 @@ func (w *exportWriter) Write(p []byte) (int, error) {
 		w.c.Writer.WriteHeaderNow()
 	}
 	w.rows++
-	n, err := w.buf.Write(p)
+	// COPY ends each row with LF; RFC 4180 wants CRLF. Each Write is one
+	// whole row, so its last byte is the row's end (a line break inside a
+	// quoted cell stays as it is, which RFC 4180 allows).
+	row := p
+	if len(row) > 0 && row[len(row)-1] == '\n' {
+		row = row[:len(row)-1]
+	}
+	_, err := w.buf.Write(row)
+	if err == nil {
+		_, err = w.buf.WriteString("\r\n")
+	}
 	if err != nil {
 		w.cancel()
+		return 0, err
 	}
-	return n, err
+	return len(p), nil
 }
 
 // responseWriter hides gin's writer behind a plain io.Writer for bufio.
-type responseWriter struct{ c *gin.Context }
+type responseWriter struct {
+	c       *gin.Context
+	timeout time.Duration // for each write: a client that stops reading is cut off
+}
 
-func (r responseWriter) Write(p []byte) (int, error) { return r.c.Writer.Write(p) }
+func (r responseWriter) Write(p []byte) (int, error) {
+	// An error here means the server cannot set deadlines (not net/http's):
+	// the write then just has none.
+	_ = http.NewResponseController(r.c.Writer).SetWriteDeadline(time.Now().Add(r.timeout))
+	return r.c.Writer.Write(p)
+}

@@ -46,7 +46,15 @@ func TestMetrics(t *testing.T) {
 	if resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
+	// Made-up methods all count as one label value, not a series each.
+	for _, method := range []string{"X1", "X2", "BREW"} {
+		req, _ := http.NewRequest(method, b.base+"/api/audit/actions", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
 	for series, want := range map[string]float64{
+		`auditlog_http_requests_total{code="405",method="other",route="unmatched"}`:              3,
 		`auditlog_http_requests_total{code="200",method="GET",route="/api/orgs/:id/audit"}`:      3,
 		`auditlog_http_requests_total{code="400",method="GET",route="/api/orgs/:id/audit"}`:      1,
 		`auditlog_http_request_duration_seconds_count{method="GET",route="/api/orgs/:id/audit"}`: 4,

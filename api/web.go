@@ -93,7 +93,7 @@ func (s *server) signIn(c *gin.Context) {
 		return
 	}
 	token := strings.TrimSpace(req.Token)
-	if _, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), "", s.now()); err != nil {
+	if _, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), "", s.asOf()); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -43,6 +43,10 @@ func startRetention(ctx context.Context, e env, serveURL string, r retentionFlag
 	if err != nil {
 		return nil, fmt.Errorf("retention worker: %w", err)
 	}
+	if err := checkWorkerRole(ctx, e, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	w, err := retention.New(pool, retention.Config{Logger: e.logger, Schedule: r.schedule})
 	if err != nil {
 		pool.Close()
@@ -59,6 +63,28 @@ func startRetention(ctx context.Context, e env, serveURL string, r retentionFlag
 		<-done
 		pool.Close()
 	}, nil
+}
+
+// checkWorkerRole refuses to start a worker whose role could not run a
+// pass: one left on the API's audit_reader URL would fail every pass while
+// the server looked healthy, and writers would make the leaves themselves.
+// A role without audit_owner can do everything but detach: a warning.
+func checkWorkerRole(ctx context.Context, e env, pool *pgxpool.Pool) error {
+	var role string
+	var maintainer, owner bool
+	err := pool.QueryRow(ctx, `SELECT current_user, pg_has_role(current_user, 'audit_maintainer', 'MEMBER'),
+		pg_has_role(current_user, 'audit_owner', 'MEMBER')`).Scan(&role, &maintainer, &owner)
+	if err != nil {
+		return fmt.Errorf("retention worker: check its role: %w", err)
+	}
+	if !maintainer {
+		return fmt.Errorf("retention worker: role %q is not a member of audit_maintainer; give serve --retention-database-url "+
+			"for a role holding audit_maintainer and audit_owner (docs/retention.md), or --no-retention and run the worker elsewhere", role)
+	}
+	if !owner {
+		e.logger.Warn("retention worker: its role is not a member of audit_owner, so it cannot detach expired leaves (docs/retention.md)", "role", role)
+	}
+	return nil
 }
 
 func runRetention(ctx context.Context, e env, args []string) error {

@@ -108,3 +108,17 @@ func TestServeRunsTheRetentionWorker(t *testing.T) {
 		}
 	}
 }
+
+// serve refuses to start a worker on a role that could not run a pass, such
+// as the API's audit_reader role, and says which flag fixes it.
+func TestServeRefusesAWorkerWithoutMaintainer(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	reader := testdb.Role(t, url, "audit_reader")
+	e, _ := testEnv(t)
+	err := serve(context.Background(), e, serveConfig{addr: "127.0.0.1:0", dbURL: reader,
+		ready: func(net.Addr) { t.Error("served with a worker that cannot work") }})
+	if err == nil || !strings.Contains(err.Error(), "audit_maintainer") || !strings.Contains(err.Error(), "--retention-database-url") {
+		t.Fatalf("got %v", err)
+	}
+}

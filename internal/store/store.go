@@ -53,10 +53,11 @@ type Principal struct {
 	Role string
 }
 
-// Authenticate looks up the token whose SHA-256 is tokenHash, as of at, and
-// its user's role in org orgID (empty: none asked about). It returns
+// Authenticate looks up the token whose SHA-256 is tokenHash, as of at (nil:
+// the database's clock), and its user's role in org orgID (empty: none asked
+// about). It returns
 // ErrUnauthenticated for a token that is unknown, expired or revoked.
-func (s *Store) Authenticate(ctx context.Context, tokenHash []byte, orgID string, at time.Time) (Principal, error) {
+func (s *Store) Authenticate(ctx context.Context, tokenHash []byte, orgID string, at *time.Time) (Principal, error) {
 	var p Principal
 	var role *string
 	err := s.pool.QueryRow(ctx, "SELECT pat_id, user_id, role FROM audit.authenticate($1, $2, $3)",
@@ -91,8 +92,9 @@ type Scope struct {
 // ErrNoSuchOrg means there is no org with the id asked about.
 var ErrNoSuchOrg = errors.New("no such org")
 
-// Scope returns the read scope of org orgID as of at.
-func (s *Store) Scope(ctx context.Context, orgID string, at time.Time) (Scope, error) {
+// Scope returns the read scope of org orgID as of at (nil: the database's
+// clock, which decides retention everywhere else too).
+func (s *Store) Scope(ctx context.Context, orgID string, at *time.Time) (Scope, error) {
 	var sc Scope
 	err := s.pool.QueryRow(ctx, `
 		SELECT audit.org_name($1), plan, (extract(epoch FROM retention) / 86400)::int, floor, tiers
