@@ -29,4 +29,6 @@ INSERT INTO audit.actions (action, target_type, description, required_keys) VALU
 ON CONFLICT (action) DO UPDATE
   SET target_type = EXCLUDED.target_type,
       description = EXCLUDED.description,
-      required_keys = EXCLUDED.required_keys;
+      required_keys = EXCLUDED.required_keys
+  WHERE (actions.target_type, actions.description, actions.required_keys)
+        IS DISTINCT FROM (EXCLUDED.target_type, EXCLUDED.description, EXCLUDED.required_keys);

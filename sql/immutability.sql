@@ -23,10 +23,24 @@ END
 $$;
 COMMENT ON FUNCTION audit.refuse_change() IS 'Trigger: refuses UPDATE, DELETE and TRUNCATE of audit events.';
 
+-- The triggers are made only where missing: making one locks its table
+-- against inserts (SHARE ROW EXCLUSIVE), and this runs on every migrate.
+-- What they do is audit.refuse_change's body, which CREATE OR REPLACE above
+-- updates without a lock.
 {{ range $tier := list "free" "team" "enterprise" }}
-CREATE OR REPLACE TRIGGER immutable_rows BEFORE UPDATE OR DELETE ON audit.events_{{ $tier }}
-  FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
-CREATE OR REPLACE TRIGGER immutable_table BEFORE TRUNCATE ON audit.events_{{ $tier }}
-  FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                 WHERE tgrelid = 'audit.events_{{ $tier }}'::regclass AND tgname = 'immutable_rows') THEN
+    CREATE TRIGGER immutable_rows BEFORE UPDATE OR DELETE ON audit.events_{{ $tier }}
+      FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                 WHERE tgrelid = 'audit.events_{{ $tier }}'::regclass AND tgname = 'immutable_table') THEN
+    CREATE TRIGGER immutable_table BEFORE TRUNCATE ON audit.events_{{ $tier }}
+      FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+  END IF;
+END
+$$;
 REVOKE UPDATE, DELETE, TRUNCATE ON audit.events_{{ $tier }} FROM audit_owner;
 {{ end }}

@@ -16,8 +16,10 @@ BEGIN
   EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', leaf);
   EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %s FROM audit_owner', leaf);
   EXECUTE format('GRANT SELECT ON %s TO audit_reader', leaf);
-  EXECUTE format('CREATE OR REPLACE TRIGGER immutable_table BEFORE TRUNCATE ON %s
-                    FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change()', leaf);
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = leaf AND t.tgname = 'immutable_table') THEN
+    EXECUTE format('CREATE TRIGGER immutable_table BEFORE TRUNCATE ON %s
+                      FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change()', leaf);
+  END IF;
 END
 $$;
 COMMENT ON FUNCTION audit.protect_leaf(regclass) IS 'Gives a new leaf its tier table''s privileges and TRUNCATE trigger.';
@@ -60,7 +62,9 @@ END
 $$;
 COMMENT ON FUNCTION audit.make_leaf(text, date) IS 'Creates and attaches the leaf of a tier for one UTC day unless it exists; true if it made it.';
 
--- Leaves made before this version of the code package get the same protection.
+-- Leaves made before this version of the code package get the same
+-- protection; those that have it are left alone (migrate takes no lock on
+-- them).
 DO $$
 DECLARE
   leaf regclass;
@@ -69,6 +73,7 @@ BEGIN
     SELECT i.inhrelid::regclass
     FROM pg_catalog.pg_inherits i
     WHERE i.inhparent IN ('audit.events_free'::regclass, 'audit.events_team'::regclass, 'audit.events_enterprise'::regclass)
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = i.inhrelid AND t.tgname = 'immutable_table')
   LOOP
     PERFORM audit.protect_leaf(leaf);
   END LOOP;

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/auditlog/auditlog/migrations"
@@ -60,11 +62,43 @@ func Migrate(ctx context.Context, conn *pgx.Conn, logger *slog.Logger) (Result, 
 	if err != nil {
 		return res, fmt.Errorf("load code package: %w", err)
 	}
-	if err := migrate.InstallCodePackage(ctx, conn, nil, code); err != nil {
+	if err := installCode(ctx, conn, code, logger); err != nil {
 		return res, fmt.Errorf("install code package: %w", describeCodeError(code, err))
 	}
 	logger.Info("installed code package", "schema_version", res.To)
 	return res, nil
+}
+
+// The code package's install waits at most codeLockTimeout for each lock,
+// and is retried codeInstallAttempts times. It takes few strong locks (it
+// makes triggers only where missing), but replacing a view waits for the
+// view's readers, and whoever comes after would queue behind the install:
+// better to step back and try again.
+const (
+	codeLockTimeout     = 2 * time.Second
+	codeInstallAttempts = 8
+)
+
+func installCode(ctx context.Context, conn *pgx.Conn, code *migrate.CodePackage, logger *slog.Logger) error {
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", codeLockTimeout.Milliseconds())); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET lock_timeout")
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := migrate.InstallCodePackage(ctx, conn, nil, code)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == codeInstallAttempts {
+			return err
+		}
+		logger.Warn("the code package waited too long for a lock; trying again", "attempt", attempt, "in", backoff, "err", pgErr.Message)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
 }
 
 // describeCodeError points a failed statement of the code package at its line

@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/internal/database"
+	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/schema"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
@@ -109,5 +112,65 @@ func assertSchema(t *testing.T, url string) {
 	var fn string
 	if err := conn.QueryRow(ctx, "SELECT 'audit.log_event'::regproc::text").Scan(&fn); err != nil {
 		t.Errorf("audit.log_event missing: %v", err)
+	}
+}
+
+// Migrating a live database does not wait for, nor hold up, the writers: a
+// transaction that has logged an event and not committed does not stop
+// migrate, and another writer logs during it.
+func TestMigrateDoesNotStallWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
+	logEvent := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) error {
+		_, err := auditlog.Log(ctx, q, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
+		return err
+	}
+	if err := logEvent(pool); err != nil { // the day's leaf exists
+		t.Fatal(err)
+	}
+
+	open, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Rollback(ctx)
+	if err := logEvent(open); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		conn, err := database.Connect(ctx, url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close(ctx)
+		_, err = schema.Migrate(ctx, conn, slog.New(slog.DiscardHandler))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("migrate beside an open writer: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("migrate waits for a writer's transaction to end")
+	}
+
+	start := time.Now()
+	if err := logEvent(pool); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a writer waited %v", d)
+	}
+	if err := open.Commit(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
