@@ -157,7 +157,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if !c.running(ctx) {
 		c.logger.Info("starting local PostgreSQL", "dir", c.dir)
-		args := []string{"start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log")}
+		// Trust authentication on the socket: only its owner (and root) may
+		// reach it, not every local user.
+		args := []string{"start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log"), "-o", "-c unix_socket_permissions=0700"}
 		for _, s := range c.settings {
 			args = append(args, "-o", "-c "+s)
 		}
