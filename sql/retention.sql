@@ -14,8 +14,10 @@
 
 -- audit.retention_clock is the instant a pass acts at: `now`, or the database
 -- clock. A pass that drops or removes events (destructive) may not claim to
--- be later than the database clock (five minutes of skew allowed): nobody can
--- drop unexpired leaves by lying about the time. Previews may use any time.
+-- be later than the database clock, by any amount: nobody can drop a leaf or
+-- remove an event even a minute early by lying about the time. (The worker
+-- passes NULL, the database clock, unless told otherwise.) Previews may use
+-- any time.
 CREATE OR REPLACE FUNCTION audit.retention_clock(now timestamptz DEFAULT NULL, destructive boolean DEFAULT true)
 RETURNS timestamptz
 LANGUAGE plpgsql
@@ -23,7 +25,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF destructive AND retention_clock.now > pg_catalog.now() + interval '5 minutes' THEN
+  IF destructive AND retention_clock.now > pg_catalog.now() THEN
     RAISE EXCEPTION 'retention: refusing to drop or remove events as of %, later than the database clock (%)',
       retention_clock.now, pg_catalog.now()
       USING ERRCODE = 'AL011',
