@@ -161,7 +161,9 @@ type Retier struct {
 	ChangeID int64
 	// OrgID is the org whose plan changed.
 	OrgID string
-	// FromTier and ToTier are the plans before and after the change.
+	// FromTier is the plan before the change; ToTier is the org's current
+	// plan, whose tier its events go to (the change's new plan, as only an
+	// org's latest change is re-tiered).
 	FromTier, ToTier string
 	// Moved and Removed count the events moved to ToTier and removed (for a
 	// dry run: that would be).
@@ -169,8 +171,8 @@ type Retier struct {
 	// Done is true once the org has nothing left in FromTier.
 	Done bool
 	// Waiting is true for a change not ready yet: a transaction that may
-	// still write to the old tier is running, or an earlier change of the
-	// org is pending. Only dry runs list such changes.
+	// still write to an old tier of the org is running. Only dry runs list
+	// such changes.
 	Waiting bool
 }
 

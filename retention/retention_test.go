@@ -152,6 +152,15 @@ func logEvent(ctx context.Context, pool *pgxpool.Pool, org string) (string, erro
 	return auditlog.Log(ctx, pool, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
 }
 
+// exec runs a statement of the test's own (as the pool's role), failing the
+// test if it fails.
+func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
 // maintainer connects as a login role holding audit_maintainer alone: what
 // a maintainer may call by hand.
 func maintainer(t *testing.T, b testBundle) *pgx.Conn {
@@ -163,6 +172,30 @@ func maintainer(t *testing.T, b testBundle) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(ctx) })
 	return conn
+}
+
+// tierCounts counts an org's events in each tier table.
+func tierCounts(t *testing.T, pool *pgxpool.Pool, org string) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for tier := range retentionOf {
+		n[tier] = count(t, pool, "SELECT count(*) FROM audit.events_"+tier+" WHERE org_id = $1", org)
+	}
+	return n
+}
+
+// changeIDs lists an org's plan changes, oldest first.
+func changeIDs(t *testing.T, pool *pgxpool.Pool, org string) []int64 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT id FROM audit.plan_changes WHERE org_id = $1 ORDER BY id", org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // For each tier, an event a minute before the retention horizon and one a
@@ -461,6 +494,220 @@ func TestLateWriteToOldTierIsMoved(t *testing.T) {
 	}
 	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 0 {
 		t.Errorf("third pass re-tiered %+v, want nothing left to do", r.Retiered)
+	}
+}
+
+// A maintainer cannot replay an org's earlier plan change. The org went
+// enterprise → free → enterprise a month ago (both re-tiered) and has logged
+// on enterprise since: re-tiering the downgrade again would remove what it
+// logged over a week ago and move the rest to the free tier. Only the org's
+// latest change is re-tiered, and once done only while its old tier still
+// holds events of the org.
+func TestMaintainerCannotReplayOldPlanChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	setPlan(t, b.pool, org, "free")
+	runOnce(t, b.worker(t, retention.Config{}))
+	setPlan(t, b.pool, org, "enterprise")
+	runOnce(t, b.worker(t, retention.Config{}))
+	exec(t, b.pool, `UPDATE audit.plan_changes
+		SET changed_at = changed_at - interval '30 days', keep_since = keep_since - interval '30 days',
+		    retiered_at = retiered_at - interval '30 days'
+		WHERE org_id = $1`, org)
+	now := time.Now()
+	kept := []string{
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-20 * 24 * time.Hour)}),
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
+	}
+	changes := changeIDs(t, b.pool, org)
+	if len(changes) != 2 {
+		t.Fatalf("plan changes %v, want 2", changes)
+	}
+
+	conn := maintainer(t, b)
+	for _, id := range changes {
+		if _, err := conn.Exec(ctx, "SELECT * FROM audit.retier($1)", id); !hasCode(err, "AL013") {
+			t.Errorf("audit.retier(%d) of a change re-tiered a month ago: %v, want SQLSTATE AL013", id, err)
+		}
+	}
+
+	if n := tierCounts(t, b.pool, org); n["enterprise"] != 2 || n["free"]+n["team"] != 0 {
+		t.Errorf("the org's events by tier: %v, want both still in the enterprise tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, kept) {
+		t.Errorf("audit.events shows %v, want %v", got, kept)
+	}
+	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 0 {
+		t.Errorf("a pass re-tiered %+v, want nothing to do", r.Retiered)
+	}
+}
+
+// Enterprise → free, a pass, → enterprise, a pass, an event, → team, a pass,
+// all within a day: the org's events end in the team tier, where reads look.
+// An earlier change, re-tiered and then replaced by later ones, is never
+// taken up again, although its old tier (enterprise) holds the org's events.
+func TestThreePlanChangesInADayEndInTheCurrentTier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	events := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})}
+	setPlan(t, b.pool, org, "free")
+	runOnce(t, b.worker(t, retention.Config{}))
+	setPlan(t, b.pool, org, "enterprise")
+	runOnce(t, b.worker(t, retention.Config{}))
+	id, err := logEvent(ctx, b.pool, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, id)
+	setPlan(t, b.pool, org, "team")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	changes := changeIDs(t, b.pool, org)
+	if len(r.Retiered) != 1 || r.Retiered[0].ChangeID != changes[2] || r.Retiered[0].Moved != 2 || !r.Retiered[0].Done {
+		t.Errorf("re-tiered %+v, want the latest change (%d) done with 2 events moved", r.Retiered, changes[2])
+	}
+	if n := tierCounts(t, b.pool, org); n["team"] != 2 || n["free"]+n["enterprise"] != 0 {
+		t.Errorf("the org's events by tier: %v, want both in the team tier", n)
+	}
+	var tiers []string
+	if err := b.pool.QueryRow(ctx, "SELECT tiers FROM audit.org_scope($1)", org).Scan(&tiers); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tiers, []string{"team"}) {
+		t.Errorf("org_scope reads tiers %v, want [team]", tiers)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, events) {
+		t.Errorf("audit.events shows %v, want %v", got, events)
+	}
+}
+
+// Two changes made before any pass (enterprise → free → enterprise): the
+// latest is re-tiered, taking the earlier one with it. What the free plan
+// let expire in between is removed from the enterprise tier too, the week
+// it kept stays, and both changes are done.
+func TestChangesMadeBetweenPassesAreRetieredAsOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	now := time.Now()
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-30 * 24 * time.Hour)})
+	kept := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)})}
+	setPlan(t, b.pool, org, "free")
+	kept = append(kept, fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org}))
+	setPlan(t, b.pool, org, "enterprise")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	changes := changeIDs(t, b.pool, org)
+	if len(r.Retiered) != 1 || r.Retiered[0].ChangeID != changes[1] || !r.Retiered[0].Done ||
+		r.Retiered[0].Moved != 1 || r.Retiered[0].Removed != 1 {
+		t.Errorf("re-tiered %+v, want change %d done: 1 moved (from free), 1 removed (30 days old)", r.Retiered, changes[1])
+	}
+	if n := tierCounts(t, b.pool, org); n["enterprise"] != 2 || n["free"] != 0 {
+		t.Errorf("the org's events by tier: %v, want the last week's 2 in the enterprise tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, kept) {
+		t.Errorf("audit.events shows %v, want %v", got, kept)
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org); n != 0 {
+		t.Errorf("%d of the org's changes still pending", n)
+	}
+}
+
+// An event already in the new tier (imported again after the plan change)
+// does not stop the re-tier: the old copy goes, one copy stays, and the
+// event counts as moved.
+func TestRetierOfEventAlreadyInNewTier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	now := time.Now()
+	events := []string{
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-2 * time.Hour)}),
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
+	}
+	setPlan(t, b.pool, org, "team")
+	exec(t, b.pool, "SELECT audit.make_leaf('team', (occurred_at AT TIME ZONE 'UTC')::date) FROM audit.events_free WHERE id = $1", events[1])
+	exec(t, b.pool, "INSERT INTO audit.events_team SELECT * FROM audit.events_free WHERE id = $1", events[1])
+
+	r, err := b.worker(t, retention.Config{}).RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+
+	if len(r.Retiered) != 1 || !r.Retiered[0].Done || r.Retiered[0].Moved != 2 || r.Retiered[0].Removed != 0 {
+		t.Errorf("re-tiered %+v, want done with 2 moved", r.Retiered)
+	}
+	if n := tierCounts(t, b.pool, org); n["team"] != 2 || n["free"] != 0 {
+		t.Errorf("the org's events by tier: %v, want one copy of each in the team tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, events) {
+		t.Errorf("audit.events shows %v, want %v", got, events)
+	}
+	if n := count(t, b.pool, "SELECT moved_rows FROM audit.plan_changes WHERE org_id = $1", org); n != 2 {
+		t.Errorf("plan change moved_rows %d, want 2", n)
+	}
+}
+
+// audit.pending_plan_changes reads only the changes that may need
+// re-tiering: with thousands of changes re-tiered long ago on record, it
+// reads few rows of audit.plan_changes and counts no events but the pending
+// change's org's.
+func TestPendingPlanChangesSkipsDoneChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const done = 5000
+	exec(t, b.pool, `INSERT INTO audit.plan_changes (org_id, from_tier, to_tier, changed_at, keep_since, retiered_at, moved_rows, removed_rows)
+		SELECT gen_random_uuid(), (ARRAY['free', 'team'])[i % 2 + 1], 'enterprise', now() - interval '2 days',
+		       now() - interval '9 days', now() - interval '2 days', 0, 0
+		FROM generate_series(1, $1) i`, done)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
+	setPlan(t, b.pool, org, "team")
+	exec(t, b.pool, "ANALYZE audit.plan_changes")
+
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// Reads so far in this transaction: of audit.plan_changes, rows; of the
+	// tier tables' leaves, scans.
+	const readsSQL = `SELECT
+		(SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+		 WHERE relid = 'audit.plan_changes'::regclass),
+		(SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_xact_user_tables
+		 WHERE schemaname = 'audit' AND relname ~ '^events_(free|team|enterprise)_p')`
+	var rows0, scans0, rows1, scans1 int64
+	if err := tx.QueryRow(ctx, readsSQL).Scan(&rows0, &scans0); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	list, err := tx.Query(ctx, "SELECT id FROM audit.pending_plan_changes()")
+	if err == nil {
+		ids, err = pgx.CollectRows(list, pgx.RowTo[int64])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, readsSQL).Scan(&rows1, &scans1); err != nil {
+		t.Fatal(err)
+	}
+
+	if want := changeIDs(t, b.pool, org); !slices.Equal(ids, want) {
+		t.Errorf("pending changes %v, want the org's %v", ids, want)
+	}
+	free := count(t, b.pool, "SELECT count(*) FROM audit.partitions WHERE tier = 'free'")
+	if rows, scans := rows1-rows0, scans1-scans0; rows > 50 || scans > int64(free) {
+		t.Errorf("with %d changes done long ago, read %d rows of audit.plan_changes and scanned leaves %d times; "+
+			"want at most 50 rows, and one scan of each of the %d free leaves", done, rows, scans, free)
 	}
 }
 
