@@ -1,9 +1,12 @@
 // Package retention is the retention worker: on a cron schedule, one pass
-// (1) premakes the leaves of every tier a few days ahead, (2) drops every
-// leaf wholly past its tier's retention (DETACH PARTITION ... CONCURRENTLY,
-// then DROP TABLE, with a lock timeout and retries, so that inserts and reads
-// never queue behind it), (3) re-tiers the orgs whose plan changed, in
-// bounded batches, and (4) records what it did in audit.retention_runs.
+// (1) premakes the leaves of every tier a few days ahead, (2) re-tiers the
+// orgs whose plan changed, in bounded batches, (3) drops every leaf wholly
+// past its tier's retention (DETACH PARTITION ... CONCURRENTLY, then DROP
+// TABLE, with a lock timeout and retries, so that inserts and reads never
+// queue behind it), and (4) records what it did in audit.retention_runs.
+// Re-tiering comes before dropping: after an upgrade, the org's events in
+// an old tier's leaf that has just expired move to the new tier first (a
+// leaf still needed by a change not yet re-tiered is not dropped at all).
 //
 // One worker acts at a time whatever the number of replicas: a pass holds a
 // session advisory lock, and a pass that cannot take it does nothing. A pass
@@ -176,7 +179,7 @@ type Retier struct {
 	Waiting bool
 }
 
-// RunOnce runs one pass: premake, drop, re-tier, record. A pass whose steps
+// RunOnce runs one pass: premake, re-tier, drop, record. A pass whose steps
 // failed returns its report and an error naming them; the next pass retries.
 func (w *Worker) RunOnce(ctx context.Context) (Report, error) { return w.pass(ctx, false) }
 
@@ -248,7 +251,7 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		return p.r, fmt.Errorf("retention: clock: %w", err)
 	}
 
-	for _, step := range []func(context.Context){p.premake, p.drop, p.retier} {
+	for _, step := range []func(context.Context){p.premake, p.retier, p.drop} {
 		if ctx.Err() == nil {
 			step(ctx)
 		}

@@ -619,6 +619,43 @@ func TestChangesMadeBetweenPassesAreRetieredAsOne(t *testing.T) {
 	}
 }
 
+// An upgrade made 10 minutes before a free leaf expires: the org's events
+// in that leaf are the new plan's now. While the change is pending the leaf
+// is neither listed nor dropped; one pass re-tiers first, so the event
+// survives in the enterprise tier, and then drops the leaf.
+func TestUpgradeJustBeforeLeafExpiryKeepsItsEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	clock := midnight()
+	expiring := clock.Add(-retentionOf["free"] - 5*time.Minute) // in the leaf that expires at clock
+	leaf := leafOf("free", expiring)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: expiring})
+	setPlan(t, b.pool, org, "enterprise")
+	changed := clock.Add(-10 * time.Minute)
+	exec(t, b.pool, "UPDATE audit.plan_changes SET changed_at = $2, keep_since = $3 WHERE org_id = $1",
+		org, changed, changed.Add(-retentionOf["free"]))
+	w := b.worker(t, retention.Config{Now: at(clock)})
+
+	dry, err := w.DryRun(ctx)
+	if err != nil || slices.Contains(dry.Dropped, leaf) {
+		t.Errorf("dry run would drop %v (%v); want not %s, which the pending upgrade still needs", dry.Dropped, err, leaf)
+	}
+	if _, err := maintainer(t, b).Exec(ctx, "SELECT audit.drop_leaf($1, $2)", leaf, clock); !hasCode(err, "AL013") {
+		t.Errorf("drop_leaf of a leaf a pending upgrade needs: %v, want SQLSTATE AL013", err)
+	}
+
+	r := runOnce(t, w)
+
+	if inTier(t, b.pool, "enterprise", ev) != 1 || !slices.Contains(visible(t, b.pool, org), ev) {
+		t.Errorf("the event the free plan still kept at the upgrade is lost (report %+v)", r)
+	}
+	if !slices.Contains(r.Dropped, leaf) || leafExists(t, b.pool, leaf) {
+		t.Errorf("dropped %v; want %s dropped once re-tiered", r.Dropped, leaf)
+	}
+}
+
 // An event already in the new tier (imported again after the plan change)
 // does not stop the re-tier: the old copy goes, one copy stays, and the
 // event counts as moved.

@@ -138,12 +138,33 @@ RETURN CASE WHEN source = tier THEN floor ELSE 'infinity'::timestamptz END;
 COMMENT ON FUNCTION audit.retier_below(text, text, timestamptz) IS
   'Re-tiering: in a source tier, the org''s events older than this are still to be moved or removed.';
 
+-- audit.leaf_needed_by: a plan change not re-tiered yet that still needs
+-- events of the leaf of `tier` ending at `range_end`: a change out of that
+-- tier whose org's floor (audit.retier_scope) is below the leaf's end, so
+-- that its re-tier moves some of the leaf's events to the org's new tier.
+-- NULL if there is none. Such a leaf is not dropped before the change is
+-- re-tiered, even once its own tier's retention has passed: after an
+-- upgrade, the org keeps what the old plan still kept at the change.
+CREATE OR REPLACE FUNCTION audit.leaf_needed_by(tier text, range_end timestamptz, now timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+  SELECT min(p.id)
+  FROM audit.plan_changes p
+  CROSS JOIN LATERAL audit.retier_scope(p.id, leaf_needed_by.now) s
+  WHERE p.retiered_at IS NULL AND p.from_tier = leaf_needed_by.tier AND s.floor < leaf_needed_by.range_end;
+END;
+COMMENT ON FUNCTION audit.leaf_needed_by(text, timestamptz, timestamptz) IS
+  'A plan change not re-tiered yet that still needs events of a leaf (of a tier, ending at range_end), or NULL: the leaf is not dropped before that change is re-tiered.';
+
 -- audit.expired_leaves lists the leaves whose whole range is past their
 -- tier's retention as of `now`, in the order the worker retires them: per
 -- tier, first a detach left pending (a tier table allows only one), then
 -- tables left detached but not dropped, then attached leaves, oldest first.
--- detach_sql is the statement the worker runs, as audit_owner, for an
--- attached leaf.
+-- It leaves out a leaf that a plan change not re-tiered yet still needs
+-- (audit.leaf_needed_by). detach_sql is the statement the worker runs, as
+-- audit_owner, for an attached leaf.
 CREATE OR REPLACE FUNCTION audit.expired_leaves(now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, leaf text, range_start timestamptz, expires_at timestamptz, state text, detach_sql text)
 LANGUAGE sql
@@ -156,11 +177,11 @@ BEGIN ATOMIC
               THEN format('ALTER TABLE audit.%I DETACH PARTITION audit.%I CONCURRENTLY', 'events_' || x.tier, x.leaf)
          END
   FROM (
-    SELECT p.tier, p.leaf, p.range_start, p.expires_at,
+    SELECT p.tier, p.leaf, p.range_start, p.range_end, p.expires_at,
            CASE WHEN p.detach_pending THEN 'detach pending' ELSE 'attached' END AS state
     FROM audit.partitions p
     UNION ALL
-    SELECT l.tier, c.relname::text, l.day::timestamp AT TIME ZONE 'UTC',
+    SELECT l.tier, c.relname::text, l.day::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC',
            (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention, 'detached'
     FROM pg_catalog.pg_class c
     CROSS JOIN LATERAL audit.parse_leaf(c.relname::text) l
@@ -168,16 +189,18 @@ BEGIN ATOMIC
     WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
   ) x
   WHERE x.expires_at <= coalesce(expired_leaves.now, pg_catalog.now())
+    AND audit.leaf_needed_by(x.tier, x.range_end, expired_leaves.now) IS NULL
   ORDER BY x.tier, CASE x.state WHEN 'detach pending' THEN 0 WHEN 'detached' THEN 1 ELSE 2 END, x.range_start;
 END;
 COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
-  'Leaves wholly past their tier''s retention as of now: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
 
 -- audit.drop_leaf retires an expired leaf as far as a function can: it
 -- finishes a concurrent detach left pending (DETACH ... FINALIZE) and drops
 -- a detached leaf. It returns what it found or did: 'attached' (detach it
 -- first), 'dropped', or 'gone' (no such table). Refuses a leaf that has not
--- expired, and a clock later than the database's.
+-- expired, one a plan change not re-tiered yet still needs
+-- (audit.leaf_needed_by), and a clock later than the database's.
 CREATE OR REPLACE FUNCTION audit.drop_leaf(leaf text, now timestamptz DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -187,12 +210,15 @@ AS $$
 DECLARE
   v_now     timestamptz := audit.retention_clock(drop_leaf.now, true);
   v_tier    text;
+  v_end     timestamptz;
   v_expires timestamptz;
+  v_change  bigint;
   v_found   boolean;
   v_pending boolean;
   v_attached boolean;
 BEGIN
-  SELECT l.tier, (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention INTO v_tier, v_expires
+  SELECT l.tier, (l.day + 1)::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention
+    INTO v_tier, v_end, v_expires
   FROM audit.parse_leaf(drop_leaf.leaf) l JOIN audit.tiers t ON t.tier = l.tier;
   IF v_tier IS NULL THEN
     RAISE EXCEPTION 'retention: "%" is not the name of a leaf', drop_leaf.leaf
@@ -201,6 +227,12 @@ BEGIN
   IF v_expires > v_now THEN
     RAISE EXCEPTION 'retention: leaf % expires at %, not yet (as of %)', drop_leaf.leaf, v_expires, v_now
       USING ERRCODE = 'AL013';
+  END IF;
+  v_change := audit.leaf_needed_by(v_tier, v_end, v_now);
+  IF v_change IS NOT NULL THEN
+    RAISE EXCEPTION 'retention: leaf % may hold events that plan change % still has to move to its org''s new tier; not before it is re-tiered',
+      drop_leaf.leaf, v_change
+      USING ERRCODE = 'AL013', HINT = 'A pass re-tiers before it drops; the leaf goes in the pass that finishes the change.';
   END IF;
   SELECT true, coalesce(i.inhdetachpending, false), i.inhrelid IS NOT NULL INTO v_found, v_pending, v_attached
   FROM pg_catalog.pg_class c
