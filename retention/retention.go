@@ -1,9 +1,12 @@
 // Package retention is the retention worker: on a cron schedule, one pass
-// (1) premakes the leaves of every tier a few days ahead, (2) drops every
-// leaf wholly past its tier's retention (DETACH PARTITION ... CONCURRENTLY,
-// then DROP TABLE, with a lock timeout and retries, so that inserts and reads
-// never queue behind it), (3) re-tiers the orgs whose plan changed, in
-// bounded batches, and (4) records what it did in audit.retention_runs.
+// (1) premakes the leaves of every tier a few days ahead, (2) re-tiers the
+// orgs whose plan changed, in bounded batches, (3) drops every leaf wholly
+// past its tier's retention (DETACH PARTITION ... CONCURRENTLY, then DROP
+// TABLE, with a lock timeout and retries, so that inserts and reads never
+// queue behind it), and (4) records what it did in audit.retention_runs.
+// Re-tiering comes before dropping: after an upgrade, the org's events in
+// an old tier's leaf that has just expired move to the new tier first (a
+// leaf still needed by a change not yet re-tiered is not dropped at all).
 //
 // One worker acts at a time whatever the number of replicas: a pass holds a
 // session advisory lock, and a pass that cannot take it does nothing. A pass
@@ -161,7 +164,9 @@ type Retier struct {
 	ChangeID int64
 	// OrgID is the org whose plan changed.
 	OrgID string
-	// FromTier and ToTier are the plans before and after the change.
+	// FromTier is the plan before the change; ToTier is the org's current
+	// plan, whose tier its events go to (the change's new plan, as only an
+	// org's latest change is re-tiered).
 	FromTier, ToTier string
 	// Moved and Removed count the events moved to ToTier and removed (for a
 	// dry run: that would be).
@@ -169,12 +174,12 @@ type Retier struct {
 	// Done is true once the org has nothing left in FromTier.
 	Done bool
 	// Waiting is true for a change not ready yet: a transaction that may
-	// still write to the old tier is running, or an earlier change of the
-	// org is pending. Only dry runs list such changes.
+	// still write to an old tier of the org is running. Only dry runs list
+	// such changes.
 	Waiting bool
 }
 
-// RunOnce runs one pass: premake, drop, re-tier, record. A pass whose steps
+// RunOnce runs one pass: premake, re-tier, drop, record. A pass whose steps
 // failed returns its report and an error naming them; the next pass retries.
 func (w *Worker) RunOnce(ctx context.Context) (Report, error) { return w.pass(ctx, false) }
 
@@ -246,7 +251,7 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		return p.r, fmt.Errorf("retention: clock: %w", err)
 	}
 
-	for _, step := range []func(context.Context){p.premake, p.drop, p.retier} {
+	for _, step := range []func(context.Context){p.premake, p.retier, p.drop} {
 		if ctx.Err() == nil {
 			step(ctx)
 		}

@@ -152,6 +152,52 @@ func logEvent(ctx context.Context, pool *pgxpool.Pool, org string) (string, erro
 	return auditlog.Log(ctx, pool, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
 }
 
+// exec runs a statement of the test's own (as the pool's role), failing the
+// test if it fails.
+func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// maintainer connects as a login role holding audit_maintainer alone: what
+// a maintainer may call by hand.
+func maintainer(t *testing.T, b testBundle) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_maintainer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn
+}
+
+// tierCounts counts an org's events in each tier table.
+func tierCounts(t *testing.T, pool *pgxpool.Pool, org string) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for tier := range retentionOf {
+		n[tier] = count(t, pool, "SELECT count(*) FROM audit.events_"+tier+" WHERE org_id = $1", org)
+	}
+	return n
+}
+
+// changeIDs lists an org's plan changes, oldest first.
+func changeIDs(t *testing.T, pool *pgxpool.Pool, org string) []int64 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT id FROM audit.plan_changes WHERE org_id = $1 ORDER BY id", org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 // For each tier, an event a minute before the retention horizon and one a
 // minute after it, with the clock at midnight so the horizon is a leaf
 // boundary: the pass drops the older one's leaf and keeps the newer one's.
@@ -451,6 +497,257 @@ func TestLateWriteToOldTierIsMoved(t *testing.T) {
 	}
 }
 
+// A maintainer cannot replay an org's earlier plan change. The org went
+// enterprise → free → enterprise a month ago (both re-tiered) and has logged
+// on enterprise since: re-tiering the downgrade again would remove what it
+// logged over a week ago and move the rest to the free tier. Only the org's
+// latest change is re-tiered, and once done only while its old tier still
+// holds events of the org.
+func TestMaintainerCannotReplayOldPlanChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	setPlan(t, b.pool, org, "free")
+	runOnce(t, b.worker(t, retention.Config{}))
+	setPlan(t, b.pool, org, "enterprise")
+	runOnce(t, b.worker(t, retention.Config{}))
+	exec(t, b.pool, `UPDATE audit.plan_changes
+		SET changed_at = changed_at - interval '30 days', keep_since = keep_since - interval '30 days',
+		    retiered_at = retiered_at - interval '30 days'
+		WHERE org_id = $1`, org)
+	now := time.Now()
+	kept := []string{
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-20 * 24 * time.Hour)}),
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
+	}
+	changes := changeIDs(t, b.pool, org)
+	if len(changes) != 2 {
+		t.Fatalf("plan changes %v, want 2", changes)
+	}
+
+	conn := maintainer(t, b)
+	for _, id := range changes {
+		if _, err := conn.Exec(ctx, "SELECT * FROM audit.retier($1)", id); !hasCode(err, "AL013") {
+			t.Errorf("audit.retier(%d) of a change re-tiered a month ago: %v, want SQLSTATE AL013", id, err)
+		}
+	}
+
+	if n := tierCounts(t, b.pool, org); n["enterprise"] != 2 || n["free"]+n["team"] != 0 {
+		t.Errorf("the org's events by tier: %v, want both still in the enterprise tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, kept) {
+		t.Errorf("audit.events shows %v, want %v", got, kept)
+	}
+	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 0 {
+		t.Errorf("a pass re-tiered %+v, want nothing to do", r.Retiered)
+	}
+}
+
+// Enterprise → free, a pass, → enterprise, a pass, an event, → team, a pass,
+// all within a day: the org's events end in the team tier, where reads look.
+// An earlier change, re-tiered and then replaced by later ones, is never
+// taken up again, although its old tier (enterprise) holds the org's events.
+func TestThreePlanChangesInADayEndInTheCurrentTier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	events := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})}
+	setPlan(t, b.pool, org, "free")
+	runOnce(t, b.worker(t, retention.Config{}))
+	setPlan(t, b.pool, org, "enterprise")
+	runOnce(t, b.worker(t, retention.Config{}))
+	id, err := logEvent(ctx, b.pool, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, id)
+	setPlan(t, b.pool, org, "team")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	changes := changeIDs(t, b.pool, org)
+	if len(r.Retiered) != 1 || r.Retiered[0].ChangeID != changes[2] || r.Retiered[0].Moved != 2 || !r.Retiered[0].Done {
+		t.Errorf("re-tiered %+v, want the latest change (%d) done with 2 events moved", r.Retiered, changes[2])
+	}
+	if n := tierCounts(t, b.pool, org); n["team"] != 2 || n["free"]+n["enterprise"] != 0 {
+		t.Errorf("the org's events by tier: %v, want both in the team tier", n)
+	}
+	var tiers []string
+	if err := b.pool.QueryRow(ctx, "SELECT tiers FROM audit.org_scope($1)", org).Scan(&tiers); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tiers, []string{"team"}) {
+		t.Errorf("org_scope reads tiers %v, want [team]", tiers)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, events) {
+		t.Errorf("audit.events shows %v, want %v", got, events)
+	}
+}
+
+// Two changes made before any pass (enterprise → free → enterprise): the
+// latest is re-tiered, taking the earlier one with it. What the free plan
+// let expire in between is removed from the enterprise tier too, the week
+// it kept stays, and both changes are done.
+func TestChangesMadeBetweenPassesAreRetieredAsOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
+	now := time.Now()
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-30 * 24 * time.Hour)})
+	kept := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)})}
+	setPlan(t, b.pool, org, "free")
+	kept = append(kept, fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org}))
+	setPlan(t, b.pool, org, "enterprise")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	changes := changeIDs(t, b.pool, org)
+	if len(r.Retiered) != 1 || r.Retiered[0].ChangeID != changes[1] || !r.Retiered[0].Done ||
+		r.Retiered[0].Moved != 1 || r.Retiered[0].Removed != 1 {
+		t.Errorf("re-tiered %+v, want change %d done: 1 moved (from free), 1 removed (30 days old)", r.Retiered, changes[1])
+	}
+	if n := tierCounts(t, b.pool, org); n["enterprise"] != 2 || n["free"] != 0 {
+		t.Errorf("the org's events by tier: %v, want the last week's 2 in the enterprise tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, kept) {
+		t.Errorf("audit.events shows %v, want %v", got, kept)
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org); n != 0 {
+		t.Errorf("%d of the org's changes still pending", n)
+	}
+}
+
+// An upgrade made 10 minutes before a free leaf expires: the org's events
+// in that leaf are the new plan's now. While the change is pending the leaf
+// is neither listed nor dropped; one pass re-tiers first, so the event
+// survives in the enterprise tier, and then drops the leaf.
+func TestUpgradeJustBeforeLeafExpiryKeepsItsEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	clock := midnight()
+	expiring := clock.Add(-retentionOf["free"] - 5*time.Minute) // in the leaf that expires at clock
+	leaf := leafOf("free", expiring)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: expiring})
+	setPlan(t, b.pool, org, "enterprise")
+	changed := clock.Add(-10 * time.Minute)
+	exec(t, b.pool, "UPDATE audit.plan_changes SET changed_at = $2, keep_since = $3 WHERE org_id = $1",
+		org, changed, changed.Add(-retentionOf["free"]))
+	w := b.worker(t, retention.Config{Now: at(clock)})
+
+	dry, err := w.DryRun(ctx)
+	if err != nil || slices.Contains(dry.Dropped, leaf) {
+		t.Errorf("dry run would drop %v (%v); want not %s, which the pending upgrade still needs", dry.Dropped, err, leaf)
+	}
+	if _, err := maintainer(t, b).Exec(ctx, "SELECT audit.drop_leaf($1, $2)", leaf, clock); !hasCode(err, "AL013") {
+		t.Errorf("drop_leaf of a leaf a pending upgrade needs: %v, want SQLSTATE AL013", err)
+	}
+
+	r := runOnce(t, w)
+
+	if inTier(t, b.pool, "enterprise", ev) != 1 || !slices.Contains(visible(t, b.pool, org), ev) {
+		t.Errorf("the event the free plan still kept at the upgrade is lost (report %+v)", r)
+	}
+	if !slices.Contains(r.Dropped, leaf) || leafExists(t, b.pool, leaf) {
+		t.Errorf("dropped %v; want %s dropped once re-tiered", r.Dropped, leaf)
+	}
+}
+
+// An event already in the new tier (imported again after the plan change)
+// does not stop the re-tier: the old copy goes, one copy stays, and the
+// event counts as moved.
+func TestRetierOfEventAlreadyInNewTier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	now := time.Now()
+	events := []string{
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-2 * time.Hour)}),
+		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
+	}
+	setPlan(t, b.pool, org, "team")
+	exec(t, b.pool, "SELECT audit.make_leaf('team', (occurred_at AT TIME ZONE 'UTC')::date) FROM audit.events_free WHERE id = $1", events[1])
+	exec(t, b.pool, "INSERT INTO audit.events_team SELECT * FROM audit.events_free WHERE id = $1", events[1])
+
+	r, err := b.worker(t, retention.Config{}).RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+
+	if len(r.Retiered) != 1 || !r.Retiered[0].Done || r.Retiered[0].Moved != 2 || r.Retiered[0].Removed != 0 {
+		t.Errorf("re-tiered %+v, want done with 2 moved", r.Retiered)
+	}
+	if n := tierCounts(t, b.pool, org); n["team"] != 2 || n["free"] != 0 {
+		t.Errorf("the org's events by tier: %v, want one copy of each in the team tier", n)
+	}
+	if got := visible(t, b.pool, org); !slices.Equal(got, events) {
+		t.Errorf("audit.events shows %v, want %v", got, events)
+	}
+	if n := count(t, b.pool, "SELECT moved_rows FROM audit.plan_changes WHERE org_id = $1", org); n != 2 {
+		t.Errorf("plan change moved_rows %d, want 2", n)
+	}
+}
+
+// audit.pending_plan_changes reads only the changes that may need
+// re-tiering: with thousands of changes re-tiered long ago on record, it
+// reads few rows of audit.plan_changes and counts no events but the pending
+// change's org's.
+func TestPendingPlanChangesSkipsDoneChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const done = 5000
+	exec(t, b.pool, `INSERT INTO audit.plan_changes (org_id, from_tier, to_tier, changed_at, keep_since, retiered_at, moved_rows, removed_rows)
+		SELECT gen_random_uuid(), (ARRAY['free', 'team'])[i % 2 + 1], 'enterprise', now() - interval '2 days',
+		       now() - interval '9 days', now() - interval '2 days', 0, 0
+		FROM generate_series(1, $1) i`, done)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
+	setPlan(t, b.pool, org, "team")
+	exec(t, b.pool, "ANALYZE audit.plan_changes")
+
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// Reads so far in this transaction: of audit.plan_changes, rows; of the
+	// tier tables' leaves, scans.
+	const readsSQL = `SELECT
+		(SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+		 WHERE relid = 'audit.plan_changes'::regclass),
+		(SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_xact_user_tables
+		 WHERE schemaname = 'audit' AND relname ~ '^events_(free|team|enterprise)_p')`
+	var rows0, scans0, rows1, scans1 int64
+	if err := tx.QueryRow(ctx, readsSQL).Scan(&rows0, &scans0); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	list, err := tx.Query(ctx, "SELECT id FROM audit.pending_plan_changes()")
+	if err == nil {
+		ids, err = pgx.CollectRows(list, pgx.RowTo[int64])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, readsSQL).Scan(&rows1, &scans1); err != nil {
+		t.Fatal(err)
+	}
+
+	if want := changeIDs(t, b.pool, org); !slices.Equal(ids, want) {
+		t.Errorf("pending changes %v, want the org's %v", ids, want)
+	}
+	free := count(t, b.pool, "SELECT count(*) FROM audit.partitions WHERE tier = 'free'")
+	if rows, scans := rows1-rows0, scans1-scans0; rows > 50 || scans > int64(free) {
+		t.Errorf("with %d changes done long ago, read %d rows of audit.plan_changes and scanned leaves %d times; "+
+			"want at most 50 rows, and one scan of each of the %d free leaves", done, rows, scans, free)
+	}
+}
+
 // The re-tier step grants DELETE on a leaf inside its own transaction. A
 // GRANT takes no lock on the table: while one is uncommitted, inserts into
 // that very leaf and reads of it go on.
@@ -702,8 +999,9 @@ func cancelDetachInSecondPhase(t *testing.T, b testBundle, leaf string) {
 	}
 }
 
-// A maintainer who claims it is later than it is cannot drop leaves or
-// remove events before their time; a dry run may look ahead.
+// A maintainer who claims it is later than it is, by 15 days or by a
+// minute, cannot drop leaves or remove events before their time; a dry run
+// may look ahead.
 func TestFutureClockRefusedForDestructiveSteps(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -712,33 +1010,33 @@ func TestFutureClockRefusedForDestructiveSteps(t *testing.T) {
 	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-20 * 24 * time.Hour)})
 	leaf := leafOf("team", time.Now().Add(-20*24*time.Hour))
 	setPlan(t, b.pool, org, "free")
-	future := time.Now().Add(15 * 24 * time.Hour)
-	maintainer := testdb.Role(t, b.url, "audit_maintainer")
+	change := count(t, b.pool, "SELECT max(id) FROM audit.plan_changes")
+	maintainerURL := testdb.Role(t, b.url, "audit_maintainer")
+	conn := maintainer(t, b)
 
-	w := workerAt(t, maintainer, retention.Config{Now: at(future)})
-	if _, err := w.RunOnce(ctx); !hasCode(err, "AL011") {
-		t.Errorf("pass with a clock 15 days ahead: %v, want SQLSTATE AL011", err)
-	}
-	if !leafExists(t, b.pool, leaf) || count(t, b.pool, "SELECT count(*) FROM audit.events_team WHERE org_id = $1", org) != 1 {
-		t.Error("the pass with a future clock dropped or removed events")
+	for _, ahead := range []time.Duration{15 * 24 * time.Hour, time.Minute} {
+		future := time.Now().Add(ahead)
+		w := workerAt(t, maintainerURL, retention.Config{Now: at(future)})
+		if _, err := w.RunOnce(ctx); !hasCode(err, "AL011") {
+			t.Errorf("pass with a clock %s ahead: %v, want SQLSTATE AL011", ahead, err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT audit.drop_leaf($1, $2)", leaf, future); !hasCode(err, "AL011") {
+			t.Errorf("drop_leaf with a clock %s ahead: %v, want SQLSTATE AL011", ahead, err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT audit.retier($1, 10, $2)", change, future); !hasCode(err, "AL011") {
+			t.Errorf("retier with a clock %s ahead: %v, want SQLSTATE AL011", ahead, err)
+		}
+		if !leafExists(t, b.pool, leaf) || count(t, b.pool, "SELECT count(*) FROM audit.events_team WHERE org_id = $1", org) != 1 {
+			t.Fatalf("with a clock %s ahead, a step dropped or removed events", ahead)
+		}
+		if _, err := w.DryRun(ctx); err != nil {
+			t.Errorf("dry run %s ahead: %v", ahead, err)
+		}
 	}
 
-	dry, err := w.DryRun(ctx)
+	dry, err := workerAt(t, maintainerURL, retention.Config{Now: at(time.Now().Add(15 * 24 * time.Hour))}).DryRun(ctx)
 	if err != nil || !slices.Contains(dry.Dropped, leaf) {
 		t.Errorf("dry run 15 days ahead: would drop %v (%v), want %s among them", dry.Dropped, err, leaf)
-	}
-
-	conn, err := pgx.Connect(ctx, maintainer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT audit.drop_leaf($1, $2)", leaf, future); !hasCode(err, "AL011") {
-		t.Errorf("drop_leaf with a future clock: %v, want SQLSTATE AL011", err)
-	}
-	change := count(t, b.pool, "SELECT max(id) FROM audit.plan_changes")
-	if _, err := conn.Exec(ctx, "SELECT audit.retier($1, 10, $2)", change, future); !hasCode(err, "AL011") {
-		t.Errorf("retier with a future clock: %v, want SQLSTATE AL011", err)
 	}
 	if _, err := conn.Exec(ctx, "SELECT audit.drop_leaf($1)", leaf); !hasCode(err, "AL013") {
 		t.Errorf("drop_leaf of a leaf that has not expired: %v, want SQLSTATE AL013", err)
