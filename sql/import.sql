@@ -14,9 +14,9 @@
 -- target and actor types, a duplicate in the batch). A batch with a bad row
 -- loads nothing and audit.import_batch returns every bad row; otherwise the
 -- rows go to the tier table of their org's current plan, except rows older
--- than what the org's plan retains and rows already stored, which are
--- skipped and returned too. Errors carry SQLSTATEs of class AL: those of
--- audit.log_event (AL001-AL007) and
+-- than what the org's plan retains and rows already stored (in any tier
+-- table), which are skipped and returned too. Errors carry SQLSTATEs of
+-- class AL: those of audit.log_event (AL001-AL007) and
 --   AL020 the staging table is missing or not the audit log's
 --   AL021 occurred_at in the future
 --   AL022 target_type is not the catalog's for the action
@@ -143,7 +143,15 @@ SET LOCAL check_function_bodies = on;
 COMMENT ON FUNCTION audit.import_checked() IS
   'Bulk import: the staged rows as they would be stored, with their org''s plan and retention floor and the first rule each breaks.';
 
-{{- /* The INSERT of the checked rows into each tier table, by the org's plan. */ -}}
+{{- /* Whether the checked row c is stored already, in any tier table. */ -}}
+{{- define "import_stored" }}(
+{{- range $i, $tier := list "free" "team" "enterprise" }}
+        {{ if $i }}OR {{ end }}EXISTS (SELECT FROM audit.events_{{ $tier }} e WHERE e.org_id = c.org_id AND e.occurred_at = c.occurred_at AND e.id = c.id)
+{{- end }})
+{{- end }}
+
+{{- /* The INSERT of the checked rows into each tier table, by the org's
+   plan; careful, leaving out the rows stored already. */ -}}
 {{- define "import_insert" }}
 {{- range $tier := list "free" "team" "enterprise" }}
     INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
@@ -151,17 +159,41 @@ COMMENT ON FUNCTION audit.import_checked() IS
     SELECT coalesce(c.id, gen_random_uuid()), c.org_id, c.occurred_at, c.action, c.target_type, c.target_id, c.actor_type,
            c.actor_id, c.actor_email, c.ip, c.user_agent, c.request_id, c.metadata
     FROM audit.import_checked() c
-    WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.conflict }}
-    {{ $.conflict }}{{ end }};
+    WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.careful }} AND NOT {{ template "import_stored" }}
+    ON CONFLICT DO NOTHING{{ end }};
 {{- end }}
 {{- end }}
+
+-- audit.org_has_events says whether an org has an event in a tier table
+-- between two instants. A function of its own, for audit.import_batch: its
+-- statements are planned again for every batch (emptying the staging table
+-- invalidates their plans), and a lookup in a tier table written there
+-- would plan every leaf of it each time, where a function's plans last the
+-- session.
+CREATE OR REPLACE FUNCTION audit.org_has_events(tier text, org_id uuid, first_at timestamptz, last_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+  CASE tier
+{{- range $tier := list "free" "team" "enterprise" }}
+    WHEN '{{ $tier }}' THEN
+      RETURN EXISTS (SELECT FROM audit.events_{{ $tier }} e
+                     WHERE e.org_id = org_has_events.org_id AND e.occurred_at BETWEEN first_at AND last_at);
+{{- end }}
+  END CASE;
+END
+$$;
+COMMENT ON FUNCTION audit.org_has_events(text, uuid, timestamptz, timestamptz) IS
+  'Whether an org has an event in a tier table (free, team or enterprise) between two instants, inclusive.';
 
 -- audit.import_batch loads the rows this transaction staged, all or nothing,
 -- and empties the staging table. It returns the rows it did not load: every
 -- invalid row (then nothing is loaded), or else the rows skipped because
 -- their org's plan no longer retains them (expired) or because they are
--- already stored (duplicate), which makes an interrupted import safe to run
--- again. Leaves missing for the rows are made first.
+-- already stored, in any tier table (duplicate), which makes an interrupted
+-- import safe to run again. Leaves missing for the rows are made first.
 CREATE OR REPLACE FUNCTION audit.import_batch()
 RETURNS TABLE (line bigint, outcome text, code text, reason text)
 LANGUAGE plpgsql
@@ -172,7 +204,8 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-  v_invalid bigint;
+  v_invalid   bigint;
+  v_elsewhere boolean;
 BEGIN
   IF NOT audit.import_staging_ok() THEN
     RAISE EXCEPTION 'audit.import_batch: no staging table in this session'
@@ -203,23 +236,41 @@ BEGIN
     WHERE c.occurred_at < c.floor
     ORDER BY c.line;
 
-  -- The common case: none of the rows is stored yet, and plain INSERTs load
-  -- them. An import run again after a failure finds some stored: then the
-  -- block is undone, and those rows are reported and left out.
-  BEGIN
-{{- template "import_insert" dict "conflict" "" }}
-  EXCEPTION WHEN unique_violation THEN
-    RETURN QUERY
-      SELECT c.line, 'duplicate'::text, NULL::text, 'an event with this id, org_id and occurred_at is already stored'::text
-      FROM audit.import_checked() c
-      WHERE c.occurred_at >= c.floor AND (
-{{- range $i, $tier := list "free" "team" "enterprise" }}
-        {{ if $i }}OR {{ end }}EXISTS (SELECT FROM audit.events_{{ $tier }} e WHERE e.org_id = c.org_id AND e.occurred_at = c.occurred_at AND e.id = c.id)
-{{- end }})
-      ORDER BY c.line;
-{{- template "import_insert" dict "conflict" "ON CONFLICT DO NOTHING" }}
-  END;
+  -- An event may be stored in another tier table than its org's plan's:
+  -- after a plan change until the retention worker has moved the org's
+  -- events, or by a write that came late. Whether any org of the batch has
+  -- events in another tier, within the batch's span of time, is one lookup
+  -- per org and tier; only then is each row looked for in every tier.
+  SELECT EXISTS (
+    SELECT FROM (SELECT i.org_id, min(i.occurred_at) AS first_at, max(i.occurred_at) AS last_at
+                 FROM pg_temp.import_rows i
+                 GROUP BY i.org_id) b
+    JOIN cloud.orgs o ON o.id = b.org_id
+    JOIN audit.tiers t ON t.tier <> o.plan
+    WHERE audit.org_has_events(t.tier, b.org_id, b.first_at, b.last_at)
+  ) INTO v_elsewhere;
 
+  -- The common case: none of the rows is stored yet, and plain INSERTs load
+  -- them. An import run again after a failure finds some stored in their
+  -- tier: then the block is undone, and the batch loaded the careful way.
+  IF NOT v_elsewhere THEN
+    BEGIN
+{{- template "import_insert" dict "careful" false }}
+      TRUNCATE pg_temp.import_rows;
+      RETURN;
+    EXCEPTION WHEN unique_violation THEN
+      NULL;
+    END;
+  END IF;
+
+  -- The careful way: the rows stored already, in any tier, are reported and
+  -- left out.
+  RETURN QUERY
+    SELECT c.line, 'duplicate'::text, NULL::text, 'an event with this id, org_id and occurred_at is already stored'::text
+    FROM audit.import_checked() c
+    WHERE c.occurred_at >= c.floor AND {{ template "import_stored" }}
+    ORDER BY c.line;
+{{- template "import_insert" dict "careful" true }}
   TRUNCATE pg_temp.import_rows;
 END
 $$;

@@ -531,3 +531,46 @@ func TestMaintainerMayOnlyStage(t *testing.T) {
 		}
 	}
 }
+
+// An event already stored in a tier table other than its org's plan's is
+// skipped too, not stored a second time in the plan's: after a plan change
+// the org's events stay in the old plan's table until the retention worker
+// moves them, and a late write can put one there even after that.
+func TestImportSkipsEventsStoredInAnotherTier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	imported := map[string]any{"id": "7d3c1e2a-5b6f-4c8d-9e0f-1a2b3c4d5e01", "org_id": b.free,
+		"occurred_at": ts(now.Add(-2 * 24 * time.Hour)), "action": "auth.signout"}
+	if rep := run(t, b.maintainer, ndjson(t, imported), importer.Options{}); rep.Loaded != 1 {
+		t.Fatalf("first import: %+v", rep)
+	}
+	// The free org moves to team: its event stays in audit.events_free until re-tiered.
+	if _, err := b.pool.Exec(ctx, "UPDATE cloud.orgs SET plan = 'team' WHERE id = $1", b.free); err != nil {
+		t.Fatal(err)
+	}
+	// The team org has an event in audit.events_free with no plan change pending.
+	lateAt := now.Add(-3 * 24 * time.Hour)
+	lateID := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: b.team, Tier: "free", OccurredAt: lateAt})
+	late := map[string]any{"id": lateID, "org_id": b.team, "occurred_at": ts(lateAt), "action": "auth.signout"}
+	fresh := map[string]any{"org_id": b.free, "occurred_at": ts(now.Add(-time.Hour)), "action": "auth.signout"}
+
+	rep := run(t, b.maintainer, ndjson(t, imported, late, fresh), importer.Options{})
+	if rep.Loaded != 1 || rep.Duplicates != 2 || rep.Refused != 0 {
+		t.Fatalf("import again after the plan change: %+v", rep)
+	}
+	for i, s := range rep.Skips {
+		if s.Line != int64(i+1) || !strings.Contains(s.Reason, "already stored") {
+			t.Errorf("skip %d reported as %v, want line %d already stored", i, s, i+1)
+		}
+	}
+	if free, team := storedIn(t, b, "free"), storedIn(t, b, "team"); len(free) != 2 || len(team) != 1 || team[0].OrgID != b.free {
+		t.Fatalf("stored %d events in free, %d in team (%+v); want the 2 stored before in free, the fresh one in team", len(free), len(team), team)
+	}
+	var shown int
+	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM audit.events WHERE id = ANY ($1::uuid[])",
+		[]string{imported["id"].(string), lateID}).Scan(&shown); err != nil || shown != 2 {
+		t.Fatalf("audit.events shows the two events %d times (%v), want once each", shown, err)
+	}
+}
