@@ -15,8 +15,10 @@
 -- loads nothing and audit.import_batch returns every bad row; otherwise the
 -- rows go to the tier table of their org's current plan, except rows older
 -- than what the org's plan retains and rows already stored (in any tier
--- table), which are skipped and returned too. Errors carry SQLSTATEs of
--- class AL: those of audit.log_event (AL001-AL007) and
+-- table), which are skipped and returned too. A row without an id takes the
+-- one its values give (audit.event_content_id), so an import run again
+-- finds it stored. Errors carry SQLSTATEs of class AL: those of
+-- audit.log_event (AL001-AL007) and
 --   AL020 the staging table is missing or not the audit log's
 --   AL021 occurred_at in the future
 --   AL022 target_type is not the catalog's for the action
@@ -33,6 +35,30 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE WHEN pg_column_compression(value) IS NULL AND pg_column_size(value) < 2000 THEN pg_column_size(value)
             ELSE pg_column_size(value || '{}'::jsonb) END;
 COMMENT ON FUNCTION audit.jsonb_bytes(jsonb) IS 'Size of a jsonb value in memory, uncompressed, as audit.log_event limits metadata.';
+
+-- audit.event_content_id is the id the bulk import gives a row that has
+-- none: a UUID of version 8 (RFC 9562) holding 120 bits of the SHA-256 of
+-- the row's values, so the same row imported twice has the same id and is
+-- stored once, and rows that differ in any value have different ids. The
+-- values are org_id, occurred_at (as microseconds since 1970: the same
+-- instant in any notation or zone), action, target_id, actor_id,
+-- actor_email, ip, user_agent, request_id and metadata (jsonb: key order and
+-- spacing do not count; none is {}), written as a row literal in each type's
+-- own output, which no setting changes. target_type and actor_type are left
+-- out: an accepted row's follow from its action and actor. Ids already
+-- given depend on this formula: changed, it would make a file imported
+-- before and again after store its rows twice.
+CREATE OR REPLACE FUNCTION audit.event_content_id(
+  org_id uuid, occurred_at timestamptz, action text, target_id text, actor_id uuid, actor_email text,
+  ip inet, user_agent text, request_id text, metadata jsonb
+) RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN overlay(overlay(encode(substring(sha256(convert_to(
+         ROW(org_id, (extract(epoch FROM occurred_at) * 1000000)::bigint, action, target_id, actor_id, actor_email,
+             ip, user_agent, request_id, coalesce(metadata, '{}'::jsonb))::text,
+         'UTF8')) FOR 16), 'hex') PLACING '8' FROM 13) PLACING '8' FROM 17)::uuid;
+COMMENT ON FUNCTION audit.event_content_id(uuid, timestamptz, text, text, uuid, text, inet, text, text, jsonb) IS
+  'Bulk import: the id of an imported row that has none, derived from its values (a version 8 UUID of their SHA-256). See docs/import.md.';
 
 -- audit.import_staging_ok says whether this session's pg_temp.import_rows is
 -- the staging table audit.import_begin made (not one the caller made, which
@@ -118,7 +144,8 @@ AS $$
                ARRAY['AL023', format('actor_type "%s" does not match the actor', left(r.actor_type, 100)),
                      'An event with an actor id or email is a user''s; without, the system''s. Leave actor_type empty to derive it.']
              WHEN d.first_line IS NOT NULL AND d.first_line <> r.line THEN
-               ARRAY['AL024', format('the same event (id, org_id, occurred_at) as line %s', d.first_line), 'Each event is imported once.']
+               ARRAY['AL024', format('the same event (id, org_id, occurred_at) as line %s (a row without an id takes one from its values)', d.first_line),
+                     'Each event is imported once. Give distinct ids to rows without one that are alike in every value.']
            END)
   FROM (
     SELECT i.*, coalesce(i.metadata, '{}'::jsonb) AS md,
@@ -134,7 +161,6 @@ AS $$
   LEFT JOIN (
     SELECT i.org_id, i.occurred_at, i.id, min(i.line) AS first_line
     FROM pg_temp.import_rows i
-    WHERE i.id IS NOT NULL
     GROUP BY i.org_id, i.occurred_at, i.id
     HAVING count(*) > 1
   ) d ON d.org_id = r.org_id AND d.occurred_at = r.occurred_at AND d.id = r.id
@@ -156,7 +182,7 @@ COMMENT ON FUNCTION audit.import_checked() IS
 {{- range $tier := list "free" "team" "enterprise" }}
     INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
                                           actor_id, actor_email, ip, user_agent, request_id, metadata)
-    SELECT coalesce(c.id, gen_random_uuid()), c.org_id, c.occurred_at, c.action, c.target_type, c.target_id, c.actor_type,
+    SELECT c.id, c.org_id, c.occurred_at, c.action, c.target_type, c.target_id, c.actor_type,
            c.actor_id, c.actor_email, c.ip, c.user_agent, c.request_id, c.metadata
     FROM audit.import_checked() c
     WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.careful }} AND NOT {{ template "import_stored" }}
@@ -193,7 +219,9 @@ COMMENT ON FUNCTION audit.org_has_events(text, uuid, timestamptz, timestamptz) I
 -- invalid row (then nothing is loaded), or else the rows skipped because
 -- their org's plan no longer retains them (expired) or because they are
 -- already stored, in any tier table (duplicate), which makes an interrupted
--- import safe to run again. Leaves missing for the rows are made first.
+-- import safe to run again. Rows without an id are given the one their
+-- values make first, and leaves missing for the rows are made before they
+-- are loaded.
 CREATE OR REPLACE FUNCTION audit.import_batch()
 RETURNS TABLE (line bigint, outcome text, code text, reason text)
 LANGUAGE plpgsql
@@ -211,6 +239,13 @@ BEGIN
     RAISE EXCEPTION 'audit.import_batch: no staging table in this session'
       USING ERRCODE = 'AL020', HINT = 'Call audit.import_begin() and COPY the rows into pg_temp.import_rows first.';
   END IF;
+
+  -- Before any check, so that two rows alike in every value are refused as
+  -- the same event given twice.
+  UPDATE pg_temp.import_rows i
+     SET id = audit.event_content_id(i.org_id, i.occurred_at, i.action, i.target_id, i.actor_id, i.actor_email,
+                                     i.ip, i.user_agent, i.request_id, i.metadata)
+   WHERE i.id IS NULL;
 
   RETURN QUERY
     SELECT c.line, 'invalid'::text, c.fault[1], c.fault[2]
