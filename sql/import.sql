@@ -240,8 +240,9 @@ BEGIN
       USING ERRCODE = 'AL020', HINT = 'Call audit.import_begin() and COPY the rows into pg_temp.import_rows first.';
   END IF;
 
-  -- Before any check, so that two rows alike in every value are refused as
-  -- the same event given twice.
+  -- A row without an id takes the one its values make, so that running the
+  -- import again finds it stored; before the checks, so that two rows alike
+  -- in every value are refused as the same event given twice.
   UPDATE pg_temp.import_rows i
      SET id = audit.event_content_id(i.org_id, i.occurred_at, i.action, i.target_id, i.actor_id, i.actor_email,
                                      i.ip, i.user_agent, i.request_id, i.metadata)
