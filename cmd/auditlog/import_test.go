@@ -37,6 +37,16 @@ func TestImportCommand(t *testing.T) {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 
+	// Its row has no id: imported again, it is found stored, as the message
+	// of a refused import promises.
+	stdout.Reset()
+	if err := run(ctx, []string{"import", "--database-url", maintainer, good}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "1 rows read in 1 batches: 0 loaded, 0 skipped as older than their org's retention, 1 skipped as already stored") {
+		t.Fatalf("the good file again:\n%s", stdout.String())
+	}
+
 	stdout.Reset()
 	err := run(ctx, []string{"import", "--database-url", maintainer, bad}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "2 rows refused") {

@@ -85,7 +85,9 @@ type Report struct {
 	// would never be shown.
 	Expired int64
 	// Duplicates were skipped: the same event (id, org_id, occurred_at) is
-	// already stored, say by an earlier run of the same import.
+	// already stored, in any tier table, say by an earlier run of the same
+	// import. A row without an id has the one its values make, so it too is
+	// found again (docs/import.md, Ids).
 	Duplicates int64
 	// Refused rows belong to batches that held an invalid row, and were not
 	// loaded.
