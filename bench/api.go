@@ -291,7 +291,7 @@ func (b *bench) startAPI(ctx context.Context, url string) (*apiServer, error) {
 		return nil, err
 	}
 	bin := filepath.Join(dir, "auditlog")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/auditlog").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/auditlog/auditlog/cmd/auditlog").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build: %v\n%s", err, out)
 	}
 	conn, err := database.Connect(ctx, url)
