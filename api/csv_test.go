@@ -139,7 +139,7 @@ func TestCSVParsesBackToTheEvents(t *testing.T) {
 		t.Errorf("a cell with quotes, a comma and CRLF is not quoted as RFC 4180 says:\n%s", body)
 	}
 	// The neutralising is there, not assumed: the first event's target is a formula.
-	if got := rows[len(rows)-1][slicesIndex(cols, "target_id")]; got != `'=HYPERLINK("http://evil")` {
+	if got := rows[len(rows)-1][slices.Index(cols, "target_id")]; got != `'=HYPERLINK("http://evil")` {
 		t.Errorf("formula target_id exported as %q", got)
 	}
 }
@@ -150,15 +150,6 @@ func neutralised(s string) string {
 		return "'" + s
 	}
 	return s
-}
-
-func slicesIndex(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestCSVStopsWhenClientGoes: a client that hangs up in the middle of a

@@ -305,18 +305,17 @@ func (b *bench) startAPI(ctx context.Context, url string) (*apiServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := neturl.Parse(url)
+	apiURL, err := database.WithUser(url, "auditlog_bench_api", "")
 	if err != nil {
 		return nil, err
 	}
-	u.User = neturl.User("auditlog_bench_api")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--database-url", u.String(), "--rate-limit", "1e9", "--rate-burst", "1000000000", "--no-retention")
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--database-url", apiURL, "--rate-limit", "1e9", "--rate-burst", "1000000000", "--no-retention")
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -87,10 +87,10 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 	if err != nil {
 		return info, err
 	}
-	if info.apiURL, err = devenv.URLAs(dbURL, devenv.LoginRoles[0].Name); err != nil {
+	if info.apiURL, err = database.WithUser(dbURL, devenv.LoginRoles[0].Name, ""); err != nil {
 		return info, err
 	}
-	info.workerURL, err = devenv.URLAs(dbURL, devenv.Worker)
+	info.workerURL, err = database.WithUser(dbURL, devenv.Worker, "")
 	return info, err
 }
 

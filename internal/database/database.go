@@ -93,6 +93,21 @@ func WithDatabase(rawURL, name string) (string, error) {
 	return u.String(), nil
 }
 
+// WithUser returns the postgres:// URL rawURL connecting as role user
+// instead, with password (empty: none, as the local cluster's socket trusts
+// its connections).
+func WithUser(rawURL, user, password string) (string, error) {
+	u, err := neturl.Parse(rawURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("want a postgres:// URL, got %q", redact(rawURL))
+	}
+	u.User = neturl.User(user)
+	if password != "" {
+		u.User = neturl.UserPassword(user, password)
+	}
+	return u.String(), nil
+}
+
 // redact hides a password in a URL for error messages.
 func redact(rawURL string) string {
 	u, err := neturl.Parse(rawURL)

@@ -9,7 +9,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,17 +67,6 @@ func CreateLoginRoles(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 	return nil
-}
-
-// URLAs is dbURL connecting as role instead, without a password (the local
-// cluster trusts connections on its socket).
-func URLAs(dbURL, role string) (string, error) {
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		return "", fmt.Errorf("database URL: %w", err)
-	}
-	u.User = url.User(role)
-	return u.String(), nil
 }
 
 // DB runs queries and opens transactions: *pgx.Conn and *pgxpool.Pool do.

@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -126,7 +125,11 @@ func Role(t testing.TB, dbURL string, groups ...string) string {
 		exec(t, c, fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '%s'", name))
 		exec(t, c, fmt.Sprintf("DROP OWNED BY %[1]s; DROP ROLE %[1]s", pgx.Identifier{name}.Sanitize()))
 	})
-	return withUser(t, dbURL, name, password)
+	u, err := database.WithUser(dbURL, name, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func setup() error {
@@ -292,17 +295,6 @@ func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-}
-
-// withUser returns url connecting as another role.
-func withUser(t testing.TB, raw, name, password string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(name, password)
-	return u.String()
 }
 
 func randomHex(n int) string {
