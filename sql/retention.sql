@@ -50,8 +50,20 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION audit.parse_leaf(text) IS 'Tier and UTC day of a leaf, from its name events_<tier>_pYYYYMMDD.';
 
+-- audit.premake_horizon is the last UTC day a leaf may be made for: the
+-- database clock's day plus 90 days, whatever clock a caller passes. Each
+-- leaf costs every read of a tier table a lock and the planner a look, so a
+-- maintainer claiming a clock years ahead must not be able to make thousands
+-- of them; a pass drops empty leaves found beyond it (audit.expired_leaves).
+CREATE OR REPLACE FUNCTION audit.premake_horizon() RETURNS date
+LANGUAGE sql
+STABLE
+RETURN (pg_catalog.now() AT TIME ZONE 'UTC')::date + 90;
+COMMENT ON FUNCTION audit.premake_horizon() IS 'The last UTC day a leaf may be made for: the database clock''s day plus 90 days.';
+
 -- audit.missing_leaves lists the leaves of every tier from the UTC day of
--- `now` to `ahead` days later that do not exist yet.
+-- `now` to `ahead` days later that do not exist yet, none past
+-- audit.premake_horizon.
 CREATE OR REPLACE FUNCTION audit.missing_leaves(ahead integer DEFAULT 3, now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, day date, leaf text)
 LANGUAGE sql
@@ -65,11 +77,12 @@ BEGIN ATOMIC
     SELECT (coalesce(missing_leaves.now, pg_catalog.now()) AT TIME ZONE 'UTC')::date + g AS day
     FROM generate_series(0, least(missing_leaves.ahead, 90)) g
   ) d
-  WHERE to_regclass('audit.' || audit.leaf_name(t.tier, d.day::timestamp AT TIME ZONE 'UTC')) IS NULL
+  WHERE d.day <= audit.premake_horizon()
+    AND to_regclass('audit.' || audit.leaf_name(t.tier, d.day::timestamp AT TIME ZONE 'UTC')) IS NULL
   ORDER BY d.day, t.retention, t.tier;
 END;
 COMMENT ON FUNCTION audit.missing_leaves(integer, timestamptz) IS
-  'Leaves of every tier from today (UTC, as of now) to ahead days later that do not exist yet.';
+  'Leaves of every tier from today (UTC, as of now) to ahead days later, none past audit.premake_horizon(), that do not exist yet.';
 
 -- audit.premake_leaves makes those leaves and returns the names of the ones
 -- it made. Each is attached with SHARE UPDATE EXCLUSIVE on its tier table
@@ -159,7 +172,9 @@ COMMENT ON FUNCTION audit.leaf_needed_by(text, timestamptz, timestamptz) IS
   'A plan change not re-tiered yet that still needs events of a leaf (of a tier, ending at range_end), or NULL: the leaf is not dropped before that change is re-tiered.';
 
 -- audit.expired_leaves lists the leaves whose whole range is past their
--- tier's retention as of `now`, in the order the worker retires them: per
+-- tier's retention as of `now`, and those beyond audit.premake_horizon (made
+-- by an older version that let a caller premake from any clock:
+-- audit.drop_leaf drops them if empty), in the order the worker retires them: per
 -- tier, first a detach left pending (a tier table allows only one), then
 -- tables left detached but not dropped, then attached leaves, oldest first.
 -- It leaves out a leaf that a plan change not re-tiered yet still needs
@@ -188,19 +203,22 @@ BEGIN ATOMIC
     JOIN audit.tiers t ON t.tier = l.tier
     WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
   ) x
-  WHERE x.expires_at <= coalesce(expired_leaves.now, pg_catalog.now())
-    AND audit.leaf_needed_by(x.tier, x.range_end, expired_leaves.now) IS NULL
+  WHERE (x.expires_at <= coalesce(expired_leaves.now, pg_catalog.now())
+         AND audit.leaf_needed_by(x.tier, x.range_end, expired_leaves.now) IS NULL)
+     OR x.range_start > audit.premake_horizon()::timestamp AT TIME ZONE 'UTC'
   ORDER BY x.tier, CASE x.state WHEN 'detach pending' THEN 0 WHEN 'detached' THEN 1 ELSE 2 END, x.range_start;
 END;
 COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
-  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change, or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
 
 -- audit.drop_leaf retires an expired leaf as far as a function can: it
 -- finishes a concurrent detach left pending (DETACH ... FINALIZE) and drops
 -- a detached leaf. It returns what it found or did: 'attached' (detach it
--- first), 'dropped', or 'gone' (no such table). Refuses a leaf that has not
--- expired, one a plan change not re-tiered yet still needs
--- (audit.leaf_needed_by), and a clock later than the database's.
+-- first), 'dropped', 'gone' (no such table), or 'kept' (a leaf beyond
+-- audit.premake_horizon that holds events: for a person to look at). Refuses
+-- a leaf that has not expired and is not beyond the horizon, one a plan
+-- change not re-tiered yet still needs (audit.leaf_needed_by), and a clock
+-- later than the database's.
 CREATE OR REPLACE FUNCTION audit.drop_leaf(leaf text, now timestamptz DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -216,19 +234,32 @@ DECLARE
   v_found   boolean;
   v_pending boolean;
   v_attached boolean;
+  v_far     boolean;
 BEGIN
-  SELECT l.tier, (l.day + 1)::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention
-    INTO v_tier, v_end, v_expires
+  SELECT l.tier, (l.day + 1)::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention,
+         l.day > audit.premake_horizon()
+    INTO v_tier, v_end, v_expires, v_far
   FROM audit.parse_leaf(drop_leaf.leaf) l JOIN audit.tiers t ON t.tier = l.tier;
   IF v_tier IS NULL THEN
     RAISE EXCEPTION 'retention: "%" is not the name of a leaf', drop_leaf.leaf
       USING ERRCODE = 'AL012', HINT = 'Leaves are named events_<tier>_pYYYYMMDD.';
   END IF;
-  IF v_expires > v_now THEN
+  IF v_far THEN
+    -- Only a superuser can have put events there (log_event and the import
+    -- write no future events): keep them.
+    IF to_regclass('audit.' || quote_ident(drop_leaf.leaf)) IS NULL THEN
+      RETURN 'gone';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM audit.%I)', drop_leaf.leaf) INTO v_found;
+    IF v_found THEN
+      RETURN 'kept';
+    END IF;
+    v_found := NULL;
+  ELSIF v_expires > v_now THEN
     RAISE EXCEPTION 'retention: leaf % expires at %, not yet (as of %)', drop_leaf.leaf, v_expires, v_now
       USING ERRCODE = 'AL013';
   END IF;
-  v_change := audit.leaf_needed_by(v_tier, v_end, v_now);
+  v_change := CASE WHEN NOT v_far THEN audit.leaf_needed_by(v_tier, v_end, v_now) END;
   IF v_change IS NOT NULL THEN
     RAISE EXCEPTION 'retention: leaf % may hold events that plan change % still has to move to its org''s new tier; not before it is re-tiered',
       drop_leaf.leaf, v_change
@@ -251,7 +282,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.drop_leaf(text, timestamptz) IS
-  'Drops an expired leaf once detached, finishing a pending concurrent detach first; returns attached, dropped or gone.';
+  'Drops an expired leaf, or an empty one beyond the premake horizon, once detached, finishing a pending concurrent detach first; returns attached, dropped, gone or kept.';
 
 -- audit.retier_next finds the oldest event of an org at or after `after`
 -- that re-tiering still has to move or remove (see audit.retier_scope), and

@@ -149,6 +149,9 @@ func printPass(out io.Writer, r retention.Report) {
 	}
 	list(verb("Leaves made", "Leaves to make"), r.Created)
 	list(verb("Leaves dropped", "Leaves to drop"), r.Dropped)
+	if len(r.Kept) > 0 {
+		list("Leaves kept beyond the premake horizon (they hold events)", r.Kept)
+	}
 	fmt.Fprintf(out, "%s: %d\n", verb("Plan changes re-tiered", "Plan changes to re-tier"), len(r.Retiered))
 	for _, c := range r.Retiered {
 		state := "done"
