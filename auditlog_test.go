@@ -392,3 +392,33 @@ func randomText(n int) string {
 	}
 	return string(b[:n])
 }
+
+// Metadata is measured uncompressed: 2 MB that lz4 compresses to 8 KB,
+// taken from a compressed column by a writer, is refused like any 2 MB.
+func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	org := fixture.Org(t, testdb.Pool(t, url), fixture.OrgOpts{})
+	conn, err := pgx.Connect(ctx, testdb.Role(t, url, "audit_writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout')", org); err != nil {
+		t.Fatal(err) // makes the day's leaf: the common path
+	}
+	for _, sql := range []string{
+		"CREATE TEMP TABLE big (metadata jsonb COMPRESSION lz4)",
+		"INSERT INTO big SELECT jsonb_build_object('blob', repeat('x', 2000000))",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, err = conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => b.metadata) FROM big b", org)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "metadata is") {
+		t.Fatalf("log_event with 2 MB of lz4-compressed metadata: %v, want the metadata size error (AL005)", err)
+	}
+}
