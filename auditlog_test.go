@@ -422,3 +422,28 @@ func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
 		t.Fatalf("log_event with 2 MB of lz4-compressed metadata: %v, want the metadata size error (AL005)", err)
 	}
 }
+
+// via_pat inside metadata obeys the rule the import applies
+// (audit.via_pat_ok): a string of at most 100 characters.
+func TestLogRefusesBadViaPATInMetadata(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	org := fixture.Org(t, testdb.Pool(t, url), fixture.OrgOpts{})
+	conn, err := pgx.Connect(ctx, testdb.Role(t, url, "audit_writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, viaPAT := range []any{strings.Repeat("x", 5000), map[string]any{"name": "ci"}, nil} {
+		md := map[string]any{"via_pat": viaPAT}
+		_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, md)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "via_pat") {
+			t.Errorf("log_event with metadata.via_pat %.40v: %v, want the via_pat error (AL005)", viaPAT, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, map[string]any{"via_pat": "ci"}); err != nil {
+		t.Errorf("log_event with a short via_pat: %v", err)
+	}
+}

@@ -221,6 +221,7 @@ func badCases(b bundle, now time.Time) []badCase {
 		{"required key missing", map[string]any{"org_id": b.team, "occurred_at": at, "action": "org_member.joined", "metadata": map[string]any{"role": "admin"}}, "AL004"},
 		{"target id too long", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "target_id": strings.Repeat("x", 257)}, "AL005"},
 		{"PAT name too long", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"via_pat": strings.Repeat("p", 101)}}, "AL005"},
+		{"PAT name an object", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"via_pat": map[string]any{"name": "ci"}}}, "AL005"},
 		// Compressible, so stored compressed in the staging table: measured as log_event measures it.
 		{"metadata too big", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"blob": strings.Repeat("ab", 9000)}}, "AL005"},
 		{"malformed email", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "actor_email": "not-an-email"}, "AL006"},
@@ -376,10 +377,13 @@ func asLogged(row map[string]any) auditlog.Event {
 	if email := str("actor_email"); email != "" {
 		e.Actor = &auditlog.Actor{Email: email}
 	}
-	if m, ok := row["metadata"].(map[string]any); ok && m["via_pat"] != nil {
-		rest := maps.Clone(m)
-		delete(rest, "via_pat")
-		e.Metadata, e.Actor = rest, &auditlog.Actor{ViaPAT: m["via_pat"].(string)}
+	// A via_pat that is not a string stays in the metadata, as only there can it be one.
+	if m, ok := row["metadata"].(map[string]any); ok {
+		if viaPAT, ok := m["via_pat"].(string); ok {
+			rest := maps.Clone(m)
+			delete(rest, "via_pat")
+			e.Metadata, e.Actor = rest, &auditlog.Actor{ViaPAT: viaPAT}
+		}
 	}
 	return e
 }
