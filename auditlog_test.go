@@ -393,10 +393,10 @@ func randomText(n int) string {
 	return string(b[:n])
 }
 
-// Metadata is measured uncompressed: 2 MB that lz4 compresses to 8 KB,
-// taken from a compressed column by a writer, is refused like any 2 MB.
-func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
-	t.Parallel()
+// writer connects as a login role of audit_writer, to call log_event in
+// plain SQL, and makes an org.
+func writer(t *testing.T) (*pgx.Conn, string) {
+	t.Helper()
 	ctx := context.Background()
 	url := testdb.New(t)
 	org := fixture.Org(t, testdb.Pool(t, url), fixture.OrgOpts{})
@@ -404,7 +404,16 @@ func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn, org
+}
+
+// Metadata is measured uncompressed: 2 MB that lz4 compresses to 8 KB,
+// taken from a compressed column by a writer, is refused like any 2 MB.
+func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, org := writer(t)
 	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout')", org); err != nil {
 		t.Fatal(err) // makes the day's leaf: the common path
 	}
@@ -416,7 +425,7 @@ func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	_, err = conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => b.metadata) FROM big b", org)
+	_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => b.metadata) FROM big b", org)
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "metadata is") {
 		t.Fatalf("log_event with 2 MB of lz4-compressed metadata: %v, want the metadata size error (AL005)", err)
@@ -428,13 +437,7 @@ func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
 func TestLogRefusesBadViaPATInMetadata(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testdb.New(t)
-	org := fixture.Org(t, testdb.Pool(t, url), fixture.OrgOpts{})
-	conn, err := pgx.Connect(ctx, testdb.Role(t, url, "audit_writer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, org := writer(t)
 	for _, viaPAT := range []any{strings.Repeat("x", 5000), map[string]any{"name": "ci"}, nil} {
 		md := map[string]any{"via_pat": viaPAT}
 		_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, md)
