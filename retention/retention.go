@@ -13,9 +13,10 @@
 // that stopped half-way (a crash between the two transactions of a concurrent
 // detach, say) is finished by the next one. See docs/retention.md.
 //
-// The work and its checks are SQL functions (sql/retention.sql) that the
-// worker's role calls through audit_maintainer; the one statement it runs
-// otherwise, the concurrent detach, needs audit_owner.
+// The work and its checks are SQL functions (sql/retention.sql, the leaf
+// lifecycle; sql/retier.sql, re-tiering) that the worker's role calls
+// through audit_maintainer; the one statement it runs otherwise, the
+// concurrent detach, needs audit_owner.
 package retention
 
 import (
