@@ -166,9 +166,6 @@ END;
 COMMENT ON FUNCTION audit.pending_plan_changes(timestamptz) IS
   'Plan changes (each an org''s latest) whose org still has events out of place (yet, or again after a late write): whether each is ready, and the events it would move and remove.';
 
--- Replaced by audit.retier_scope.
-DROP FUNCTION IF EXISTS audit.retier_floor(bigint, timestamptz);
-
 -- audit.retier moves one batch of an org's events for its latest plan
 -- change (audit.retier_scope): from the oldest leaf holding any still out of
 -- place, those the floor keeps go to the table of the org's current tier (in
