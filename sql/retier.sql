@@ -24,8 +24,7 @@ LANGUAGE sql
 STABLE
 BEGIN ATOMIC
   SELECT t.tier,
-         greatest(coalesce(retier_scope.now, pg_catalog.now()) - t.retention,
-                  (SELECT max(k.keep_since) FROM audit.plan_changes k WHERE k.org_id = c.org_id)),
+         audit.retention_floor(c.org_id, t.retention, coalesce(retier_scope.now, pg_catalog.now())),
          ARRAY(SELECT DISTINCT p.from_tier FROM audit.plan_changes p
                WHERE p.org_id = c.org_id AND p.id <= c.id AND (p.retiered_at IS NULL OR p.id = c.id))
   FROM audit.plan_changes c
