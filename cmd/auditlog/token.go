@@ -58,21 +58,30 @@ func runToken(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-// parseExpiry reads a Go duration, or a number of days as "90d".
+// parseExpiry reads a Go duration, or a number of days as "90d", up to
+// pat.MaxLifetime.
 func parseExpiry(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
+	maxDays := int(pat.MaxLifetime / (24 * time.Hour))
+	tooLong := fmt.Errorf("%q is longer than the %d days a token may last; leave --expires out for a token that works until revoked", s, maxDays)
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
+		if errors.Is(err, strconv.ErrRange) || n > maxDays { // checked before multiplying, which could overflow
+			return 0, tooLong
+		}
 		if err != nil || n <= 0 {
 			return 0, fmt.Errorf("%q is not a number of days", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := time.ParseDuration(s) // fails on overflow
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q is not a duration such as 720h or 90d", s)
+		return 0, fmt.Errorf("%q is not a duration such as 720h or 90d, at most %dd", s, maxDays)
+	}
+	if d > pat.MaxLifetime {
+		return 0, tooLong
 	}
 	return d, nil
 }
