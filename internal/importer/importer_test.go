@@ -342,6 +342,18 @@ func TestImportBadBytesAreRowProblems(t *testing.T) {
 	}
 }
 
+// A batch size below zero or over the maximum is refused before anything is
+// read, rather than looping on batches of nothing.
+func TestImportRefusesBadBatchSize(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{-1, importer.MaxBatchSize + 1} {
+		_, err := importer.Import(context.Background(), nil, strings.NewReader("{}\n"), importer.Options{BatchSize: size})
+		if !errors.Is(err, importer.ErrBatchSize) {
+			t.Errorf("batch size %d: %v, want %v", size, err, importer.ErrBatchSize)
+		}
+	}
+}
+
 // Each batch is all or nothing on its own: the batch holding the bad row is
 // refused, the others load.
 func TestImportRefusesOnlyTheBadBatch(t *testing.T) {
