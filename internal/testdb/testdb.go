@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/pglocal"
@@ -56,6 +57,12 @@ func Main(m *testing.M, atExit ...func() error) {
 			fmt.Fprintln(os.Stderr, "testdb:", err)
 		}
 		cancel()
+	}
+	// A goroutine still running once every test is done is a pool, a server
+	// or a worker that something forgot to stop.
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "testdb: goroutines left running:", err)
+		code = 1
 	}
 	os.Exit(code)
 }
