@@ -114,6 +114,34 @@ func TestLogWithoutActorIsSystem(t *testing.T) {
 	}
 }
 
+// A nil map, or a nil pointer, as Metadata is no metadata, as its doc says.
+func TestLogNilMetadataIsNone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	var none map[string]any
+	var nowhere *struct{ Name string }
+	for _, metadata := range []any{none, nowhere} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := auditlog.Log(ctx, tx, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout, Metadata: metadata})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%T(nil): %v", metadata, err)
+		}
+	}
+	got := events(t, pool, org)
+	if len(got) != 2 {
+		t.Fatalf("%d events stored, want 2", len(got))
+	}
+	for _, e := range got {
+		if len(e.Metadata) != 0 {
+			t.Errorf("stored metadata %v, want none", e.Metadata)
+		}
+	}
+}
+
 // An actor given to Log overrides the transaction's context for that event.
 func TestLogActorOverridesContext(t *testing.T) {
 	t.Parallel()

@@ -92,6 +92,10 @@ func runRetention(ctx context.Context, e env, args []string) error {
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_maintainer and audit_owner (env DATABASE_URL)")
 	dry := fs.Bool("dry-run", false, "print what a pass would do, change nothing")
 	now := fs.String("now", "", "act as if it were this instant (RFC 3339); a pass that drops or removes refuses one later than the database's clock")
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "run" {
 		fs.Usage()
 		return fmt.Errorf("retention: want the subcommand run")

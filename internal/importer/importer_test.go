@@ -292,6 +292,69 @@ func TestImportBadRowsLoadNothing(t *testing.T) {
 	}
 }
 
+// A byte PostgreSQL cannot store (a NUL in text or in jsonb, invalid UTF-8)
+// and an NDJSON line over 1 MiB are bad rows like any other: reported with
+// their line, and the import reads on to the end.
+func TestImportBadBytesAreRowProblems(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := ts(time.Now().Add(-time.Hour))
+	good := fmt.Sprintf(`{"org_id": %q, "occurred_at": %q, "action": "auth.signout"}`, b.team, at)
+	withField := func(field string) string { return strings.TrimSuffix(good, "}") + ", " + field + "}" }
+	ndjsonLines := []string{
+		good,
+		withField(`"target_id": "a\u0000b"`),
+		withField(`"metadata": {"note": "a\u0000b"}`),
+		withField(`"metadata": {"a\u0000": 1}`),
+		withField(`"user_agent": "` + strings.Repeat("x", 1<<20) + `"`),
+		withField(`"metadata": {"note": "a\\u0000b"}`), // a backslash, then u0000: fine
+	}
+	header := "org_id,occurred_at,action,user_agent,actor_email,metadata\n"
+	row := func(ua, email, metadata string) string {
+		return fmt.Sprintf("%s,%s,auth.signout,%s,%s,%s\n", b.team, at, ua, email, metadata)
+	}
+	for _, c := range []struct {
+		name    string
+		input   string
+		format  importer.Format
+		stored  int64
+		badLine []int64
+	}{
+		{"ndjson", strings.Join(ndjsonLines, "\n") + "\n", importer.FormatNDJSON, 2, []int64{2, 3, 4, 5}},
+		{"ndjson, the long line last", good + "\n" + ndjsonLines[4], importer.FormatNDJSON, 1, []int64{2}},
+		{"csv", header + row("ok", "", "") + row("bad\xff", "", "") + row("", "a\x00@example.com", "") +
+			row("", "", "\"{\"\"k\"\": \"\"\xfe\"\"}\"") + row("", "", `"{""k"": ""a\u0000""}"`) + row("ok", "", ""),
+			importer.FormatCSV, 2, []int64{3, 4, 5, 6}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rep := run(t, b.maintainer, c.input, importer.Options{Format: c.format, BatchSize: 1})
+			var lines []int64
+			for _, p := range rep.Problems {
+				lines = append(lines, p.Line)
+				if p.Code != "22P02" || p.Reason == "" {
+					t.Errorf("problem %v: want 22P02 and a reason", p)
+				}
+			}
+			// The good rows are the same event: stored once, then found again.
+			if stored := rep.Loaded + rep.Duplicates; !slices.Equal(lines, c.badLine) || stored != c.stored {
+				t.Errorf("stored %d, problems %v: want %d stored, lines %v", stored, rep.Problems, c.stored, c.badLine)
+			}
+		})
+	}
+}
+
+// A batch size below zero or over the maximum is refused before anything is
+// read, rather than looping on batches of nothing.
+func TestImportRefusesBadBatchSize(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{-1, importer.MaxBatchSize + 1} {
+		_, err := importer.Import(context.Background(), nil, strings.NewReader("{}\n"), importer.Options{BatchSize: size})
+		if !errors.Is(err, importer.ErrBatchSize) {
+			t.Errorf("batch size %d: %v, want %v", size, err, importer.ErrBatchSize)
+		}
+	}
+}
+
 // Each batch is all or nothing on its own: the batch holding the bad row is
 // refused, the others load.
 func TestImportRefusesOnlyTheBadBatch(t *testing.T) {
