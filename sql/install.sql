@@ -16,6 +16,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "import.sql" . }}
 {{ template "views.sql" . }}
 {{ template "retention.sql" . }}
+{{ template "seals.sql" . }}
 {{ template "api.sql" . }}
 {{ template "grants.sql" . }}
 RESET ROLE;
