@@ -122,7 +122,9 @@ func Log(ctx context.Context, q Querier, e Event) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("auditlog: %s metadata: %w", e.Action, err)
 		}
-		metadata = string(b)
+		if string(b) != "null" { // a nil map or pointer in an interface: none, as documented
+			metadata = string(b)
+		}
 	}
 	var actorID, actorEmail, viaPAT any
 	if e.Actor != nil {

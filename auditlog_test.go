@@ -114,6 +114,34 @@ func TestLogWithoutActorIsSystem(t *testing.T) {
 	}
 }
 
+// A nil map, or a nil pointer, as Metadata is no metadata, as its doc says.
+func TestLogNilMetadataIsNone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	var none map[string]any
+	var nowhere *struct{ Name string }
+	for _, metadata := range []any{none, nowhere} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := auditlog.Log(ctx, tx, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout, Metadata: metadata})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%T(nil): %v", metadata, err)
+		}
+	}
+	got := events(t, pool, org)
+	if len(got) != 2 {
+		t.Fatalf("%d events stored, want 2", len(got))
+	}
+	for _, e := range got {
+		if len(e.Metadata) != 0 {
+			t.Errorf("stored metadata %v, want none", e.Metadata)
+		}
+	}
+}
+
 // An actor given to Log overrides the transaction's context for that event.
 func TestLogActorOverridesContext(t *testing.T) {
 	t.Parallel()
@@ -391,4 +419,62 @@ func randomText(n int) string {
 		b = fmt.Appendf(b, "%x", i*2654435761)
 	}
 	return string(b[:n])
+}
+
+// writer connects as a login role of audit_writer, to call log_event in
+// plain SQL, and makes an org.
+func writer(t *testing.T) (*pgx.Conn, string) {
+	t.Helper()
+	ctx := context.Background()
+	url := testdb.New(t)
+	org := fixture.Org(t, testdb.Pool(t, url), fixture.OrgOpts{})
+	conn, err := pgx.Connect(ctx, testdb.Role(t, url, "audit_writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn, org
+}
+
+// Metadata is measured uncompressed: 2 MB that lz4 compresses to 8 KB,
+// taken from a compressed column by a writer, is refused like any 2 MB.
+func TestLogMeasuresCompressedMetadataUncompressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, org := writer(t)
+	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout')", org); err != nil {
+		t.Fatal(err) // makes the day's leaf: the common path
+	}
+	for _, sql := range []string{
+		"CREATE TEMP TABLE big (metadata jsonb COMPRESSION lz4)",
+		"INSERT INTO big SELECT jsonb_build_object('blob', repeat('x', 2000000))",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => b.metadata) FROM big b", org)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "metadata is") {
+		t.Fatalf("log_event with 2 MB of lz4-compressed metadata: %v, want the metadata size error (AL005)", err)
+	}
+}
+
+// via_pat inside metadata obeys the rule the import applies
+// (audit.via_pat_ok): a string of at most 100 characters.
+func TestLogRefusesBadViaPATInMetadata(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, org := writer(t)
+	for _, viaPAT := range []any{strings.Repeat("x", 5000), map[string]any{"name": "ci"}, nil} {
+		md := map[string]any{"via_pat": viaPAT}
+		_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, md)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "via_pat") {
+			t.Errorf("log_event with metadata.via_pat %.40v: %v, want the via_pat error (AL005)", viaPAT, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, map[string]any{"via_pat": "ci"}); err != nil {
+		t.Errorf("log_event with a short via_pat: %v", err)
+	}
 }

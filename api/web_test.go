@@ -153,6 +153,8 @@ func TestSession(t *testing.T) {
 	req.AddCookie(cookies[0])
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST with the cookie: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	req, _ = http.NewRequest(http.MethodDelete, b.base+"/api/session", nil)
@@ -160,10 +162,12 @@ func TestSession(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("sign-out: %v %v", resp.StatusCode, err)
 	}
+	resp.Body.Close()
 	resp, err = browser.Get(b.base + "/api/orgs/" + org + "/audit")
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after sign-out: %v %v", resp.StatusCode, err)
 	}
+	resp.Body.Close()
 }
 
 // TestActivityPageServed: the page and its files come from the binary, with

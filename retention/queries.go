@@ -1,9 +1,9 @@
 package retention
 
 // The statements of a pass. Each calls a maintenance function of
-// sql/retention.sql, where the work and its checks live; the one exception is
-// the DETACH statement, which audit.expired_leaves hands over and the worker
-// runs as audit_owner (see pass.asOwner).
+// sql/retention.sql or sql/retier.sql, where the work and its checks live;
+// the one exception is the DETACH statement, which audit.expired_leaves hands
+// over and the worker runs as audit_owner (see pass.asOwner).
 const (
 	// lockKey is the session advisory lock one worker holds for a pass, so
 	// that a single worker acts whatever the number of replicas. Its value

@@ -13,9 +13,10 @@
 // that stopped half-way (a crash between the two transactions of a concurrent
 // detach, say) is finished by the next one. See docs/retention.md.
 //
-// The work and its checks are SQL functions (sql/retention.sql) that the
-// worker's role calls through audit_maintainer; the one statement it runs
-// otherwise, the concurrent detach, needs audit_owner.
+// The work and its checks are SQL functions (sql/retention.sql, the leaf
+// lifecycle; sql/retier.sql, re-tiering) that the worker's role calls
+// through audit_maintainer; the one statement it runs otherwise, the
+// concurrent detach, needs audit_owner.
 package retention
 
 import (
@@ -131,8 +132,13 @@ type Report struct {
 	Skipped bool
 	// Created names the leaves made ahead of time.
 	Created []string
-	// Dropped names the expired leaves detached and dropped.
+	// Dropped names the expired leaves detached and dropped, and the empty
+	// ones found beyond the premake horizon (90 days past the database's
+	// clock).
 	Dropped []string
+	// Kept names the leaves beyond the premake horizon that hold events and
+	// were left in place: only a superuser can have written them.
+	Kept []string
 	// Retiered lists the plan changes whose events were moved in this pass.
 	Retiered []Retier
 	// Errors holds one message per step that failed; the next pass tries again.
@@ -332,32 +338,36 @@ func (p *pass) drop(ctx context.Context) {
 		if blocked[l.Tier] || ctx.Err() != nil {
 			continue
 		}
-		var dropped bool
+		var state string
 		err := p.retry(ctx, func() (err error) {
-			dropped, err = p.retire(ctx, l)
+			state, err = p.retire(ctx, l)
 			return err
 		})
-		if err != nil {
+		switch {
+		case err != nil:
 			blocked[l.Tier] = true
 			p.fail("drop leaf "+l.Leaf, err)
-		} else if dropped {
+		case state == "dropped":
 			p.r.Dropped = append(p.r.Dropped, l.Leaf)
+		case state == "kept":
+			p.r.Kept = append(p.r.Kept, l.Leaf)
+			p.w.log.Warn("retention: leaf beyond the premake horizon holds events; kept", "leaf", l.Leaf)
 		}
 	}
 }
 
 // retire takes one expired leaf as far as it goes: detached (as audit_owner)
-// if attached, then dropped, a pending detach being finished first.
-func (p *pass) retire(ctx context.Context, l expiredLeaf) (dropped bool, err error) {
-	state, err := p.dropLeaf(ctx, l.Leaf)
+// if attached, then dropped, a pending detach being finished first. It
+// returns audit.drop_leaf's last answer.
+func (p *pass) retire(ctx context.Context, l expiredLeaf) (state string, err error) {
+	state, err = p.dropLeaf(ctx, l.Leaf)
 	if err != nil || state != "attached" {
-		return state == "dropped", err
+		return state, err
 	}
 	if err := p.asOwner(ctx, l.DetachSQL); err != nil {
-		return false, err
+		return "", err
 	}
-	state, err = p.dropLeaf(ctx, l.Leaf)
-	return state == "dropped", err
+	return p.dropLeaf(ctx, l.Leaf)
 }
 
 func (p *pass) dropLeaf(ctx context.Context, leaf string) (state string, err error) {

@@ -3,6 +3,7 @@ package retention_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -1126,4 +1127,46 @@ func TestNewRefusesBadConfig(t *testing.T) {
 func hasCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// A maintainer cannot premake leaves past the database's clock plus 90
+// days, whatever clock it claims, and a pass drops the empty leaves an older
+// version let it make beyond that horizon, keeping one that holds events.
+func TestPremakeStopsAtTheHorizon(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	conn := maintainer(t, b)
+	horizon := midnight().AddDate(0, 0, 90)
+	future := time.Now().Add(1000 * 24 * time.Hour)
+	for _, sql := range []string{"SELECT count(*) FROM audit.premake_leaves(90, $1)", "SELECT count(*) FROM audit.missing_leaves(90, $1)"} {
+		if _, err := conn.Exec(ctx, sql, future); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM audit.partitions WHERE range_start > $1", horizon); n != 0 {
+		t.Errorf("premake with a clock 1000 days ahead made %d leaves past the horizon %s", n, horizon.Format(time.DateOnly))
+	}
+
+	// Far leaves as the old premake made them, one holding an event.
+	var far []string
+	for day := 91; day <= 93; day++ {
+		start := midnight().AddDate(0, 0, day)
+		far = append(far, leafOf("team", start))
+		exec(t, b.pool, fmt.Sprintf("CREATE TABLE audit.%[1]s PARTITION OF audit.events_team FOR VALUES FROM ('%[2]s') TO ('%[3]s');"+
+			"ALTER TABLE audit.%[1]s OWNER TO audit_owner",
+			far[len(far)-1], start.Format(time.RFC3339), start.AddDate(0, 0, 1).Format(time.RFC3339)))
+	}
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "team"})
+	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: midnight().AddDate(0, 0, 93).Add(time.Hour)})
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+	for _, leaf := range far[:2] {
+		if leafExists(t, b.pool, leaf) || !slices.Contains(r.Dropped, leaf) {
+			t.Errorf("empty leaf %s beyond the horizon was not dropped (dropped %v)", leaf, r.Dropped)
+		}
+	}
+	if !leafExists(t, b.pool, far[2]) || !slices.Equal(r.Kept, far[2:]) {
+		t.Errorf("leaf %s beyond the horizon holding an event: kept %v, exists %v", far[2], r.Kept, leafExists(t, b.pool, far[2]))
+	}
 }

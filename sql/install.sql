@@ -15,6 +15,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "plans.sql" . }}
 {{ template "import.sql" . }}
 {{ template "views.sql" . }}
+{{ template "retier.sql" . }}
 {{ template "retention.sql" . }}
 {{ template "seals.sql" . }}
 {{ template "api.sql" . }}

@@ -45,6 +45,8 @@ BEGIN
   END IF;
   IF to_regclass('audit.' || leaf) IS NOT NULL THEN
     RETURN false;
+  ELSIF day > audit.premake_horizon() THEN
+    RAISE EXCEPTION 'leaf of % is past the premake horizon (%)', day, audit.premake_horizon() USING ERRCODE = 'AL014';
   END IF;
   BEGIN
     EXECUTE format('CREATE TABLE audit.%I (LIKE audit.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)', leaf, parent);

@@ -45,6 +45,16 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN (SELECT string_agg(k, ', ') FROM unnest(required) k WHERE NOT metadata ? k);
 COMMENT ON FUNCTION audit.missing_keys(jsonb, text[]) IS 'The required keys a metadata object lacks, comma-separated (for error messages).';
 
+-- audit.via_pat_ok: metadata's via_pat, which the Activity page shows as the
+-- token acted with, is absent or a string of at most 100 characters. The rule
+-- of audit.log_event (whether via_pat came from the context, an argument or
+-- the metadata itself) and of the import.
+CREATE OR REPLACE FUNCTION audit.via_pat_ok(metadata jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(jsonb_typeof(metadata -> 'via_pat') = 'string' AND length(metadata ->> 'via_pat') <= 100,
+                metadata -> 'via_pat' IS NULL);
+COMMENT ON FUNCTION audit.via_pat_ok(jsonb) IS 'Whether metadata''s via_pat is absent or a string of at most 100 characters.';
+
 -- audit.event_fault is the one statement of the rules an event must satisfy,
 -- shared by audit.log_event (when its combined check fails, to say why) and
 -- by the bulk import (sql/import.sql, for every row). It takes what the
@@ -82,8 +92,11 @@ RETURN CASE
           'audit.actions lists the metadata keys each action requires.']
   WHEN length(target_id) > 256 THEN
     ARRAY['AL005', format('target_id is %s characters; the limit is 256', length(target_id)), 'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
-  WHEN length(via_pat) > 100 THEN
-    ARRAY['AL005', format('via_pat is %s characters; the limit is 100', length(via_pat)), 'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
+  WHEN NOT audit.via_pat_ok(metadata) THEN
+    ARRAY['AL005', format('via_pat must be a string of at most 100 characters, not %s',
+                          CASE jsonb_typeof(metadata -> 'via_pat') WHEN 'string' THEN length(via_pat) || ' characters'
+                                                                    ELSE 'a JSON ' || jsonb_typeof(metadata -> 'via_pat') END),
+          'Limits: target_id 256 characters, via_pat 100, metadata 16384 bytes.']
   WHEN NOT coalesce(audit.valid_email(actor_email), true) THEN
     ARRAY['AL006', format('malformed actor email "%s"', left(actor_email, 254)), 'An email is name@domain.tld, at most 254 characters.']
   WHEN metadata_bytes > 16384 THEN
@@ -154,12 +167,12 @@ BEGIN
   IF NOT coalesce(v_email_ok AND v_leaf_exists
                   AND jsonb_typeof(v_metadata) = 'object' AND v_metadata ?& v_required
                   AND coalesce(length(log_event.target_id) <= 256, true)
-                  AND coalesce(length(v_via_pat) <= 100, true)
-                  AND pg_column_size(v_metadata) <= 16384, false) THEN
+                  AND audit.via_pat_ok(v_metadata)
+                  AND audit.jsonb_bytes(v_metadata) <= 16384, false) THEN
     v_fault := audit.event_fault(log_event.org_id, log_event.action,
                                  (SELECT o.plan FROM cloud.orgs o WHERE o.id = log_event.org_id),
                                  (SELECT a.required_keys FROM audit.actions a WHERE a.action = log_event.action),
-                                 log_event.target_id, v_metadata, pg_column_size(v_metadata), v_via_pat, v_actor_email);
+                                 log_event.target_id, v_metadata, audit.jsonb_bytes(v_metadata), v_via_pat, v_actor_email);
     IF v_fault IS NOT NULL THEN
       RAISE EXCEPTION USING ERRCODE = v_fault[1], MESSAGE = 'audit.log_event: ' || v_fault[2], HINT = v_fault[3];
     END IF;

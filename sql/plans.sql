@@ -17,6 +17,19 @@ END
 $$;
 COMMENT ON FUNCTION audit.record_plan_change() IS 'Trigger on cloud.orgs: records a plan change in audit.plan_changes for the retention worker.';
 
+-- audit.retention_floor is the oldest instant of an org's events that its
+-- plan (of that retention) keeps as of `at`: no older than the retention, and
+-- nothing a plan change already let expire (keep_since). The one statement of
+-- the rule for audit.org_scope and audit.retier_scope.
+CREATE OR REPLACE FUNCTION audit.retention_floor(org_id uuid, retention interval, at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+RETURN greatest(retention_floor.at - retention_floor.retention,
+                (SELECT max(c.keep_since) FROM audit.plan_changes c WHERE c.org_id = retention_floor.org_id));
+COMMENT ON FUNCTION audit.retention_floor(uuid, interval, timestamptz) IS
+  'The oldest instant of an org''s events its plan keeps as of at: the retention, and what plan changes let expire.';
+
 -- audit.org_scope tells a reader what to scan for one org: its plan and
 -- retention, the floor below which nothing may be shown (the current plan's
 -- retention, and what earlier plans had already let expire), and the tier
@@ -31,8 +44,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
   SELECT o.plan, t.retention,
-         greatest(coalesce(org_scope.at, now()) - t.retention,
-                  (SELECT max(c.keep_since) FROM audit.plan_changes c WHERE c.org_id = o.id)),
+         audit.retention_floor(o.id, t.retention, coalesce(org_scope.at, now())),
          ARRAY(SELECT o.plan
                UNION
                SELECT c.from_tier FROM audit.plan_changes c WHERE c.org_id = o.id AND c.retiered_at IS NULL)

@@ -22,14 +22,28 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "auditlog:", err)
-		os.Exit(1)
-	}
+	os.Exit(exitCode(err, os.Stderr))
 }
+
+// errNoCommand is running auditlog with no command: the usage is printed,
+// and the exit status says it was a misuse.
+var errNoCommand = errors.New("no command")
+
+// exitCode is the status the process ends with after err, which it prints:
+// 0 for success and for a usage asked for (-h), 2 for no command, 1 else.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errNoCommand):
+		return 2
+	}
+	fmt.Fprintln(stderr, "auditlog:", err)
+	return 1
+}
+
+// isHelp reports whether a command's first argument asks for its usage.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
 // env carries what every command gets from main.
 type env struct {
@@ -51,6 +65,7 @@ func commands() []command {
 		{"import", "load events in bulk from NDJSON or the API's CSV export (as audit_maintainer)", runImport},
 		{"demo", "fill the database with demo orgs and a year of their history (once)", runDemo},
 		{"token", "mint a personal access token for an org member (token create), printed once", runToken},
+		{"version", "print the module version and the VCS revision it was built from", runVersion},
 		{"dev", "start a local PostgreSQL, migrate, load demo data and serve: what `make run` runs", runDev},
 	}
 }
@@ -58,10 +73,10 @@ func commands() []command {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gin.SetMode(gin.ReleaseMode)
 	e := env{stdout: stdout, stderr: stderr, logger: slog.New(slog.NewTextHandler(stderr, nil))}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || args[0] == "help" || isHelp(args[0]) {
 		usage(stderr)
 		if len(args) == 0 {
-			return flag.ErrHelp
+			return errNoCommand
 		}
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,40 @@ func TestUnknownCommand(t *testing.T) {
 	err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Every command's -h prints its usage and ends the process with status 0;
+// no command at all is a misuse (2).
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	var help [][]string
+	for _, c := range commands() {
+		help = append(help, []string{c.name, "-h"})
+	}
+	help = append(help, []string{"-h"}, []string{"help"}, []string{"retention", "run", "-h"}, []string{"token", "create", "--help"})
+	for _, args := range help {
+		var stderr, status strings.Builder
+		err := run(context.Background(), args, io.Discard, &stderr)
+		if code := exitCode(err, &status); code != 0 || !strings.Contains(stderr.String(), "Usage: auditlog") || status.Len() != 0 {
+			t.Errorf("%v: exit %d (%v, printed %q), usage %q", args, code, err, status.String(), stderr.String())
+		}
+	}
+	if code := exitCode(run(context.Background(), nil, io.Discard, io.Discard), io.Discard); code != 2 {
+		t.Errorf("no command: exit %d, want 2", code)
+	}
+}
+
+// auditlog version names the module version, the revision and the Go release.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	e, out := testEnv(t)
+	if err := run(context.Background(), []string{"version"}, e.stdout, e.stderr); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "auditlog ") || !strings.Contains(got, "revision ") ||
+		!strings.Contains(got, runtime.Version()) {
+		t.Fatalf("printed %q", got)
 	}
 }
 

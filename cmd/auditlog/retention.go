@@ -92,6 +92,10 @@ func runRetention(ctx context.Context, e env, args []string) error {
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_maintainer and audit_owner (env DATABASE_URL)")
 	dry := fs.Bool("dry-run", false, "print what a pass would do, change nothing")
 	now := fs.String("now", "", "act as if it were this instant (RFC 3339); a pass that drops or removes refuses one later than the database's clock")
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "run" {
 		fs.Usage()
 		return fmt.Errorf("retention: want the subcommand run")
@@ -149,6 +153,9 @@ func printPass(out io.Writer, r retention.Report) {
 	}
 	list(verb("Leaves made", "Leaves to make"), r.Created)
 	list(verb("Leaves dropped", "Leaves to drop"), r.Dropped)
+	if len(r.Kept) > 0 {
+		list("Leaves kept beyond the premake horizon (they hold events)", r.Kept)
+	}
 	fmt.Fprintf(out, "%s: %d\n", verb("Plan changes re-tiered", "Plan changes to re-tier"), len(r.Retiered))
 	for _, c := range r.Retiered {
 		state := "done"

@@ -74,6 +74,11 @@ func TestTokenCreateRefuses(t *testing.T) {
 		{[]string{"token"}, "subcommand"},
 		{[]string{"token", "create", "--email", stranger, "--database-url", url}, "--org and --email are required"},
 		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "soon", "--database-url", url}, "--expires"},
+		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "281474976710656d", "--database-url", url}, "longer than the 365 days"},
+		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "99999999999999999999d", "--database-url", url}, "longer than the 365 days"},
+		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "366d", "--database-url", url}, "longer than the 365 days"},
+		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "8761h", "--database-url", url}, "longer than the 365 days"},
+		{[]string{"token", "create", "--org", org, "--email", stranger, "--expires", "9999999999h", "--database-url", url}, "at most 365d"},
 		{[]string{"token", "create", "--org", org, "--email", stranger, "--database-url", url}, "not a member"},
 	} {
 		e, out := testEnv(t)

@@ -42,11 +42,7 @@ func (r *runner) do(ctx context.Context, req request, fn func(tx pgx.Tx) error) 
 
 // log records one event in the request's transaction.
 func (r *runner) log(ctx context.Context, tx pgx.Tx, org string, action auditlog.Action, target string, metadata map[string]any) error {
-	e := auditlog.Event{OrgID: org, Action: action, TargetID: target}
-	if metadata != nil {
-		e.Metadata = metadata // a nil map would marshal to JSON null, which is not an object
-	}
-	if _, err := auditlog.Log(ctx, tx, e); err != nil {
+	if _, err := auditlog.Log(ctx, tx, auditlog.Event{OrgID: org, Action: action, TargetID: target, Metadata: metadata}); err != nil {
 		return err
 	}
 	r.recorded++

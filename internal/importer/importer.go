@@ -27,6 +27,13 @@ import (
 // holds back few good ones.
 const DefaultBatchSize = 10_000
 
+// MaxBatchSize bounds BatchSize: one batch is one transaction and one
+// staging table, so a larger one only holds more back.
+const MaxBatchSize = 1_000_000
+
+// ErrBatchSize is returned for a BatchSize below zero or over MaxBatchSize.
+var ErrBatchSize = fmt.Errorf("the batch size must be between 1 and %d rows (0 for the default, %d)", MaxBatchSize, DefaultBatchSize)
+
 // DB opens transactions: *pgx.Conn, *pgxpool.Pool and pgx.Tx (whose
 // transactions are savepoints) all do.
 type DB interface {
@@ -37,8 +44,8 @@ type DB interface {
 type Options struct {
 	// Format of the input; default FormatAuto.
 	Format Format
-	// BatchSize is the number of rows loaded, or refused, together; default
-	// DefaultBatchSize.
+	// BatchSize is the number of rows loaded, or refused, together, at most
+	// MaxBatchSize; default DefaultBatchSize.
 	BatchSize int
 	// Size is the input's length in bytes if known, so progress can say how
 	// far along it is; 0 if not.
@@ -122,6 +129,9 @@ var staging = pgx.Identifier{"pg_temp", "import_rows"}
 // error is for what stops the import (the input cannot be read, the
 // database fails); refused rows are in the report.
 func Import(ctx context.Context, db DB, r io.Reader, o Options) (Report, error) {
+	if o.BatchSize < 0 || o.BatchSize > MaxBatchSize {
+		return Report{}, fmt.Errorf("import: %d: %w", o.BatchSize, ErrBatchSize)
+	}
 	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
 	if o.Now == nil {
 		o.Now = time.Now

@@ -221,6 +221,7 @@ func badCases(b bundle, now time.Time) []badCase {
 		{"required key missing", map[string]any{"org_id": b.team, "occurred_at": at, "action": "org_member.joined", "metadata": map[string]any{"role": "admin"}}, "AL004"},
 		{"target id too long", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "target_id": strings.Repeat("x", 257)}, "AL005"},
 		{"PAT name too long", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"via_pat": strings.Repeat("p", 101)}}, "AL005"},
+		{"PAT name an object", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"via_pat": map[string]any{"name": "ci"}}}, "AL005"},
 		// Compressible, so stored compressed in the staging table: measured as log_event measures it.
 		{"metadata too big", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "metadata": map[string]any{"blob": strings.Repeat("ab", 9000)}}, "AL005"},
 		{"malformed email", map[string]any{"org_id": b.team, "occurred_at": at, "action": "auth.signout", "actor_email": "not-an-email"}, "AL006"},
@@ -288,6 +289,69 @@ func TestImportBadRowsLoadNothing(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(rep.Problems, func(a, b importer.Problem) int { return int(a.Line - b.Line) }) {
 		t.Error("problems not in line order")
+	}
+}
+
+// A byte PostgreSQL cannot store (a NUL in text or in jsonb, invalid UTF-8)
+// and an NDJSON line over 1 MiB are bad rows like any other: reported with
+// their line, and the import reads on to the end.
+func TestImportBadBytesAreRowProblems(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := ts(time.Now().Add(-time.Hour))
+	good := fmt.Sprintf(`{"org_id": %q, "occurred_at": %q, "action": "auth.signout"}`, b.team, at)
+	withField := func(field string) string { return strings.TrimSuffix(good, "}") + ", " + field + "}" }
+	ndjsonLines := []string{
+		good,
+		withField(`"target_id": "a\u0000b"`),
+		withField(`"metadata": {"note": "a\u0000b"}`),
+		withField(`"metadata": {"a\u0000": 1}`),
+		withField(`"user_agent": "` + strings.Repeat("x", 1<<20) + `"`),
+		withField(`"metadata": {"note": "a\\u0000b"}`), // a backslash, then u0000: fine
+	}
+	header := "org_id,occurred_at,action,user_agent,actor_email,metadata\n"
+	row := func(ua, email, metadata string) string {
+		return fmt.Sprintf("%s,%s,auth.signout,%s,%s,%s\n", b.team, at, ua, email, metadata)
+	}
+	for _, c := range []struct {
+		name    string
+		input   string
+		format  importer.Format
+		stored  int64
+		badLine []int64
+	}{
+		{"ndjson", strings.Join(ndjsonLines, "\n") + "\n", importer.FormatNDJSON, 2, []int64{2, 3, 4, 5}},
+		{"ndjson, the long line last", good + "\n" + ndjsonLines[4], importer.FormatNDJSON, 1, []int64{2}},
+		{"csv", header + row("ok", "", "") + row("bad\xff", "", "") + row("", "a\x00@example.com", "") +
+			row("", "", "\"{\"\"k\"\": \"\"\xfe\"\"}\"") + row("", "", `"{""k"": ""a\u0000""}"`) + row("ok", "", ""),
+			importer.FormatCSV, 2, []int64{3, 4, 5, 6}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rep := run(t, b.maintainer, c.input, importer.Options{Format: c.format, BatchSize: 1})
+			var lines []int64
+			for _, p := range rep.Problems {
+				lines = append(lines, p.Line)
+				if p.Code != "22P02" || p.Reason == "" {
+					t.Errorf("problem %v: want 22P02 and a reason", p)
+				}
+			}
+			// The good rows are the same event: stored once, then found again.
+			if stored := rep.Loaded + rep.Duplicates; !slices.Equal(lines, c.badLine) || stored != c.stored {
+				t.Errorf("stored %d, problems %v: want %d stored, lines %v", stored, rep.Problems, c.stored, c.badLine)
+			}
+		})
+	}
+}
+
+// A batch size below zero or over the maximum is refused before anything is
+// read, rather than looping on batches of nothing.
+func TestImportRefusesBadBatchSize(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{-1, importer.MaxBatchSize + 1} {
+		_, err := importer.Import(context.Background(), nil, strings.NewReader("{}\n"), importer.Options{BatchSize: size})
+		if !errors.Is(err, importer.ErrBatchSize) {
+			t.Errorf("batch size %d: %v, want %v", size, err, importer.ErrBatchSize)
+		}
 	}
 }
 
@@ -376,10 +440,13 @@ func asLogged(row map[string]any) auditlog.Event {
 	if email := str("actor_email"); email != "" {
 		e.Actor = &auditlog.Actor{Email: email}
 	}
-	if m, ok := row["metadata"].(map[string]any); ok && m["via_pat"] != nil {
-		rest := maps.Clone(m)
-		delete(rest, "via_pat")
-		e.Metadata, e.Actor = rest, &auditlog.Actor{ViaPAT: m["via_pat"].(string)}
+	// A via_pat that is not a string stays in the metadata, as only there can it be one.
+	if m, ok := row["metadata"].(map[string]any); ok {
+		if viaPAT, ok := m["via_pat"].(string); ok {
+			rest := maps.Clone(m)
+			delete(rest, "via_pat")
+			e.Metadata, e.Actor = rest, &auditlog.Actor{ViaPAT: viaPAT}
+		}
 	}
 	return e
 }

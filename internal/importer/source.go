@@ -98,9 +98,7 @@ func newSource(r io.Reader, f Format) (source, error) {
 	}
 	switch f {
 	case FormatNDJSON:
-		s := bufio.NewScanner(br)
-		s.Buffer(make([]byte, 64<<10), maxLine)
-		return &ndjsonSource{scanner: s}, nil
+		return &ndjsonSource{r: br}, nil
 	case FormatCSV:
 		return newCSVSource(br)
 	}
@@ -200,8 +198,41 @@ func unneutralise(cell string) string {
 
 // ndjsonSource reads one JSON object per line; blank lines are skipped.
 type ndjsonSource struct {
-	scanner *bufio.Scanner
-	line    int64
+	r    *bufio.Reader
+	buf  []byte
+	line int64
+}
+
+// readLine reads the next line into s.buf, without its newline. A line
+// longer than maxLine is read to its end but not kept, and comes back as a
+// Problem, so that one such line does not end the import.
+func (s *ndjsonSource) readLine() error {
+	s.buf = s.buf[:0]
+	s.line++
+	tooLong := false
+	for {
+		chunk, err := s.r.ReadSlice('\n')
+		if !tooLong {
+			if len(s.buf)+len(chunk) > maxLine+1 { // +1: the newline
+				tooLong, s.buf = true, s.buf[:0]
+			} else {
+				s.buf = append(s.buf, chunk...)
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && (len(chunk) > 0 || tooLong):
+			err = nil // a last line without a newline
+		case err != nil:
+			return err
+		}
+		if tooLong {
+			return &Problem{Line: s.line, Code: codeBadValue, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
+		}
+		s.buf = bytes.TrimSuffix(s.buf, []byte("\n"))
+		return nil
+	}
 }
 
 // jsonEvent is an NDJSON line: every column a string or null, metadata any
@@ -223,9 +254,11 @@ type jsonEvent struct {
 }
 
 func (s *ndjsonSource) next() (record, error) {
-	for s.scanner.Scan() {
-		s.line++
-		b := bytes.TrimSpace(s.scanner.Bytes())
+	for {
+		if err := s.readLine(); err != nil {
+			return record{}, err
+		}
+		b := bytes.TrimSpace(s.buf)
 		if len(b) == 0 {
 			continue
 		}
@@ -250,13 +283,6 @@ func (s *ndjsonSource) next() (record, error) {
 		}
 		return rec, nil
 	}
-	if err := s.scanner.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return record{}, fmt.Errorf("line %d: longer than %d bytes: %w", s.line+1, maxLine, err)
-		}
-		return record{}, err
-	}
-	return record{}, io.EOF
 }
 
 // SQLSTATEs of the problems found before a row reaches the database, the
@@ -317,15 +343,43 @@ func parseField(i int, f string) (any, error) {
 		}
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	case colMetadata:
+		if !utf8.ValidString(f) {
+			return nil, fmt.Errorf("not UTF-8: %s", quote(f))
+		}
 		if !json.Valid([]byte(f)) {
 			return nil, fmt.Errorf("not JSON: %s", quote(f))
+		}
+		if hasNUL(f) {
+			return nil, fmt.Errorf("holds \\u0000, which jsonb cannot store: %s", quote(f))
 		}
 		return []byte(f), nil
 	}
 	if !utf8.ValidString(f) {
 		return nil, fmt.Errorf("not UTF-8: %s", quote(f))
 	}
+	if strings.IndexByte(f, 0) >= 0 {
+		return nil, fmt.Errorf("holds a NUL character, which text cannot store: %s", quote(f))
+	}
 	return f, nil
+}
+
+// hasNUL reports whether a valid JSON text holds a string or key with a NUL
+// (written \u0000), which PostgreSQL's jsonb refuses. The escape's text is
+// looked for first, so most rows are not decoded twice.
+func hasNUL(doc string) bool {
+	if !strings.Contains(doc, `\u0000`) {
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(doc))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
 }
 
 // quote shows a bad value in a message, cut to a readable length.

@@ -55,7 +55,8 @@ type MintOpts struct {
 	UserEmail string
 	// Name labels the token; it is recorded as metadata.via_pat on what it does.
 	Name string
-	// ExpiresIn, if not zero, is how long the token works.
+	// ExpiresIn, if not zero, is how long the token works, at most
+	// MaxLifetime.
 	ExpiresIn time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -72,14 +73,18 @@ type Minted struct {
 // ErrNotMember is returned when the email is not a member of the org.
 var ErrNotMember = errors.New("not a member of the org")
 
+// MaxLifetime bounds a token's expiry: a token meant to outlive a year is
+// one that works until revoked (no expiry), which says so.
+const MaxLifetime = 365 * 24 * time.Hour
+
 // Mint stores a new token for a member of an org and records pat.created,
 // acting as that member, in transaction tx.
 func Mint(ctx context.Context, tx pgx.Tx, o MintOpts) (Minted, error) {
 	if o.Name == "" || len(o.Name) > 100 {
 		return Minted{}, fmt.Errorf("token name must be 1 to 100 characters")
 	}
-	if o.ExpiresIn < 0 {
-		return Minted{}, fmt.Errorf("expiry must be in the future")
+	if o.ExpiresIn < 0 || o.ExpiresIn > MaxLifetime {
+		return Minted{}, fmt.Errorf("expiry must be in the future, at most %d days ahead", MaxLifetime/(24*time.Hour))
 	}
 	now := time.Now
 	if o.Now != nil {

@@ -9,9 +9,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/auditlog/auditlog/internal/pglocal"
 )
+
+// TestMain fails the package if a cluster's watcher or a connection is left
+// running after the tests.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestClusterLifecycle starts a cluster in a fresh directory, reuses it from a
 // second user, and checks that only the last user's Close stops the server

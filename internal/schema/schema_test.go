@@ -2,7 +2,10 @@ package schema_test
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
+	"regexp"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/schema"
 	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/sql"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -172,5 +176,43 @@ func TestMigrateDoesNotStallWriters(t *testing.T) {
 	}
 	if err := open.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A function of the audit schema that no file of the code package defines is
+// a leftover of an older version: a migration drops it.
+func TestEveryAuditFunctionIsDefinedInSQL(t *testing.T) {
+	t.Parallel()
+	defined := map[string]bool{}
+	def := regexp.MustCompile(`(?i)FUNCTION\s+audit\.(\w+)\s*\(`)
+	err := fs.WalkDir(sql.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(sql.FS, path)
+		for _, m := range def.FindAllStringSubmatch(string(b), -1) {
+			defined[m[1]] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := testdb.NewPool(t).Query(context.Background(),
+		"SELECT proname::text FROM pg_proc WHERE pronamespace = 'audit'::regnamespace ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) == 0 {
+		t.Fatal("no function in schema audit")
+	}
+	for _, name := range slices.Compact(names) {
+		if !defined[name] {
+			t.Errorf("function audit.%s is defined by no file under sql/", name)
+		}
 	}
 }

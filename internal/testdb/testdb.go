@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/pglocal"
@@ -32,11 +33,17 @@ import (
 // turns building the template database.
 const templateLock = 7_246_160_913
 
+// templateInUse is the first key of the shared advisory lock that a test
+// process holds on its template, the second being hashtext of its name, for
+// as long as it runs: a template no process holds is not used by any.
+const templateInUse = 72_461_609
+
 var (
 	setupOnce sync.Once
 	setupErr  error
 	adminURL  string // a superuser URL to the maintenance database
 	template  string // name of the migrated template database
+	user      *pgx.Conn // holds the template's in-use lock while the tests run
 	cluster   *pglocal.Cluster
 )
 
@@ -50,12 +57,21 @@ func Main(m *testing.M, atExit ...func() error) {
 			fmt.Fprintln(os.Stderr, "testdb:", err)
 		}
 	}
+	if user != nil {
+		user.Close(context.Background())
+	}
 	if cluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := cluster.Close(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "testdb:", err)
 		}
 		cancel()
+	}
+	// A goroutine still running once every test is done is a pool, a server
+	// or a worker that something forgot to stop.
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "testdb: goroutines left running:", err)
+		code = 1
 	}
 	os.Exit(code)
 }
@@ -162,6 +178,11 @@ func buildTemplate(ctx context.Context) error {
 	}
 	defer admin.Exec(ctx, "SELECT pg_advisory_unlock($1)", templateLock)
 
+	// Taken before the lock above is given back, so no other process finds
+	// the template unused between its build and its first use.
+	if user, err = holdTemplate(ctx, template); err != nil {
+		return err
+	}
 	var exists bool
 	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", template).Scan(&exists); err != nil {
 		return err
@@ -203,10 +224,28 @@ func buildTemplate(ctx context.Context) error {
 	return dropStaleTemplates(ctx, admin)
 }
 
-// dropStaleTemplates removes templates of older schemas, and any left half
-// built, so they do not pile up. Builds take turns on the lock we hold.
+// holdTemplate opens a session that holds the in-use lock on a template.
+func holdTemplate(ctx context.Context, name string) (*pgx.Conn, error) {
+	conn, err := database.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock_shared($1, hashtext($2))", templateInUse, name); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("hold template %s: %w", name, err)
+	}
+	return conn, nil
+}
+
+// dropStaleTemplates removes the templates, and the ones left half built,
+// that no test process uses (holds the in-use lock on), so that they do not
+// pile up: another checkout's, of another schema, may be in use by its tests
+// on the same server right now. Builds take turns on the lock we hold.
 func dropStaleTemplates(ctx context.Context, admin *pgx.Conn) error {
-	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'auditlog\\_tpl\\_%' AND datname <> $1", template)
+	rows, err := admin.Query(ctx, `SELECT datname FROM pg_database
+		WHERE datname LIKE 'auditlog\_tpl\_%' AND datname <> $1
+		AND NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $2
+			AND objid::int = hashtext(regexp_replace(datname, '_building$', '')) AND objsubid = 2)`, template, templateInUse)
 	if err != nil {
 		return err
 	}
