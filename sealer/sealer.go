@@ -30,9 +30,6 @@ import (
 	"github.com/auditlog/auditlog/internal/database"
 )
 
-// lockKey is the advisory lock the active sealer holds (per database).
-const lockKey = 7_246_160_914
-
 // Config configures Run.
 type Config struct {
 	// DatabaseURL connects as a login role holding audit_sealer and the
@@ -175,7 +172,7 @@ func checkServer(ctx context.Context, conn *pgx.Conn) error {
 func waitForLock(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
 	for waiting := false; ; waiting = true {
 		var ok bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&ok); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", database.SealerLock).Scan(&ok); err != nil {
 			return fmt.Errorf("take sealer lock: %w", err)
 		}
 		if ok {

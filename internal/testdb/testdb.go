@@ -41,8 +41,8 @@ const templateInUse = 72_461_609
 var (
 	setupOnce sync.Once
 	setupErr  error
-	adminURL  string // a superuser URL to the maintenance database
-	template  string // name of the migrated template database
+	adminURL  string    // a superuser URL to the maintenance database
+	template  string    // name of the migrated template database
 	user      *pgx.Conn // holds the template's in-use lock while the tests run
 	cluster   *pglocal.Cluster
 )
