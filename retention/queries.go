@@ -5,11 +5,6 @@ package retention
 // the one exception is the DETACH statement, which audit.expired_leaves hands
 // over and the worker runs as audit_owner (see pass.asOwner).
 const (
-	// lockKey is the session advisory lock one worker holds for a pass, so
-	// that a single worker acts whatever the number of replicas. Its value
-	// is arbitrary; it only has to differ from the project's other keys.
-	lockKey = 7_246_160_914
-
 	tryLockSQL = `SELECT pg_try_advisory_lock($1)`
 	unlockSQL  = `SELECT pg_advisory_unlock($1)`
 

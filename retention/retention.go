@@ -33,6 +33,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/robfig/cron/v3"
+
+	"github.com/auditlog/auditlog/internal/database"
 )
 
 // Acquirer hands out the connection a pass runs on; *pgxpool.Pool satisfies
@@ -240,7 +242,7 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 	p := &pass{w: w, conn: conn, dry: dry, r: Report{DryRun: dry}}
 
 	var locked bool
-	if err := conn.QueryRow(ctx, tryLockSQL, lockKey).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, tryLockSQL, database.RetentionLock).Scan(&locked); err != nil {
 		return p.r, fmt.Errorf("retention: advisory lock: %w", err)
 	}
 	if !locked {
@@ -248,7 +250,7 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 		w.log.Info("retention pass skipped: another worker is running one")
 		return p.r, nil
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey)
+	defer conn.Exec(context.WithoutCancel(ctx), unlockSQL, database.RetentionLock)
 	if err := p.asMaintainer(ctx); err != nil {
 		return p.r, fmt.Errorf("retention: %w", err)
 	}

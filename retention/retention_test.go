@@ -131,24 +131,6 @@ func visible(t *testing.T, pool *pgxpool.Pool, org string) []string {
 	return ids
 }
 
-// setPlan changes an org's plan, and waits until the change may be
-// re-tiered: transaction ids are cluster-wide, so a transaction that started
-// before the change in any database of the cluster (another test's) holds it
-// back.
-func setPlan(t *testing.T, pool *pgxpool.Pool, org, plan string) {
-	t.Helper()
-	if _, err := pool.Exec(context.Background(), "UPDATE cloud.orgs SET plan = $2 WHERE id = $1", org, plan); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for count(t, pool, "SELECT count(*) FROM audit.pending_plan_changes() WHERE org_id = $1 AND NOT ready", org) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the plan change was not ready to re-tier within 30 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func logEvent(ctx context.Context, pool *pgxpool.Pool, org string) (string, error) {
 	return auditlog.Log(ctx, pool, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
 }
@@ -313,7 +295,7 @@ func TestUpgradeFreeToEnterpriseKeepsLastWeek(t *testing.T) {
 	}
 	untouched := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: other, OccurredAt: now.Add(-time.Hour)})
 
-	setPlan(t, b.pool, org, "enterprise")
+	fixture.SetPlan(t, b.pool, org, "enterprise")
 	after, err := logEvent(ctx, b.pool, org)
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +363,7 @@ func TestDowngradeEnterpriseToFreeKeepsNothingOlder(t *testing.T) {
 		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-week + time.Minute)}),
 		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
 	}
-	setPlan(t, b.pool, org, "free")
+	fixture.SetPlan(t, b.pool, org, "free")
 
 	r := runOnce(t, b.worker(t, retention.Config{BatchSize: 2}))
 
@@ -434,7 +416,7 @@ func TestWritesDuringRetierSurvive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	setPlan(t, b.pool, org, "team")
+	fixture.SetPlan(t, b.pool, org, "team")
 
 	var written atomic.Int64
 	var stop atomic.Bool
@@ -479,7 +461,7 @@ func TestLateWriteToOldTierIsMoved(t *testing.T) {
 	b := setup(t)
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
 	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})
-	setPlan(t, b.pool, org, "team")
+	fixture.SetPlan(t, b.pool, org, "team")
 	if r := runOnce(t, b.worker(t, retention.Config{})); len(r.Retiered) != 1 || !r.Retiered[0].Done {
 		t.Fatalf("first pass re-tiered %+v, want the change done", r.Retiered)
 	}
@@ -509,9 +491,9 @@ func TestMaintainerCannotReplayOldPlanChange(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
-	setPlan(t, b.pool, org, "free")
+	fixture.SetPlan(t, b.pool, org, "free")
 	runOnce(t, b.worker(t, retention.Config{}))
-	setPlan(t, b.pool, org, "enterprise")
+	fixture.SetPlan(t, b.pool, org, "enterprise")
 	runOnce(t, b.worker(t, retention.Config{}))
 	exec(t, b.pool, `UPDATE audit.plan_changes
 		SET changed_at = changed_at - interval '30 days', keep_since = keep_since - interval '30 days',
@@ -555,16 +537,16 @@ func TestThreePlanChangesInADayEndInTheCurrentTier(t *testing.T) {
 	ctx := context.Background()
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "enterprise"})
 	events := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})}
-	setPlan(t, b.pool, org, "free")
+	fixture.SetPlan(t, b.pool, org, "free")
 	runOnce(t, b.worker(t, retention.Config{}))
-	setPlan(t, b.pool, org, "enterprise")
+	fixture.SetPlan(t, b.pool, org, "enterprise")
 	runOnce(t, b.worker(t, retention.Config{}))
 	id, err := logEvent(ctx, b.pool, org)
 	if err != nil {
 		t.Fatal(err)
 	}
 	events = append(events, id)
-	setPlan(t, b.pool, org, "team")
+	fixture.SetPlan(t, b.pool, org, "team")
 
 	r := runOnce(t, b.worker(t, retention.Config{}))
 
@@ -598,9 +580,9 @@ func TestChangesMadeBetweenPassesAreRetieredAsOne(t *testing.T) {
 	now := time.Now()
 	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-30 * 24 * time.Hour)})
 	kept := []string{fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)})}
-	setPlan(t, b.pool, org, "free")
+	fixture.SetPlan(t, b.pool, org, "free")
 	kept = append(kept, fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org}))
-	setPlan(t, b.pool, org, "enterprise")
+	fixture.SetPlan(t, b.pool, org, "enterprise")
 
 	r := runOnce(t, b.worker(t, retention.Config{}))
 
@@ -633,7 +615,7 @@ func TestUpgradeJustBeforeLeafExpiryKeepsItsEvents(t *testing.T) {
 	leaf := leafOf("free", expiring)
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
 	ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: expiring})
-	setPlan(t, b.pool, org, "enterprise")
+	fixture.SetPlan(t, b.pool, org, "enterprise")
 	changed := clock.Add(-10 * time.Minute)
 	exec(t, b.pool, "UPDATE audit.plan_changes SET changed_at = $2, keep_since = $3 WHERE org_id = $1",
 		org, changed, changed.Add(-retentionOf["free"]))
@@ -670,7 +652,7 @@ func TestRetierOfEventAlreadyInNewTier(t *testing.T) {
 		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-2 * time.Hour)}),
 		fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-time.Hour)}),
 	}
-	setPlan(t, b.pool, org, "team")
+	fixture.SetPlan(t, b.pool, org, "team")
 	exec(t, b.pool, "SELECT audit.make_leaf('team', (occurred_at AT TIME ZONE 'UTC')::date) FROM audit.events_free WHERE id = $1", events[1])
 	exec(t, b.pool, "INSERT INTO audit.events_team SELECT * FROM audit.events_free WHERE id = $1", events[1])
 
@@ -708,7 +690,7 @@ func TestPendingPlanChangesSkipsDoneChanges(t *testing.T) {
 		FROM generate_series(1, $1) i`, done)
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
 	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
-	setPlan(t, b.pool, org, "team")
+	fixture.SetPlan(t, b.pool, org, "team")
 	exec(t, b.pool, "ANALYZE audit.plan_changes")
 
 	tx, err := b.pool.Begin(ctx)
@@ -1010,7 +992,7 @@ func TestFutureClockRefusedForDestructiveSteps(t *testing.T) {
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "team"})
 	fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-20 * 24 * time.Hour)})
 	leaf := leafOf("team", time.Now().Add(-20*24*time.Hour))
-	setPlan(t, b.pool, org, "free")
+	fixture.SetPlan(t, b.pool, org, "free")
 	change := count(t, b.pool, "SELECT max(id) FROM audit.plan_changes")
 	maintainerURL := testdb.Role(t, b.url, "audit_maintainer")
 	conn := maintainer(t, b)

@@ -1,6 +1,6 @@
 -- Privileges per role (docs/dba.md). PUBLIC gets nothing in schema audit.
 REVOKE ALL ON SCHEMA audit FROM PUBLIC;
-GRANT USAGE ON SCHEMA audit TO audit_writer, audit_reader, audit_maintainer;
+GRANT USAGE ON SCHEMA audit TO audit_writer, audit_reader, audit_maintainer, audit_sealer;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM PUBLIC;
@@ -45,3 +45,22 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
                           audit.csv_cell(text), audit.org_name(uuid)
   TO audit_reader;
+
+-- audit_reader: the seals, checkpoints and keys that prove the log.
+GRANT SELECT ON audit.seals, audit.seal_heads, audit.sealer_progress, audit.seal_keys, audit.checkpoints,
+                audit.stored_events, audit.sealed_events, audit.unsealed_events
+  TO audit_reader;
+
+-- audit_sealer: read the events it seals and where it stands; record seals,
+-- progress, keys and checkpoints only through functions that check them.
+GRANT SELECT ON audit.events_free, audit.events_team, audit.events_enterprise,
+                audit.stored_events, audit.unsealed_events, audit.seals, audit.seal_heads, audit.sealer_progress
+  TO audit_sealer;
+GRANT EXECUTE ON FUNCTION
+  audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[]),
+  audit.set_sealer_progress(text, pg_lsn),
+  audit.register_seal_key(text, bytea),
+  audit.unsigned_heads(integer),
+  audit.record_checkpoints(text, text, uuid[], bigint[], bytea[], timestamptz[], bytea[]),
+  audit.prune_seals(integer)
+  TO audit_sealer;

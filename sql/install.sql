@@ -17,6 +17,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "views.sql" . }}
 {{ template "retier.sql" . }}
 {{ template "retention.sql" . }}
+{{ template "seals.sql" . }}
 {{ template "api.sql" . }}
 {{ template "grants.sql" . }}
 RESET ROLE;

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,17 @@ var settings = []string{
 	"max_connections = 200",
 	"shared_buffers = 256MB",
 	"log_min_messages = warning",
+}
+
+// startSettings are given on every start, so a cluster made by an older
+// version picks them up at its next start: the sealer reads the events'
+// inserts by logical decoding (docs/feed.md), one slot per database, and a
+// stopped sealer's slot may not hold more than a bounded amount of WAL.
+var startSettings = []string{
+	"wal_level=logical",
+	"max_replication_slots=100",
+	"max_wal_senders=100",
+	"max_slot_wal_keep_size=4GB",
 }
 
 // Options configure Start.
@@ -160,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		// Trust authentication on the socket: only its owner (and root) may
 		// reach it, not every local user.
 		args := []string{"start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log"), "-o", "-c unix_socket_permissions=0700"}
-		for _, s := range c.settings {
+		for _, s := range append(slices.Clip(startSettings), c.settings...) {
 			args = append(args, "-o", "-c "+s)
 		}
 		if err := c.pgctl(ctx, args...); err != nil {

@@ -1,0 +1,129 @@
+package chain
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+)
+
+// Checkpoint is a signed (org, seq, hash, time): the sealer's statement that
+// the org's chain had this hash at this seq.
+type Checkpoint struct {
+	// Kind is "day" (an org's head during a UTC day) or "removal" (the last
+	// link retention removed; the chain continues from it).
+	Kind      string    `json:"kind"`
+	OrgID     string    `json:"org_id"`
+	Seq       int64     `json:"seq"`
+	Hash      Hash      `json:"-"`
+	SignedAt  time.Time `json:"signed_at"`
+	KeyID     string    `json:"key_id"`
+	Signature []byte    `json:"signature"`
+}
+
+// Message is what a checkpoint's signature covers:
+// "auditlog-checkpoint-v1\n" || kind || "\n" || org id || "\n" || seq (8 bytes
+// big-endian) || hash || signed_at in Unix microseconds (8 bytes big-endian).
+func (c Checkpoint) Message() []byte {
+	m := []byte("auditlog-checkpoint-v1\n" + c.Kind + "\n" + c.OrgID + "\n")
+	m = binary.BigEndian.AppendUint64(m, uint64(c.Seq))
+	m = append(m, c.Hash[:]...)
+	return binary.BigEndian.AppendUint64(m, uint64(c.SignedAt.UnixMicro()))
+}
+
+// Sign fills in the checkpoint's key id and signature.
+func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
+	c.SignedAt = c.SignedAt.Truncate(time.Microsecond)
+	c.KeyID = KeyID(key.Public().(ed25519.PublicKey))
+	c.Signature = ed25519.Sign(key, c.Message())
+}
+
+// Verify checks the signature with pub.
+func (c Checkpoint) Verify(pub ed25519.PublicKey) error {
+	if KeyID(pub) != c.KeyID {
+		return fmt.Errorf("checkpoint of org %s at seq %d is signed by key %s, not %s", c.OrgID, c.Seq, c.KeyID, KeyID(pub))
+	}
+	if !ed25519.Verify(pub, c.Message(), c.Signature) {
+		return fmt.Errorf("checkpoint of org %s at seq %d: bad signature", c.OrgID, c.Seq)
+	}
+	return nil
+}
+
+// KeyID names a public key: the first 16 hex digits of its SHA-256.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return fmt.Sprintf("%x", sum[:8])
+}
+
+// LoadOrCreateKey reads an Ed25519 private key (PKCS #8 PEM) from path, or,
+// when create is set and the file does not exist, makes one and writes it
+// there with mode 0600.
+func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
+			return nil, fmt.Errorf("write seal key: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read seal key: %w", err)
+	}
+	return ParsePrivateKey(b)
+}
+
+// ParsePrivateKey reads an Ed25519 private key in PKCS #8 PEM.
+func ParsePrivateKey(pemBytes []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New("seal key: not a PEM \"PRIVATE KEY\" block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("seal key: %w", err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, errors.New("seal key: not an Ed25519 key")
+	}
+	return key, nil
+}
+
+// ParsePublicKey reads an Ed25519 public key: PKIX PEM ("PUBLIC KEY", as
+// `openssl pkey -pubout` writes it) or the 64 hex digits the API shows.
+func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
+	if block, _ := pem.Decode(b); block != nil {
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("public key: %w", err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, errors.New("public key: not an Ed25519 key")
+		}
+		return pub, nil
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, errors.New("public key: want a PEM PUBLIC KEY or 64 hex digits")
+	}
+	return ed25519.PublicKey(raw), nil
+}

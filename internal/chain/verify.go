@@ -1,0 +1,148 @@
+package chain
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/auditlog/auditlog/internal/store"
+)
+
+// Link is one sealed event as a verifier reads it.
+type Link struct {
+	Seq  int64
+	Hash Hash
+	// Event is nil when retention removed the event: the link's hash is
+	// then taken as given, and the chain goes on from it.
+	Event *store.Event
+}
+
+// Break is where a chain stops verifying.
+type Break struct {
+	Seq     int64
+	EventID string
+	Reason  string
+}
+
+func (b *Break) Error() string {
+	if b.EventID == "" {
+		return fmt.Sprintf("seq %d: %s", b.Seq, b.Reason)
+	}
+	return fmt.Sprintf("seq %d (event %s): %s", b.Seq, b.EventID, b.Reason)
+}
+
+// Verifier recomputes one org's chain from its links in seq order and
+// checks it against the org's signed checkpoints.
+type Verifier struct {
+	// Partial allows links to be missing (a filtered export): the link after
+	// a gap, and the first link, are taken as given.
+	Partial bool
+
+	orgID       string
+	keys        map[string]ed25519.PublicKey
+	removals    map[int64]Checkpoint // by seq
+	checkpoints map[int64][]Checkpoint
+
+	started bool
+	prev    Hash
+	prevSeq int64
+	first   int64
+	// Verified counts links whose hash was recomputed; Given, links taken as
+	// given (removed events, gaps of a partial file).
+	Verified, Given int64
+	// Checked counts the checkpoints a link was compared with.
+	Checked int
+}
+
+// NewVerifier verifies the chain of org orgID with checkpoints signed by keys
+// (by key id).
+func NewVerifier(orgID string, keys map[string]ed25519.PublicKey) *Verifier {
+	return &Verifier{orgID: orgID, keys: keys, removals: map[int64]Checkpoint{}, checkpoints: map[int64][]Checkpoint{}}
+}
+
+// AddCheckpoint checks a checkpoint's signature and keeps it to compare with
+// the links. Call it before Add.
+func (v *Verifier) AddCheckpoint(c Checkpoint) error {
+	if c.OrgID != v.orgID {
+		return fmt.Errorf("checkpoint of org %s, verifying org %s", c.OrgID, v.orgID)
+	}
+	pub, ok := v.keys[c.KeyID]
+	if !ok {
+		return fmt.Errorf("checkpoint of org %s at seq %d: signed by unknown key %s", c.OrgID, c.Seq, c.KeyID)
+	}
+	if err := c.Verify(pub); err != nil {
+		return err
+	}
+	if c.Kind == "removal" {
+		v.removals[c.Seq] = c
+	}
+	v.checkpoints[c.Seq] = append(v.checkpoints[c.Seq], c)
+	return nil
+}
+
+// Add verifies the next link. It returns a *Break at the first link that
+// does not verify.
+func (v *Verifier) Add(l Link) error {
+	id := ""
+	if l.Event != nil {
+		id = l.Event.ID
+	}
+	given := false
+	switch {
+	case !v.started && l.Seq == 1:
+		v.prev = Genesis
+	case !v.started:
+		if r, ok := v.removals[l.Seq-1]; ok {
+			v.prev = r.Hash
+		} else if v.Partial {
+			given = true
+		} else {
+			return &Break{l.Seq, id, fmt.Sprintf("the chain starts at seq %d, and no signed removal checkpoint holds seq %d", l.Seq, l.Seq-1)}
+		}
+	case l.Seq <= v.prevSeq:
+		return &Break{l.Seq, id, fmt.Sprintf("seq %d follows seq %d", l.Seq, v.prevSeq)}
+	case l.Seq != v.prevSeq+1:
+		if !v.Partial {
+			return &Break{l.Seq, id, fmt.Sprintf("seals %d to %d are missing", v.prevSeq+1, l.Seq-1)}
+		}
+		given = true
+	}
+	if !v.started {
+		v.started, v.first = true, l.Seq
+	}
+	if l.Event == nil || given {
+		v.Given++
+	} else {
+		canonical, err := Canonical(*l.Event)
+		if err != nil {
+			return &Break{l.Seq, id, err.Error()}
+		}
+		if h := Next(v.prev, l.Seq, canonical); h != l.Hash {
+			return &Break{l.Seq, id, "the event differs from what was sealed (its hash is " + h.String() + ", the seal says " + l.Hash.String() + ")"}
+		}
+		v.Verified++
+	}
+	for _, c := range v.checkpoints[l.Seq] {
+		if c.Hash != l.Hash {
+			return &Break{l.Seq, id, fmt.Sprintf("the chain differs from the checkpoint signed at %s (hash %s)", c.SignedAt.UTC().Format(TimeLayout), c.Hash)}
+		}
+		v.Checked++
+	}
+	v.prev, v.prevSeq = l.Hash, l.Seq
+	return nil
+}
+
+// First and Last are the seqs of the first and last links added.
+func (v *Verifier) First() int64 { return v.first }
+func (v *Verifier) Last() int64  { return v.prevSeq }
+
+// FinishHead checks that the chain reaches every checkpoint signed for it:
+// call it when the links read are the org's whole chain, so a chain cut
+// short (its last links removed and the head rewound) is found.
+func (v *Verifier) FinishHead() error {
+	for seq, cs := range v.checkpoints {
+		if seq > v.prevSeq && cs[0].Kind == "day" {
+			return &Break{v.prevSeq + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", v.prevSeq, cs[0].SignedAt.UTC().Format(TimeLayout), seq)}
+		}
+	}
+	return nil
+}

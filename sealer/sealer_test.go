@@ -1,0 +1,190 @@
+package sealer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/internal/verify"
+	"github.com/auditlog/auditlog/retention"
+	"github.com/auditlog/auditlog/sealer"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// record logs one event of org in its own transaction and returns its id.
+func record(t testing.TB, pool *pgxpool.Pool, org string) string {
+	t.Helper()
+	var id string
+	if err := pool.QueryRow(context.Background(), "SELECT audit.log_event($1, 'cluster.token_rotated', 'c1')", org).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// sealed lists org's sealed event ids in seq order.
+func sealed(t testing.TB, pool *pgxpool.Pool, org string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT event_id::text FROM audit.seals WHERE org_id = $1 ORDER BY seq", org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// checkChain fails the test unless org's chain verifies with n links.
+func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
+	t.Helper()
+	res, err := verify.Org(context.Background(), pool, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Break != nil || res.Verified != n || res.Unsealed != 0 {
+		t.Fatalf("chain of org %s: break %v, %d verified, %d unsealed; want %d verified", org, res.Break, res.Verified, res.Unsealed, n)
+	}
+}
+
+func TestSealsInCommitOrder(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	sealtest.Start(t, url, sealer.Config{})
+	ctx := context.Background()
+	// Today's leaf exists, as the retention worker makes it: otherwise the
+	// second writer would wait for the first one's new leaf.
+	if _, err := pool.Exec(ctx, "SELECT audit.premake_leaves(1)"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A records first and commits last.
+	late, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	var lateID string
+	if err := late.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.deleted', 'c1', '{\"name\": \"prod\"}')", org).Scan(&lateID); err != nil {
+		t.Fatal(err)
+	}
+	early := record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 1)
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 3)
+
+	got := sealed(t, pool, org)
+	want := []string{early, lateID, after}
+	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("seal order %v, want commit order %v", got, want)
+	}
+	checkChain(t, pool, org, 3)
+}
+
+func TestRolledBackEventIsNeverSealed(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	sealtest.Start(t, url, sealer.Config{})
+	ctx := context.Background()
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone string
+	if err := tx.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.token_rotated')", org).Scan(&gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kept := record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 1)
+	if got := sealed(t, pool, org); len(got) != 1 || got[0] != kept {
+		t.Fatalf("sealed %v, want only %s (not the rolled-back %s)", got, kept, gone)
+	}
+	checkChain(t, pool, org, 1)
+}
+
+func TestFirstPassSealsEventsRecordedBeforeTheSealer(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "enterprise"})
+	// Events of several days and tiers, stored before any sealer ran.
+	for i := range 5 {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Duration(i) * 24 * time.Hour)})
+	}
+	sealtest.Start(t, url, sealer.Config{})
+	sealtest.WaitSealed(t, pool, org, 5)
+	record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 6)
+	checkChain(t, pool, org, 6)
+}
+
+func TestStandbySealerTakesOver(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	key := sealtest.Key(t)
+	stopFirst := sealtest.Start(t, url, sealer.Config{Key: key})
+	// The second waits on the lock: its Start returns at once, the slot
+	// being ready already.
+	sealtest.Start(t, url, sealer.Config{Key: key})
+	record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 1)
+	stopFirst()
+	record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 2)
+	checkChain(t, pool, org, 2)
+}
+
+func TestSealsKeepSeqWhenOrgIsRetiered(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})
+	sealtest.Start(t, url, sealer.Config{})
+	record(t, pool, org)
+	record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 2)
+	before := sealed(t, pool, org)
+
+	ctx := context.Background()
+	fixture.SetPlan(t, pool, org, "team")
+	w, err := retention.New(pool, retention.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.RunOnce(ctx); err != nil || rep.Moved() != 2 {
+		t.Fatalf("retention pass: %+v, %v; want 2 rows moved", rep, err)
+	}
+	third := record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 3)
+	got := sealed(t, pool, org)
+	if len(got) != 3 || got[0] != before[0] || got[1] != before[1] || got[2] != third {
+		t.Fatalf("after re-tiering: sealed %v, want %v then %s", got, before, third)
+	}
+	checkChain(t, pool, org, 3)
+}

@@ -1,0 +1,444 @@
+package sealer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/auditlog/auditlog/internal/chain"
+	"github.com/auditlog/auditlog/internal/store"
+)
+
+// statusEvery is how often the sealer tells the server how far it got, so
+// the slot releases WAL.
+const statusEvery = 10 * time.Second
+
+type head struct {
+	seq  int64
+	hash chain.Hash
+}
+
+// committed is one decoded transaction's events, and where it ends.
+type committed struct {
+	end    pglogrepl.LSN
+	events []store.Event
+}
+
+type sealer struct {
+	cfg      *Config
+	conn     *pgx.Conn
+	repl     *pgconn.PgConn
+	heads    map[string]head // by org; valid while this sealer holds the lock
+	progress pglogrepl.LSN   // end of the last transaction recorded as sealed
+}
+
+func (s *sealer) run(ctx context.Context) error {
+	replURL, err := replicationURL(s.cfg.DatabaseURL)
+	if err != nil {
+		return fatalError{err}
+	}
+	s.repl, err = pgconn.Connect(ctx, replURL)
+	if err != nil {
+		return fmt.Errorf("replication connection: %w", err)
+	}
+	defer s.repl.Close(context.Background())
+	if err := s.ensureSlot(ctx); err != nil {
+		return err
+	}
+	err = pglogrepl.StartReplication(ctx, s.repl, s.cfg.Slot, s.progress, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'auditlog_events'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication from slot %s: %w", s.cfg.Slot, err)
+	}
+	s.cfg.Logger.Info("sealer active", "slot", s.cfg.Slot, "from", s.progress.String())
+	return s.stream(ctx)
+}
+
+// ensureSlot makes the slot unless it exists and has finished its first
+// pass; a slot that lost WAL it needed, or whose first pass was cut short,
+// is made again (the first pass seals what is not sealed yet).
+func (s *sealer) ensureSlot(ctx context.Context) error {
+	var lsn *pglogrepl.LSN
+	var exists, lost bool
+	err := s.conn.QueryRow(ctx, `
+		SELECT (SELECT p.lsn::text FROM audit.sealer_progress p WHERE p.slot = $1),
+		       EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1),
+		       EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1 AND wal_status = 'lost')`,
+		s.cfg.Slot).Scan(&lsn, &exists, &lost)
+	if err != nil {
+		return fmt.Errorf("read sealer progress: %w", err)
+	}
+	if exists && !lost && lsn != nil && *lsn != 0 {
+		s.progress = *lsn
+		return nil
+	}
+	if exists {
+		s.cfg.Logger.Warn("making the replication slot again", "slot", s.cfg.Slot, "lost", lost)
+		if err := pglogrepl.DropReplicationSlot(ctx, s.repl, s.cfg.Slot, pglogrepl.DropReplicationSlotOptions{Wait: true}); err != nil {
+			return fmt.Errorf("drop slot %s: %w", s.cfg.Slot, err)
+		}
+	}
+	if _, err := s.conn.Exec(ctx, "SELECT audit.set_sealer_progress($1, '0/0')", s.cfg.Slot); err != nil {
+		return fmt.Errorf("record new slot: %w", err)
+	}
+	s.cfg.Logger.Info("making the replication slot (waits for transactions running now to end)", "slot", s.cfg.Slot)
+	slot, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT",
+	})
+	if err != nil {
+		return fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
+	}
+	consistent, err := pglogrepl.ParseLSN(slot.ConsistentPoint)
+	if err != nil {
+		return err
+	}
+	n, err := s.sealExisting(ctx, slot.SnapshotName)
+	if err != nil {
+		return err
+	}
+	if _, err := s.conn.Exec(ctx, "SELECT audit.set_sealer_progress($1, $2)", s.cfg.Slot, consistent.String()); err != nil {
+		return fmt.Errorf("record first pass: %w", err)
+	}
+	s.cfg.Logger.Info("sealed existing events", "events", n, "slot", s.cfg.Slot)
+	s.progress = consistent
+	return nil
+}
+
+// sealExisting seals the events committed before the slot began, as of its
+// exported snapshot, per org in (occurred_at, id) order: their commit order
+// is not known.
+func (s *sealer) sealExisting(ctx context.Context, snapshot string) (int64, error) {
+	read, err := pgx.ConnectConfig(ctx, s.conn.Config())
+	if err != nil {
+		return 0, fmt.Errorf("connect for the first pass: %w", err)
+	}
+	defer read.Close(context.Background())
+	tx, err := read.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+		return 0, fmt.Errorf("use the slot's snapshot: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id,
+		       actor_email, ip::text AS ip, user_agent, request_id, metadata
+		FROM audit.unsealed_events ORDER BY occurred_at, id`)
+	if err != nil {
+		return 0, fmt.Errorf("read unsealed events: %w", err)
+	}
+	defer rows.Close()
+	var total int64
+	var batch []store.Event
+	for rows.Next() {
+		e, err := pgx.RowToStructByName[store.Event](rows)
+		if err != nil {
+			return total, err
+		}
+		batch = append(batch, e)
+		if len(batch) == s.cfg.BatchSize {
+			if err := s.seal(ctx, batch, nil); err != nil {
+				return total, err
+			}
+			total += int64(len(batch))
+			batch = batch[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return total, err
+	}
+	if err := s.seal(ctx, batch, nil); err != nil {
+		return total, err
+	}
+	return total + int64(len(batch)), nil
+}
+
+// stream reads decoded transactions, seals them in batches in commit order,
+// and does the periodic work between batches.
+func (s *sealer) stream(ctx context.Context) error {
+	relations := map[uint32]*pglogrepl.RelationMessage{}
+	var (
+		inTx       bool
+		current    []store.Event
+		pending    []committed
+		pendingN   int
+		flushBy    time.Time
+		confirmed  = s.progress
+		nextStatus = time.Now()
+		nextCheck  = time.Now()
+		nextPrune  = time.Now().Add(s.cfg.PruneEvery)
+		idleWALEnd pglogrepl.LSN
+		flush      = func() error {
+			if len(pending) == 0 {
+				return nil
+			}
+			if err := s.sealCommitted(ctx, pending); err != nil {
+				return err
+			}
+			pending, pendingN = nil, 0
+			return nil
+		}
+	)
+	for {
+		now := time.Now()
+		if len(pending) > 0 && (pendingN >= s.cfg.BatchSize || !now.Before(flushBy)) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(pending) == 0 {
+			if !inTx && idleWALEnd > s.progress {
+				// Nothing of ours is in flight: everything before the server's
+				// WAL end is sealed or not an event.
+				confirmed = idleWALEnd
+			}
+			if !now.Before(nextCheck) {
+				if err := s.signHeads(ctx); err != nil {
+					return err
+				}
+				nextCheck = now.Add(s.cfg.CheckpointEvery)
+			}
+			if !now.Before(nextPrune) {
+				if err := s.prune(ctx); err != nil {
+					return err
+				}
+				nextPrune = now.Add(s.cfg.PruneEvery)
+			}
+		}
+		confirmed = max(confirmed, s.progress)
+		if !now.Before(nextStatus) {
+			if err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
+				return fmt.Errorf("send status: %w", err)
+			}
+			nextStatus = now.Add(statusEvery)
+		}
+
+		deadline := earliest(nextStatus, nextCheck, nextPrune)
+		if len(pending) > 0 {
+			deadline = earliest(deadline, flushBy)
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		raw, err := s.repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		var data []byte
+		switch m := raw.(type) {
+		case *pgproto3.CopyData:
+			data = m.Data
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication: %s (%s)", m.Message, m.Code)
+		default:
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			if err != nil {
+				return err
+			}
+			idleWALEnd = k.ServerWALEnd
+			if k.ReplyRequested {
+				nextStatus = time.Time{}
+			}
+		case pglogrepl.XLogDataByteID:
+			x, err := pglogrepl.ParseXLogData(data[1:])
+			if err != nil {
+				return err
+			}
+			msg, err := pglogrepl.Parse(x.WALData)
+			if err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+			switch m := msg.(type) {
+			case *pglogrepl.RelationMessage:
+				relations[m.RelationID] = m
+			case *pglogrepl.BeginMessage:
+				inTx, current = true, nil
+			case *pglogrepl.InsertMessage:
+				rel, ok := relations[m.RelationID]
+				if !ok {
+					return fmt.Errorf("decode: insert into unknown relation %d", m.RelationID)
+				}
+				e, err := decodeEvent(rel, m.Tuple)
+				if err != nil {
+					return err
+				}
+				current = append(current, e)
+			case *pglogrepl.CommitMessage:
+				inTx = false
+				if m.TransactionEndLSN <= s.progress {
+					continue // sealed before a restart
+				}
+				if len(current) > 0 || len(pending) > 0 {
+					if len(pending) == 0 {
+						flushBy = time.Now().Add(s.cfg.BatchDelay)
+					}
+					pending = append(pending, committed{end: m.TransactionEndLSN, events: current})
+					pendingN += len(current)
+				}
+				current = nil
+			}
+		}
+	}
+}
+
+// sealCommitted seals decoded transactions, in their commit order, and
+// records the end of the last one as the slot's progress.
+func (s *sealer) sealCommitted(ctx context.Context, txs []committed) error {
+	var events []store.Event
+	for _, t := range txs {
+		events = append(events, t.events...)
+	}
+	end := txs[len(txs)-1].end
+	if err := s.seal(ctx, events, &end); err != nil {
+		return err
+	}
+	s.progress = end
+	return nil
+}
+
+// seal gives events the next seqs of their orgs, in order, skipping events
+// sealed already (an event re-tiered to another plan's table is inserted
+// again), and records them with the progress end (nil: leave progress).
+func (s *sealer) seal(ctx context.Context, events []store.Event, end *pglogrepl.LSN) error {
+	if len(events) == 0 && end == nil {
+		return nil
+	}
+	if err := s.loadHeads(ctx, events); err != nil {
+		return err
+	}
+	sealed, err := s.alreadySealed(ctx, events)
+	if err != nil {
+		return err
+	}
+	n := len(events)
+	orgs, seqs, times, ids, hashes := make([]string, 0, n), make([]int64, 0, n), make([]time.Time, 0, n), make([]string, 0, n), make([][]byte, 0, n)
+	heads := map[string]head{}
+	for _, e := range events {
+		key := eventKey{e.OrgID, e.OccurredAt.UnixMicro(), e.ID}
+		if sealed[key] {
+			continue
+		}
+		sealed[key] = true
+		h, ok := heads[e.OrgID]
+		if !ok {
+			h = s.heads[e.OrgID]
+		}
+		canonical, err := chain.Canonical(e)
+		if err != nil {
+			return err
+		}
+		h = head{h.seq + 1, chain.Next(h.hash, h.seq+1, canonical)}
+		heads[e.OrgID] = h
+		orgs, seqs, times, ids, hashes = append(orgs, e.OrgID), append(seqs, h.seq), append(times, e.OccurredAt), append(ids, e.ID), append(hashes, h.hash[:])
+	}
+	var lsn *string
+	if end != nil {
+		l := end.String()
+		lsn = &l
+	}
+	_, err = s.conn.Exec(ctx, "SELECT audit.record_seals($1, $2, $3, $4, $5, $6, $7)", s.cfg.Slot, lsn, orgs, seqs, times, ids, hashes)
+	if err != nil {
+		s.heads = map[string]head{}
+		return fmt.Errorf("record seals: %w", err)
+	}
+	for org, h := range heads {
+		s.heads[org] = h
+	}
+	return nil
+}
+
+type eventKey struct {
+	org string
+	at  int64
+	id  string
+}
+
+// loadHeads reads the heads of the events' orgs not known yet.
+func (s *sealer) loadHeads(ctx context.Context, events []store.Event) error {
+	var missing []string
+	for _, e := range events {
+		if _, ok := s.heads[e.OrgID]; !ok {
+			missing = append(missing, e.OrgID)
+			s.heads[e.OrgID] = head{}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	rows, err := s.conn.Query(ctx, "SELECT org_id::text, seq, hash FROM audit.seal_heads WHERE org_id = ANY($1::uuid[])", missing)
+	if err != nil {
+		return fmt.Errorf("read heads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var org string
+		var seq int64
+		var hash []byte
+		if err := rows.Scan(&org, &seq, &hash); err != nil {
+			return err
+		}
+		h, err := chain.ParseHash(hash)
+		if err != nil {
+			return err
+		}
+		s.heads[org] = head{seq, h}
+	}
+	if err := rows.Err(); err != nil {
+		s.heads = map[string]head{}
+		return fmt.Errorf("read heads: %w", err)
+	}
+	return nil
+}
+
+// alreadySealed says which of the events have a seal.
+func (s *sealer) alreadySealed(ctx context.Context, events []store.Event) (map[eventKey]bool, error) {
+	orgs, times, ids := make([]string, len(events)), make([]time.Time, len(events)), make([]string, len(events))
+	for i, e := range events {
+		orgs[i], times[i], ids[i] = e.OrgID, e.OccurredAt, e.ID
+	}
+	rows, err := s.conn.Query(ctx, `
+		SELECT s.org_id::text, s.occurred_at, s.event_id::text
+		FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS b(org_id, occurred_at, id)
+		JOIN audit.seals s ON s.org_id = b.org_id AND s.occurred_at = b.occurred_at AND s.event_id = b.id`,
+		orgs, times, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read seals: %w", err)
+	}
+	defer rows.Close()
+	sealed := map[eventKey]bool{}
+	for rows.Next() {
+		var k eventKey
+		var at time.Time
+		if err := rows.Scan(&k.org, &at, &k.id); err != nil {
+			return nil, err
+		}
+		k.at = at.UnixMicro()
+		sealed[k] = true
+	}
+	return sealed, rows.Err()
+}
+
+func earliest(t time.Time, more ...time.Time) time.Time {
+	for _, u := range more {
+		if u.Before(t) {
+			t = u
+		}
+	}
+	return t
+}
