@@ -51,7 +51,7 @@ func sealed(t testing.TB, pool *pgxpool.Pool, org string) []string {
 // checkChain fails the test unless org's chain verifies with n links.
 func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
 	t.Helper()
-	res, err := verify.Org(context.Background(), pool, org)
+	res, err := verify.Org(context.Background(), pool, org, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
