@@ -91,6 +91,7 @@ func New(cfg Config) http.Handler {
 	api.GET("/audit/actions", s.listActions)
 	api.GET("/orgs/:id/audit", s.requireOwner, s.listEvents)
 	api.GET("/orgs/:id/audit/summary", s.requireOwner, s.summarize)
+	api.GET("/orgs/:id/audit/feed", s.requireOwner, s.feed)
 	return r
 }
 

@@ -1,0 +1,196 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/sealer"
+)
+
+// feedPageBody is a feed page as a client decodes it.
+type feedPageBody struct {
+	Events []struct {
+		Seq    int64  `json:"seq"`
+		Hash   string `json:"hash"`
+		ID     string `json:"id"`
+		Action string `json:"action"`
+	} `json:"events"`
+	NextAfter int64 `json:"next_after"`
+	HeadSeq   int64 `json:"head_seq"`
+	FirstSeq  int64 `json:"first_seq"`
+}
+
+func (b *testBundle) feedPage(t testing.TB, org, token, query string) feedPageBody {
+	t.Helper()
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?"+query, token)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("feed ?%s: %d %s", query, resp.StatusCode, body)
+	}
+	var p feedPageBody
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	return p
+}
+
+// walkFeed reads the feed from after until caught up and returns the
+// events' ids in the order read, checking that seqs follow each other.
+func (b *testBundle) walkFeed(t testing.TB, org, token string, after int64, query string) (ids []string, next int64) {
+	t.Helper()
+	for {
+		p := b.feedPage(t, org, token, fmt.Sprintf("after=%d&limit=2%s", after, query))
+		for _, e := range p.Events {
+			if e.Seq <= after || len(e.Hash) != 64 {
+				t.Fatalf("event %s: seq %d after %d, hash %q", e.ID, e.Seq, after, e.Hash)
+			}
+			if query == "" && e.Seq != after+1 {
+				t.Fatalf("event %s has seq %d after %d: a gap", e.ID, e.Seq, after)
+			}
+			after = e.Seq
+			ids = append(ids, e.ID)
+		}
+		if p.NextAfter < after {
+			t.Fatalf("next_after %d went back from %d", p.NextAfter, after)
+		}
+		after = p.NextAfter
+		if after == p.HeadSeq {
+			return ids, after
+		}
+	}
+}
+
+// The issue's lost event: A records first and commits 2 s later, B commits
+// in between. A walk that has read B still gets A, after B, exactly once.
+func TestFeedReturnsALateCommitAfterTheWalkPassedIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ctx := context.Background()
+	if _, err := b.admin.Exec(ctx, "SELECT audit.premake_leaves(1)"); err != nil {
+		t.Fatal(err)
+	}
+	sealtest.Start(t, b.url, sealer.Config{})
+	first := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	sealtest.WaitSealed(t, b.admin, org, 1)
+
+	late, err := b.admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	var lateID string
+	if err := late.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.deleted', 'c1', '{\"name\": \"prod\"}')", org).Scan(&lateID); err != nil {
+		t.Fatal(err)
+	}
+	early := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	sealtest.WaitSealed(t, b.admin, org, 2)
+	ids, next := b.walkFeed(t, org, token, 0, "")
+	if !slices.Equal(ids, []string{first, early}) || next != 2 {
+		t.Fatalf("before the late commit: %v up to %d, want %v", ids, next, []string{first, early})
+	}
+
+	// A caught-up request with wait answers once the late event is sealed.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		late.Commit(ctx)
+	}()
+	p := b.feedPage(t, org, token, "after=2&wait=10")
+	if len(p.Events) != 1 || p.Events[0].ID != lateID || p.Events[0].Seq != 3 || p.NextAfter != 3 {
+		t.Fatalf("waiting for the late commit: %+v, want %s as seq 3", p, lateID)
+	}
+	if ids, _ := b.walkFeed(t, org, token, 0, ""); !slices.Equal(ids, []string{first, early, lateID}) {
+		t.Fatalf("a walk from the start: %v", ids)
+	}
+}
+
+// Filters skip events, but next_after moves on to the head, so a filtered
+// walk ends; ndjson carries the same page as lines and headers.
+func TestFeedFiltersAndNDJSON(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	sealtest.Start(t, b.url, sealer.Config{})
+	var signins []string
+	for i := range 6 {
+		action := "auth.signout"
+		if i%3 == 0 {
+			action = "auth.signin"
+		}
+		id := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: action})
+		if action == "auth.signin" {
+			signins = append(signins, id)
+		}
+	}
+	sealtest.WaitSealed(t, b.admin, org, 6)
+	if ids, next := b.walkFeed(t, org, token, 0, "&action=auth.signin"); !slices.Equal(ids, signins) || next != 6 {
+		t.Fatalf("filtered walk: %v up to %d, want %v up to 6", ids, next, signins)
+	}
+	if p := b.feedPage(t, org, token, "after=6&wait=1"); len(p.Events) != 0 || p.NextAfter != 6 || p.HeadSeq != 6 || p.FirstSeq != 1 {
+		t.Fatalf("caught up: %+v", p)
+	}
+
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?format=ndjson&after=1&limit=3", token)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("ndjson: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var seqs []int64
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		var e struct{ Seq int64 }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, e.Seq)
+	}
+	if !slices.Equal(seqs, []int64{2, 3, 4}) || resp.Header.Get("Feed-Next-After") != "4" || resp.Header.Get("Feed-Head-Seq") != "6" {
+		t.Fatalf("ndjson: seqs %v, headers %v", seqs, resp.Header)
+	}
+}
+
+func TestFeedRefusesBadParametersAndNonOwners(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "free")
+	for _, q := range []string{"after=-1", "after=x", "wait=31", "wait=-1", "limit=0", "limit=1001", "format=csv", "cursor=x", "after=1&after=2"} {
+		resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?"+q, token)
+		wantProblem(t, resp, body, http.StatusBadRequest)
+	}
+	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "member"})
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed", b.token(t, member, tokenOpts{}))
+	wantProblem(t, resp, body, http.StatusForbidden)
+	// Nothing sealed yet: an empty page at seq 0.
+	if p := b.feedPage(t, org, token, ""); len(p.Events) != 0 || p.NextAfter != 0 || p.HeadSeq != 0 {
+		t.Fatalf("no seals: %+v", p)
+	}
+}
+
+// A page reads the seals of at most 7 days of occurred_at, however large
+// the limit; the walk still returns every event.
+func TestFeedPageSpansAtMostAWeek(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "enterprise")
+	var want []string
+	for i := 9; i >= 0; i-- {
+		want = append(want, fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Duration(i) * 3 * 24 * time.Hour)}))
+	}
+	sealtest.Start(t, b.url, sealer.Config{})
+	sealtest.WaitSealed(t, b.admin, org, 10)
+	p := b.feedPage(t, org, token, "limit=1000")
+	if len(p.Events) != 3 || p.NextAfter != 3 {
+		t.Fatalf("first page: %d events up to %d, want the 3 of its first week", len(p.Events), p.NextAfter)
+	}
+	if ids, _ := b.walkFeed(t, org, token, 0, ""); !slices.Equal(ids, want) {
+		t.Fatalf("walk: %v, want %v", ids, want)
+	}
+}
