@@ -2,6 +2,7 @@ package sealer_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -15,7 +16,12 @@ import (
 	"github.com/auditlog/auditlog/sealer"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	if url := os.Getenv(helperURL); url != "" {
+		os.Exit(runHelperSealer(url))
+	}
+	testdb.Main(m)
+}
 
 // record logs one event of org in its own transaction and returns its id.
 func record(t testing.TB, pool *pgxpool.Pool, org string) string {
