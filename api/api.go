@@ -92,6 +92,8 @@ func New(cfg Config) http.Handler {
 	api.GET("/orgs/:id/audit", s.requireOwner, s.listEvents)
 	api.GET("/orgs/:id/audit/summary", s.requireOwner, s.summarize)
 	api.GET("/orgs/:id/audit/feed", s.requireOwner, s.feed)
+	api.GET("/orgs/:id/audit/checkpoints", s.requireOwner, s.checkpoints)
+	api.GET("/audit/keys", s.sealKeys)
 	return r
 }
 

@@ -158,3 +158,28 @@ func (s *server) feedPage(ctx context.Context, q store.FeedQuery) (store.FeedPag
 	q.Tiers, q.Floor = scope.Tiers, scope.Floor
 	return s.store.Feed(ctx, q)
 }
+
+// sealKeys serves GET /api/audit/keys: the public keys that sign
+// checkpoints, for verifying the chain offline.
+func (s *server) sealKeys(c *gin.Context) {
+	keys, err := s.store.SealKeys(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": keys})
+}
+
+// checkpoints serves GET /api/orgs/{id}/audit/checkpoints: the org's signed
+// checkpoints from where its stored chain starts.
+func (s *server) checkpoints(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
+	cps, err := s.store.Checkpoints(ctx, orgOf(c).String())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"checkpoints": cps})
+}

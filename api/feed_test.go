@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditlog/auditlog/internal/chain"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/verify"
 	"github.com/auditlog/auditlog/sealer"
 )
 
@@ -192,5 +195,70 @@ func TestFeedPageSpansAtMostAWeek(t *testing.T) {
 	}
 	if ids, _ := b.walkFeed(t, org, token, 0, ""); !slices.Equal(ids, want) {
 		t.Fatalf("walk: %v, want %v", ids, want)
+	}
+}
+
+// A feed saved as NDJSON, with the org's checkpoints and the key from the
+// API, verifies offline; a changed or dropped line breaks it where it is.
+func TestFeedVerifiesOffline(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	sealtest.Start(t, b.url, sealer.Config{CheckpointEvery: 50 * time.Millisecond})
+	for i := range 5 {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Metadata: fmt.Sprintf(`{"n": %d, "b": [1.50, "x\u00e9"], "a": {"z": null, "y": 1e2}}`, i)})
+	}
+	sealtest.WaitSealed(t, b.admin, org, 5)
+	sealtest.WaitFor(t, b.admin, "a checkpoint at seq 5", func(ctx context.Context) (bool, error) {
+		var ok bool
+		err := b.admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND seq = 5)", org).Scan(&ok)
+		return ok, err
+	})
+	resp, feed := b.get(t, "/api/orgs/"+org+"/audit/feed?format=ndjson", token)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("feed: %d", resp.StatusCode)
+	}
+	_, cpBody := b.get(t, "/api/orgs/"+org+"/audit/checkpoints", token)
+	cps, err := verify.ReadCheckpoints(bytes.NewReader(cpBody))
+	if err != nil || len(cps) == 0 {
+		t.Fatalf("checkpoints %s: %v", cpBody, err)
+	}
+	_, keyBody := b.get(t, "/api/audit/keys", token)
+	var keyList struct {
+		Keys []struct {
+			PublicKey string `json:"public_key"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(keyBody, &keyList); err != nil || len(keyList.Keys) != 1 {
+		t.Fatalf("keys %s: %v", keyBody, err)
+	}
+	pub, err := chain.ParsePublicKey([]byte(keyList.Keys[0].PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]ed25519.PublicKey{chain.KeyID(pub): pub}
+
+	res, err := verify.File(bytes.NewReader(feed), cps, keys, false)
+	if err != nil || res.Break != nil || res.Verified != 5 || res.Checkpoints == 0 {
+		t.Fatalf("the feed as served: %+v, %v", res, err)
+	}
+	lines := bytes.SplitAfter(feed, []byte("\n"))
+	for _, c := range []struct {
+		name string
+		feed []byte
+		at   int64
+	}{
+		{"an action changed", slices.Concat(lines[0], bytes.Replace(lines[1], []byte(`"auth.signout"`), []byte(`"auth.signin"`), 1), slices.Concat(lines[2:]...)), 2},
+		{"a line dropped", slices.Concat(lines[0], lines[1], slices.Concat(lines[3:]...)), 4},
+	} {
+		res, err := verify.File(bytes.NewReader(c.feed), cps, keys, false)
+		if err != nil || res.Break == nil || res.Break.Seq != c.at {
+			t.Errorf("%s: %+v, %v; want a break at seq %d", c.name, res, err, c.at)
+		}
+	}
+	// A key other than the signer's fails the checkpoints.
+	other := sealtest.Key(t).Public().(ed25519.PublicKey)
+	if res, err := verify.File(bytes.NewReader(feed), cps, map[string]ed25519.PublicKey{chain.KeyID(other): other}, false); err != nil || res.Break == nil {
+		t.Errorf("with another key: %+v, %v", res, err)
 	}
 }

@@ -46,28 +46,31 @@ func (k keyFiles) load() (map[string]ed25519.PublicKey, error) {
 var errBroken = errors.New("the chain does not verify")
 
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]...")
+	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | --file FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
-	org := fs.String("org", "", "the org whose chain to verify (required)")
+	org := fs.String("org", "", "the org whose chain to verify in the database")
+	file := fs.String("file", "", "verify offline a feed saved as NDJSON (format=ndjson, pages appended) instead of the database")
+	cpFile := fs.String("checkpoints", "", "with --file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
+	partial := fs.Bool("partial", false, "with --file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
 	var keys keyFiles
-	fs.Var(&keys, "key", "a public key checkpoints may be signed with (PEM or 64 hex digits; repeat for several); default: the keys the database lists")
+	fs.Var(&keys, "key", "a public key checkpoints may be signed with (PEM or 64 hex digits; repeat for several); default with --org: the keys the database lists")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *org == "" || fs.NArg() > 0 {
+	if (*org == "") == (*file == "") || fs.NArg() > 0 || (*file == "" && (*cpFile != "" || *partial)) {
 		fs.Usage()
-		return errors.New("verify: give --org ID and no other arguments")
+		return errors.New("verify: give either --org ID or --file FEED (with its --checkpoints and --partial), and no other arguments")
 	}
 	trusted, err := keys.load()
 	if err != nil {
 		return err
 	}
-	pool, err := database.Pool(ctx, *dbURL, func(c *pgxpool.Config) { c.MaxConns = 1 })
-	if err != nil {
-		return err
+	var res verify.Result
+	if *file != "" {
+		res, err = verifyFile(*file, *cpFile, trusted, *partial)
+	} else {
+		res, err = verifyOrg(ctx, *dbURL, *org, trusted)
 	}
-	defer pool.Close()
-	res, err := verify.Org(ctx, pool, *org, trusted)
 	if err != nil {
 		return err
 	}
@@ -78,6 +81,38 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey) (verify.Result, error) {
+	pool, err := database.Pool(ctx, dbURL, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	if err != nil {
+		return verify.Result{}, err
+	}
+	defer pool.Close()
+	return verify.Org(ctx, pool, org, keys)
+}
+
+func verifyFile(path, cpPath string, keys map[string]ed25519.PublicKey, partial bool) (verify.Result, error) {
+	var cps []chain.Checkpoint
+	if cpPath != "" {
+		if keys == nil {
+			return verify.Result{}, errors.New("verify: --checkpoints needs the --key they were signed with")
+		}
+		f, err := os.Open(cpPath)
+		if err != nil {
+			return verify.Result{}, err
+		}
+		defer f.Close()
+		if cps, err = verify.ReadCheckpoints(f); err != nil {
+			return verify.Result{}, err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return verify.Result{}, err
+	}
+	defer f.Close()
+	return verify.File(f, cps, keys, partial)
+}
+
 func printVerify(e env, r verify.Result) {
 	if r.Break != nil {
 		fmt.Fprintf(e.stdout, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
@@ -85,6 +120,7 @@ func printVerify(e env, r verify.Result) {
 	switch {
 	case r.Last == 0:
 		fmt.Fprintf(e.stdout, "org %s: no sealed events\n", r.OrgID)
+		return
 	case r.Break == nil:
 		fmt.Fprintf(e.stdout, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
 	}

@@ -199,3 +199,58 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// SealKey is a public key that signs checkpoints.
+type SealKey struct {
+	KeyID      string     `json:"key_id" db:"key_id"`
+	PublicKey  string     `json:"public_key" db:"public_key"` // hex
+	ValidFrom  time.Time  `json:"valid_from" db:"valid_from"`
+	ValidUntil *time.Time `json:"valid_until" db:"valid_until"`
+}
+
+// SealKeys lists the keys that signed or sign checkpoints, oldest first.
+func (s *Store) SealKeys(ctx context.Context) ([]SealKey, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT key_id, encode(public_key, 'hex') AS public_key, valid_from, valid_until
+		FROM audit.seal_keys ORDER BY valid_from, key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read seal keys: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowToStructByName[SealKey])
+	if err != nil {
+		return nil, fmt.Errorf("read seal keys: %w", err)
+	}
+	return keys, nil
+}
+
+// Checkpoint is a signed checkpoint as the API shows it (docs/feed.md).
+type Checkpoint struct {
+	Kind      string    `json:"kind" db:"kind"`
+	OrgID     string    `json:"org_id" db:"org_id"`
+	Seq       int64     `json:"seq" db:"seq"`
+	Hash      string    `json:"hash" db:"hash"` // hex
+	SignedAt  time.Time `json:"signed_at" db:"signed_at"`
+	KeyID     string    `json:"key_id" db:"key_id"`
+	Signature string    `json:"signature" db:"signature"` // hex
+}
+
+// Checkpoints lists org orgID's checkpoints that still matter, in seq
+// order: its last removal checkpoint (where the stored chain starts) and
+// those after it.
+func (s *Store) Checkpoints(ctx context.Context, orgID string) ([]Checkpoint, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT kind, org_id::text AS org_id, seq, encode(hash, 'hex') AS hash, signed_at, key_id,
+		       encode(signature, 'hex') AS signature
+		FROM audit.checkpoints
+		WHERE org_id = $1
+		  AND seq >= coalesce((SELECT max(seq) FROM audit.checkpoints WHERE org_id = $1 AND kind = 'removal'), 0)
+		ORDER BY seq, signed_at`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints of org %s: %w", orgID, err)
+	}
+	cps, err := pgx.CollectRows(rows, pgx.RowToStructByName[Checkpoint])
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints of org %s: %w", orgID, err)
+	}
+	return cps, nil
+}
