@@ -63,6 +63,7 @@ func New(cfg Config) http.Handler {
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
 	}
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus))
 	if s.now == nil {
 		s.now = time.Now
 	} else {

@@ -262,3 +262,29 @@ func TestFeedVerifiesOffline(t *testing.T) {
 		t.Errorf("with another key: %+v, %v", res, err)
 	}
 }
+
+// /metrics says whether a sealer runs and when it last sealed.
+func TestMetricsShowTheSealer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, _ := b.owner(t, "team")
+	if got := metricValue(t, b, "auditlog_sealer_active"); got != -1 {
+		t.Fatalf("auditlog_sealer_active = %v before any sealer ran, want no series", got)
+	}
+	stop := sealtest.Start(t, b.url, sealer.Config{})
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	sealtest.WaitSealed(t, b.admin, org, 1)
+	if got := metricValue(t, b, "auditlog_sealer_active"); got != 1 {
+		t.Errorf("auditlog_sealer_active = %v while it runs", got)
+	}
+	if got := metricValue(t, b, "auditlog_sealer_last_sealed_timestamp_seconds"); got < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("auditlog_sealer_last_sealed_timestamp_seconds = %v", got)
+	}
+	if got := metricValue(t, b, "auditlog_sealer_behind_bytes"); got < 0 {
+		t.Errorf("auditlog_sealer_behind_bytes = %v", got)
+	}
+	stop()
+	sealtest.WaitFor(t, b.admin, "the sealer reported stopped", func(context.Context) (bool, error) {
+		return metricValue(t, b, "auditlog_sealer_active") == 0, nil
+	})
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -253,4 +254,45 @@ func (s *Store) Checkpoints(ctx context.Context, orgID string) ([]Checkpoint, er
 		return nil, fmt.Errorf("read checkpoints of org %s: %w", orgID, err)
 	}
 	return cps, nil
+}
+
+// SealerStatus is how far the sealer of this database is.
+type SealerStatus struct {
+	// Slot is false when no sealer ever ran here.
+	Slot bool
+	// Active says a sealer is reading the slot now.
+	Active bool
+	// BehindBytes is the WAL written since the position the sealer last
+	// confirmed (it confirms every 10 s, and when idle).
+	BehindBytes int64
+	// LastSealed is when the sealer last recorded seals.
+	LastSealed time.Time
+}
+
+// SealerStatus reads the sealer's replication slot and progress.
+func (s *Store) SealerStatus(ctx context.Context) (SealerStatus, error) {
+	var st SealerStatus
+	var behind *int64
+	var last *time.Time
+	err := s.pool.QueryRow(ctx, `
+		SELECT r.active,
+		       CASE WHEN NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), r.confirmed_flush_lsn)::bigint END,
+		       p.sealed_at
+		FROM audit.sealer_progress p
+		JOIN pg_replication_slots r ON r.slot_name = p.slot AND r.database = current_database()
+		ORDER BY r.active DESC, p.sealed_at DESC LIMIT 1`).Scan(&st.Active, &behind, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read the sealer's status: %w", err)
+	}
+	st.Slot = true
+	if behind != nil {
+		st.BehindBytes = *behind
+	}
+	if last != nil {
+		st.LastSealed = *last
+	}
+	return st, nil
 }
