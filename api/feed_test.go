@@ -103,11 +103,15 @@ func TestFeedReturnsALateCommitAfterTheWalkPassedIt(t *testing.T) {
 	}
 
 	// A caught-up request with wait answers once the late event is sealed.
+	committed := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		late.Commit(ctx)
+		committed <- late.Commit(ctx)
 	}()
 	p := b.feedPage(t, org, token, "after=2&wait=10")
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
 	if len(p.Events) != 1 || p.Events[0].ID != lateID || p.Events[0].Seq != 3 || p.NextAfter != 3 {
 		t.Fatalf("waiting for the late commit: %+v, want %s as seq 3", p, lateID)
 	}
