@@ -183,8 +183,10 @@ func TestCanonicalDistinguishes(t *testing.T) {
 	}
 }
 
+// TestCanonicalRejectsBadMetadata: metadata with anything after its value
+// would share its canonical bytes with the value alone.
 func TestCanonicalRejectsBadMetadata(t *testing.T) {
-	for _, raw := range []string{`{"a":`, `nope`} {
+	for _, raw := range []string{`{"a":`, `nope`, `{"a":1}}`, `{"a":1} {"b":2}`, `{"a":1}x`} {
 		t.Run(raw, func(t *testing.T) {
 			e := golden()
 			e.Metadata = []byte(raw)
