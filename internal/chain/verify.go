@@ -38,7 +38,7 @@ type Verifier struct {
 	Partial bool
 
 	orgID       string
-	keys        map[string]ed25519.PublicKey
+	keys        map[string]Key
 	removals    map[int64]Checkpoint // by seq
 	checkpoints map[int64][]Checkpoint
 
@@ -53,9 +53,14 @@ type Verifier struct {
 	Checked int
 }
 
+// Key is a public key that signs checkpoints.
+type Key struct {
+	Public ed25519.PublicKey
+}
+
 // NewVerifier verifies the chain of org orgID with checkpoints signed by keys
 // (by key id).
-func NewVerifier(orgID string, keys map[string]ed25519.PublicKey) *Verifier {
+func NewVerifier(orgID string, keys map[string]Key) *Verifier {
 	return &Verifier{orgID: orgID, keys: keys, removals: map[int64]Checkpoint{}, checkpoints: map[int64][]Checkpoint{}}
 }
 
@@ -65,11 +70,11 @@ func (v *Verifier) AddCheckpoint(c Checkpoint) error {
 	if c.OrgID != v.orgID {
 		return fmt.Errorf("checkpoint of org %s, verifying org %s", c.OrgID, v.orgID)
 	}
-	pub, ok := v.keys[c.KeyID]
+	key, ok := v.keys[c.KeyID]
 	if !ok {
 		return fmt.Errorf("checkpoint of org %s at seq %d: signed by unknown key %s", c.OrgID, c.Seq, c.KeyID)
 	}
-	if err := c.Verify(pub); err != nil {
+	if err := c.Verify(key.Public); err != nil {
 		return err
 	}
 	if c.Kind == "removal" {

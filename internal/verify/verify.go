@@ -114,16 +114,16 @@ func Org(ctx context.Context, db Querier, orgID string) (Result, error) {
 }
 
 // Keys reads every public key that signed checkpoints, by key id.
-func Keys(ctx context.Context, db Querier) (map[string]ed25519.PublicKey, error) {
+func Keys(ctx context.Context, db Querier) (map[string]chain.Key, error) {
 	rows, err := db.Query(ctx, "SELECT key_id, public_key FROM audit.seal_keys")
 	if err != nil {
 		return nil, fmt.Errorf("read seal keys: %w", err)
 	}
-	keys := map[string]ed25519.PublicKey{}
+	keys := map[string]chain.Key{}
 	var id string
 	var pub []byte
 	_, err = pgx.ForEachRow(rows, []any{&id, &pub}, func() error {
-		keys[id] = ed25519.PublicKey(pub)
+		keys[id] = chain.Key{Public: ed25519.PublicKey(pub)}
 		return nil
 	})
 	if err != nil {
