@@ -1,8 +1,11 @@
 package chain
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -93,6 +96,11 @@ func (v *Verifier) Add(l Link) error {
 	}
 	given := false
 	switch {
+	case l.Seq < 1:
+		return &Break{l.Seq, id, fmt.Sprintf("seq %d is not a seq (they start at 1)", l.Seq)}
+	case l.Event != nil && !strings.EqualFold(l.Event.OrgID, v.orgID):
+		// Its hash may be right: a whole chain can be recomputed.
+		return &Break{l.Seq, id, fmt.Sprintf("an event of org %s in the chain of org %s", l.Event.OrgID, v.orgID)}
 	case !v.started && l.Seq == 1:
 		v.prev = Genesis
 	case !v.started:
@@ -142,12 +150,24 @@ func (v *Verifier) Last() int64  { return v.prevSeq }
 
 // FinishHead checks that the chain reaches every checkpoint signed for it:
 // call it when the links read are the org's whole chain, so a chain cut
-// short (its last links removed and the head rewound) is found.
+// short (its last links removed and the head rewound) is found. A chain with
+// no link left ends at the last removal checkpoint.
 func (v *Verifier) FinishHead() error {
-	for seq, cs := range v.checkpoints {
-		if seq > v.prevSeq && cs[0].Kind == "day" {
-			return &Break{v.prevSeq + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", v.prevSeq, cs[0].SignedAt.UTC().Format(TimeLayout), seq)}
+	end := v.prevSeq
+	if !v.started {
+		for seq := range v.removals {
+			end = max(end, seq)
 		}
 	}
-	return nil
+	var past []Checkpoint
+	for seq, cs := range v.checkpoints {
+		if seq > end {
+			past = append(past, cs[0])
+		}
+	}
+	if len(past) == 0 {
+		return nil
+	}
+	c := slices.MinFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
+	return &Break{end + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", end, c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
 }

@@ -289,6 +289,42 @@ func TestVerifier(t *testing.T) {
 			wantSeq:     1, wantReason: "the chain ends at seq 0",
 		},
 		{
+			name:  "every seal removed by retention",
+			links: func() []chain.Link { return nil },
+			checkpoints: func() []chain.Checkpoint {
+				return []chain.Checkpoint{checkpoint(key, "day", six[5]), checkpoint(key, "removal", six[5])}
+			},
+		},
+		{
+			name:  "every seal removed by retention, then the seals after it deleted",
+			links: func() []chain.Link { return nil },
+			checkpoints: func() []chain.Checkpoint {
+				return []chain.Checkpoint{checkpoint(key, "removal", six[3]), checkpoint(key, "day", six[5])}
+			},
+			wantSeq: 5, wantReason: "the chain ends at seq 4, but a checkpoint signed at 2026-12-02T00:00:00.000000Z holds seq 6",
+		},
+		{
+			name:        "the last seals deleted, a removal signed past them",
+			links:       func() []chain.Link { return six[:2] },
+			checkpoints: func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "removal", six[3])} },
+			wantSeq:     3, wantReason: "the chain ends at seq 2, but a checkpoint signed at 2026-12-02T00:00:00.000000Z holds seq 4",
+		},
+		{
+			name: "another org's event, the chain recomputed",
+			links: func() []chain.Link {
+				evs := events(6)
+				evs[2].OrgID = "5eed0000-0000-4000-8000-000000000002"
+				return relink(t, chain.Genesis, 1, evs)
+			},
+			wantSeq: 3, wantEvent: 3, wantReason: "an event of org 5eed0000-0000-4000-8000-000000000002",
+		},
+		{
+			name:    "partial: a seq below 1",
+			partial: true,
+			links:   func() []chain.Link { return relink(t, chain.Genesis, -1, events(2)) },
+			wantSeq: -1, wantEvent: 1, wantReason: "seq -1 is not a seq",
+		},
+		{
 			name:    "partial: an export filtered to some events",
 			partial: true,
 			links: func() []chain.Link {
