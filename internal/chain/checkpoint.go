@@ -49,6 +49,10 @@ func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
 
 // Verify checks the signature with pub.
 func (c Checkpoint) Verify(pub ed25519.PublicKey) error {
+	// ed25519.Verify panics on such a key, which a key table can hold.
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("checkpoint of org %s at seq %d: key %s is not an Ed25519 public key (%d bytes)", c.OrgID, c.Seq, c.KeyID, len(pub))
+	}
 	if KeyID(pub) != c.KeyID {
 		return fmt.Errorf("checkpoint of org %s at seq %d is signed by key %s, not %s", c.OrgID, c.Seq, c.KeyID, KeyID(pub))
 	}

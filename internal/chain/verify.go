@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -56,10 +57,18 @@ type Verifier struct {
 	Checked int
 }
 
-// Key is a public key that signs checkpoints.
+// Key is a public key that signs checkpoints, and when it was the signing
+// key: a checkpoint signed outside [ValidFrom, ValidUntil] (widened by
+// ClockSkew) is refused, so a retired key that leaks cannot sign for today.
+// A zero time leaves its side open.
 type Key struct {
-	Public ed25519.PublicKey
+	Public                ed25519.PublicKey
+	ValidFrom, ValidUntil time.Time
 }
+
+// ClockSkew is how far a checkpoint's signed_at (the sealer's clock) may lie
+// outside its key's validity (the database's clock).
+const ClockSkew = time.Minute
 
 // NewVerifier verifies the chain of org orgID with checkpoints signed by keys
 // (by key id).
@@ -70,7 +79,7 @@ func NewVerifier(orgID string, keys map[string]Key) *Verifier {
 // AddCheckpoint checks a checkpoint's signature and keeps it to compare with
 // the links. Call it before Add.
 func (v *Verifier) AddCheckpoint(c Checkpoint) error {
-	if c.OrgID != v.orgID {
+	if !strings.EqualFold(c.OrgID, v.orgID) {
 		return fmt.Errorf("checkpoint of org %s, verifying org %s", c.OrgID, v.orgID)
 	}
 	key, ok := v.keys[c.KeyID]
@@ -79,6 +88,10 @@ func (v *Verifier) AddCheckpoint(c Checkpoint) error {
 	}
 	if err := c.Verify(key.Public); err != nil {
 		return err
+	}
+	if (!key.ValidFrom.IsZero() && c.SignedAt.Before(key.ValidFrom.Add(-ClockSkew))) ||
+		(!key.ValidUntil.IsZero() && c.SignedAt.After(key.ValidUntil.Add(ClockSkew))) {
+		return fmt.Errorf("checkpoint of org %s at seq %d: signed at %s, outside the validity of key %s", c.OrgID, c.Seq, c.SignedAt.UTC().Format(TimeLayout), c.KeyID)
 	}
 	if c.Kind == "removal" {
 		v.removals[c.Seq] = c

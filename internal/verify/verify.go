@@ -113,17 +113,24 @@ func Org(ctx context.Context, db Querier, orgID string) (Result, error) {
 	return res, nil
 }
 
-// Keys reads every public key that signed checkpoints, by key id.
+// Keys reads every public key that signed checkpoints, by key id, with the
+// time each was the signing key.
 func Keys(ctx context.Context, db Querier) (map[string]chain.Key, error) {
-	rows, err := db.Query(ctx, "SELECT key_id, public_key FROM audit.seal_keys")
+	rows, err := db.Query(ctx, "SELECT key_id, public_key, valid_from, valid_until FROM audit.seal_keys")
 	if err != nil {
 		return nil, fmt.Errorf("read seal keys: %w", err)
 	}
 	keys := map[string]chain.Key{}
 	var id string
 	var pub []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &pub}, func() error {
-		keys[id] = chain.Key{Public: ed25519.PublicKey(pub)}
+	var from time.Time
+	var until *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &pub, &from, &until}, func() error {
+		k := chain.Key{Public: ed25519.PublicKey(pub), ValidFrom: from}
+		if until != nil {
+			k.ValidUntil = *until
+		}
+		keys[id] = k
 		return nil
 	})
 	if err != nil {
