@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +229,68 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := chain.LoadOrCreateKey(bad, true); err == nil {
 		t.Fatal("a file that holds no key is used or overwritten")
+	}
+}
+
+// TestLoadOrCreateKeyRefusesReadableByOthers: a signing key others can read
+// is as good as published.
+func TestLoadOrCreateKeyRefusesReadableByOthers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seal.pem")
+	if _, err := chain.LoadOrCreateKey(path, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chain.LoadOrCreateKey(path, false); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("key file of mode %o: %v, want a refusal", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chain.LoadOrCreateKey(path, false); err != nil {
+			t.Errorf("key file of mode %o: %v", mode, err)
+		}
+	}
+}
+
+func TestLoadOrCreateKeyRefusesHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seal.pem")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chain.LoadOrCreateKey(path, false); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("a 1 MiB key file: %v, want too large", err)
+	}
+}
+
+// TestLoadOrCreateKeyConcurrent: processes starting together on a new key
+// file (serve and seal, or two sealers) end up with one key; none
+// overwrites another's or reads it half written.
+func TestLoadOrCreateKeyConcurrent(t *testing.T) {
+	for range 20 {
+		path := filepath.Join(t.TempDir(), "seal.pem")
+		keys := make([]ed25519.PrivateKey, 8)
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Go(func() { keys[i], errs[i] = chain.LoadOrCreateKey(path, true) })
+		}
+		wg.Wait()
+		onDisk, err := chain.LoadOrCreateKey(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if errs[i] != nil || !keys[i].Equal(onDisk) {
+				t.Fatalf("caller %d: %v; its key is not the one in the file", i, errs[i])
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*")); len(left) != 1 {
+			t.Fatalf("files left beside the key: %v", left)
+		}
 	}
 }
