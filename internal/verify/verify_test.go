@@ -1,0 +1,172 @@
+package verify_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/internal/verify"
+	"github.com/auditlog/auditlog/sealer"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// sealedOrg records n events of a new org, seals them, stops the sealer and
+// returns the superuser pool, the org and its event ids in seq order.
+func sealedOrg(t *testing.T, n int) (*pgxpool.Pool, string, []string) {
+	t.Helper()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	stop := sealtest.Start(t, url, sealer.Config{})
+	var ids []string
+	for i := range n {
+		var id string
+		err := pool.QueryRow(context.Background(), "SELECT audit.log_event($1, 'cluster.token_rotated', 'c1', jsonb_build_object('n', $2::int))", org, i).Scan(&id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	sealtest.WaitSealed(t, pool, org, int64(n))
+	stop()
+	return pool, org, ids
+}
+
+// superuser runs sql as a superuser with the immutability triggers off.
+func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := tx.Exec(ctx, sql, args...); err != nil || tag.RowsAffected() == 0 {
+		t.Fatalf("%s: %v, %d rows", sql, err, tag.RowsAffected())
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOrgIntact(t *testing.T) {
+	t.Parallel()
+	pool, org, _ := sealedOrg(t, 3)
+	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Break != nil || res.First != 1 || res.Last != 3 || res.Verified != 3 || res.Given != 0 || res.Unsealed != 0 {
+		t.Fatalf("intact chain: %+v (break %v)", res, res.Break)
+	}
+}
+
+// TestOrgFindsTampering: what a superuser does to the stored log is found
+// at the seq it was done.
+func TestOrgFindsTampering(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// tamper changes the stored log; ids are the events in seq order.
+		tamper     func(t *testing.T, pool *pgxpool.Pool, org string, ids []string)
+		wantSeq    int64
+		wantEvent  int // index in ids of the event the break names
+		wantReason string
+	}{
+		{
+			name: "an event's metadata changed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				superuser(t, pool, `UPDATE audit.events_free SET metadata = '{"n": 99}' WHERE org_id = $1 AND id = $2`, org, ids[2])
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "differs from what was sealed",
+		},
+		{
+			name: "an event deleted, its seal kept",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+			},
+			wantSeq: 2, wantEvent: 1, wantReason: "deleted",
+		},
+		{
+			name: "an event deleted with its seal",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+				superuser(t, pool, `DELETE FROM audit.seals WHERE org_id = $1 AND seq = 2`, org)
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "seals 2 to 2 are missing",
+		},
+		{
+			name: "two events swapped in seq order",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				for _, move := range [][2]int{{2, 100}, {3, 2}, {100, 3}} {
+					superuser(t, pool, `UPDATE audit.seals SET seq = $2 WHERE org_id = $1 AND seq = $3`, org, move[1], move[0])
+				}
+			},
+			wantSeq: 2, wantEvent: 2, wantReason: "differs from what was sealed",
+		},
+		{
+			name: "an event inserted directly, the seals after it renumbered",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				superuser(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
+				superuser(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
+				superuser(t, pool, `
+					INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
+					VALUES ('00000000-0000-4000-8000-0000000000ff', $1, now(), 'cluster.deleted', 'cluster', 'system', '{}')`, org)
+				superuser(t, pool, `
+					INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
+					SELECT $1, 3, occurred_at, id, sha256('forged') FROM audit.events_free WHERE id = '00000000-0000-4000-8000-0000000000ff'`, org)
+			},
+			wantSeq: 3, wantEvent: -1, wantReason: "differs from what was sealed",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, org, ids := sealedOrg(t, 5)
+			tc.tamper(t, pool, org, ids)
+			res, err := verify.Org(context.Background(), pool, org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := res.Break
+			want := "00000000-0000-4000-8000-0000000000ff"
+			if tc.wantEvent >= 0 {
+				want = ids[tc.wantEvent]
+			}
+			if b == nil || b.Seq != tc.wantSeq || b.EventID != want || !strings.Contains(b.Reason, tc.wantReason) {
+				t.Fatalf("break %v, want seq %d (event %s) with %q", b, tc.wantSeq, want, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestOrgAcceptsEventsRetentionRemoved: an expired event removed before its
+// seal was pruned is no break.
+func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
+	t.Parallel()
+	pool, org, ids := sealedOrg(t, 3)
+	// As if the event were older than the free plan's 7 days and its leaf
+	// dropped.
+	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+	res, err := verify.Org(context.Background(), pool, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Break != nil || res.Given != 1 || res.Verified != 2 {
+		t.Fatalf("chain with an expired event removed: %+v (break %v); want 1 given, 2 verified", res, res.Break)
+	}
+}
