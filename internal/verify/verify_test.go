@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,8 +18,9 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 // sealedOrg records n events of a new org, seals them, stops the sealer and
-// returns the superuser pool, the org and its event ids in seq order.
-func sealedOrg(t *testing.T, n int) (*pgxpool.Pool, string, []string) {
+// returns the database's superuser URL and pool, the org and its event ids
+// in seq order.
+func sealedOrg(t *testing.T, n int) (string, *pgxpool.Pool, string, []string) {
 	t.Helper()
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
@@ -35,7 +37,7 @@ func sealedOrg(t *testing.T, n int) (*pgxpool.Pool, string, []string) {
 	}
 	sealtest.WaitSealed(t, pool, org, int64(n))
 	stop()
-	return pool, org, ids
+	return url, pool, org, ids
 }
 
 // superuser runs sql as a superuser with the immutability triggers off.
@@ -65,7 +67,7 @@ func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
-	pool, org, _ := sealedOrg(t, 3)
+	_, pool, org, _ := sealedOrg(t, 3)
 	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org))
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +137,7 @@ func TestOrgFindsTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			pool, org, ids := sealedOrg(t, 5)
+			_, pool, org, ids := sealedOrg(t, 5)
 			tc.tamper(t, pool, org, ids)
 			res, err := verify.Org(context.Background(), pool, org)
 			if err != nil {
@@ -157,7 +159,7 @@ func TestOrgFindsTampering(t *testing.T) {
 // seal was pruned is no break.
 func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	t.Parallel()
-	pool, org, ids := sealedOrg(t, 3)
+	_, pool, org, ids := sealedOrg(t, 3)
 	// As if the event were older than the free plan's 7 days and its leaf
 	// dropped.
 	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
@@ -168,5 +170,38 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	}
 	if res.Break != nil || res.Given != 1 || res.Verified != 2 {
 		t.Fatalf("chain with an expired event removed: %+v (break %v); want 1 given, 2 verified", res, res.Break)
+	}
+}
+
+// TestPruneKeepsSealsOfDeletedEvents: the sealer prunes the seal of an event
+// retention removed, but not of one deleted while retention keeps it:
+// signing a removal checkpoint for it would hide the deletion for good.
+func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
+	t.Parallel()
+	url, pool, org, ids := sealedOrg(t, 3)
+	// Seq 1 as if expired on the free plan and its leaf dropped; seq 2
+	// deleted within retention.
+	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = ANY($2)`, org, ids[:2])
+
+	sealtest.Start(t, url, sealer.Config{PruneEvery: 10 * time.Millisecond})
+	sealtest.WaitFor(t, pool, "a removal checkpoint", func(ctx context.Context) (bool, error) {
+		var ok bool
+		err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND kind = 'removal')", org).Scan(&ok)
+		return ok, err
+	})
+	var first int64
+	if err := pool.QueryRow(context.Background(), "SELECT min(seq) FROM audit.seals WHERE org_id = $1", org).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if first != 2 {
+		t.Fatalf("after pruning, the seals start at seq %d; want 2 (seq 1 expired, seq 2 deleted)", first)
+	}
+	res, err := verify.Org(context.Background(), pool, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := res.Break; b == nil || b.Seq != 2 || b.EventID != ids[1] || !strings.Contains(b.Reason, "deleted") {
+		t.Fatalf("break %v, want the deletion at seq 2 (event %s)", b, ids[1])
 	}
 }
