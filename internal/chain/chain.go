@@ -43,7 +43,7 @@ func Next(prev Hash, seq int64, canonical []byte) Hash {
 	return out
 }
 
-// ParseHash reads a hash from its 64 lowercase hex digits or its bytes.
+// ParseHash reads a hash from its 32 bytes (as audit.seals stores it).
 func ParseHash(b []byte) (Hash, error) {
 	var h Hash
 	if len(b) != HashSize {
