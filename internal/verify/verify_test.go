@@ -2,12 +2,15 @@ package verify_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/auditlog/auditlog/internal/chain"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
 	"github.com/auditlog/auditlog/internal/testdb"
@@ -20,12 +23,12 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 // sealedOrg records n events of a new org, seals them, stops the sealer and
 // returns the database's superuser URL and pool, the org and its event ids
 // in seq order.
-func sealedOrg(t *testing.T, n int) (string, *pgxpool.Pool, string, []string) {
+func sealedOrg(t *testing.T, n int, key ed25519.PrivateKey) (string, *pgxpool.Pool, string, []string) {
 	t.Helper()
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
 	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	stop := sealtest.Start(t, url, sealer.Config{})
+	stop := sealtest.Start(t, url, sealer.Config{Key: key})
 	var ids []string
 	for i := range n {
 		var id string
@@ -67,7 +70,7 @@ func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
-	_, pool, org, _ := sealedOrg(t, 3)
+	_, pool, org, _ := sealedOrg(t, 3, nil)
 	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org))
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +140,7 @@ func TestOrgFindsTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, pool, org, ids := sealedOrg(t, 5)
+			_, pool, org, ids := sealedOrg(t, 5, nil)
 			tc.tamper(t, pool, org, ids)
 			res, err := verify.Org(context.Background(), pool, org)
 			if err != nil {
@@ -159,7 +162,7 @@ func TestOrgFindsTampering(t *testing.T) {
 // seal was pruned is no break.
 func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	t.Parallel()
-	_, pool, org, ids := sealedOrg(t, 3)
+	_, pool, org, ids := sealedOrg(t, 3, nil)
 	// As if the event were older than the free plan's 7 days and its leaf
 	// dropped.
 	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
@@ -178,7 +181,7 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 // signing a removal checkpoint for it would hide the deletion for good.
 func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	t.Parallel()
-	url, pool, org, ids := sealedOrg(t, 3)
+	url, pool, org, ids := sealedOrg(t, 3, nil)
 	// Seq 1 as if expired on the free plan and its leaf dropped; seq 2
 	// deleted within retention.
 	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
@@ -204,4 +207,84 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	if b := res.Break; b == nil || b.Seq != 2 || b.EventID != ids[1] || !strings.Contains(b.Reason, "deleted") {
 		t.Fatalf("break %v, want the deletion at seq 2 (event %s)", b, ids[1])
 	}
+}
+
+// TestOrgReadsOneSnapshot: the sealer prunes seals while verify reads, after
+// it read the checkpoints and before it reads the seals; verify still sees
+// one consistent state, and no break.
+func TestOrgReadsOneSnapshot(t *testing.T) {
+	t.Parallel()
+	key := sealtest.Key(t)
+	_, pool, org, ids := sealedOrg(t, 3, key)
+	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+
+	// What the sealer's prune does: remove seal 1, sign its removal.
+	prune := func(ctx context.Context) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var c chain.Checkpoint
+		var hash []byte
+		if err := tx.QueryRow(ctx, "SELECT org_id::text, seq, hash FROM audit.prune_seals(100)").Scan(&c.OrgID, &c.Seq, &hash); err != nil {
+			t.Fatalf("prune: %v", err)
+		}
+		c.Kind, c.Hash, c.SignedAt = "removal", chain.Hash(hash), time.Now()
+		c.Sign(key)
+		if _, err := tx.Exec(ctx, "SELECT audit.record_checkpoints('removal', $1, $2, $3, $4, $5, $6)",
+			c.KeyID, []string{c.OrgID}, []int64{c.Seq}, [][]byte{hash}, []time.Time{c.SignedAt}, [][]byte{c.Signature}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Break != nil || res.Verified != 2 || res.Given != 1 {
+		t.Fatalf("chain pruned while read: %+v (break %v); want 2 verified, 1 given", res, res.Break)
+	}
+}
+
+// pruning runs prune once, just before the first query of the seals.
+type pruning struct {
+	pool  *pgxpool.Pool
+	prune func(context.Context)
+	done  bool
+}
+
+func (p *pruning) before(ctx context.Context, sql string) {
+	if !p.done && strings.Contains(sql, "audit.sealed_events") {
+		p.done = true
+		p.prune(ctx)
+	}
+}
+
+func (p *pruning) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	p.before(ctx, sql)
+	return p.pool.Query(ctx, sql, args...)
+}
+
+func (p *pruning) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	p.before(ctx, sql)
+	return p.pool.QueryRow(ctx, sql, args...)
+}
+
+func (p *pruning) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	tx, err := p.pool.BeginTx(ctx, opts)
+	return &pruningTx{Tx: tx, p: p}, err
+}
+
+type pruningTx struct {
+	pgx.Tx
+	p *pruning
+}
+
+func (t *pruningTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	t.p.before(ctx, sql)
+	return t.Tx.Query(ctx, sql, args...)
 }
