@@ -63,6 +63,7 @@ func New(cfg Config) http.Handler {
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
 	}
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus))
 	if s.now == nil {
 		s.now = time.Now
 	} else {
@@ -91,6 +92,9 @@ func New(cfg Config) http.Handler {
 	api.GET("/audit/actions", s.listActions)
 	api.GET("/orgs/:id/audit", s.requireOwner, s.listEvents)
 	api.GET("/orgs/:id/audit/summary", s.requireOwner, s.summarize)
+	api.GET("/orgs/:id/audit/feed", s.requireOwner, s.feed)
+	api.GET("/orgs/:id/audit/checkpoints", s.requireOwner, s.checkpoints)
+	api.GET("/audit/keys", s.sealKeys)
 	return r
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // metrics are what GET /metrics shows, on a registry of the server's own.
@@ -74,4 +77,51 @@ func methodLabel(method string) string {
 
 func (m *metrics) handler() gin.HandlerFunc {
 	return gin.WrapH(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+}
+
+// sealerCollector reports the sealer's progress at each scrape, from the
+// database (the sealer may run in another process).
+type sealerCollector struct {
+	status                     func(context.Context) (store.SealerStatus, error)
+	active, behind, lastSealed *prometheus.Desc
+}
+
+func newSealerCollector(status func(context.Context) (store.SealerStatus, error)) *sealerCollector {
+	return &sealerCollector{
+		status: status,
+		active: prometheus.NewDesc("auditlog_sealer_active",
+			"1 while a sealer reads this database's replication slot, 0 when none does (no series before a sealer first ran).", nil, nil),
+		behind: prometheus.NewDesc("auditlog_sealer_behind_bytes",
+			"WAL written since the position the sealer last confirmed (it confirms every 10 s and when idle): what it has yet to read.", nil, nil),
+		lastSealed: prometheus.NewDesc("auditlog_sealer_last_sealed_timestamp_seconds",
+			"When the sealer last recorded seals, in Unix seconds.", nil, nil),
+	}
+}
+
+func (c *sealerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.active
+	ch <- c.behind
+	ch <- c.lastSealed
+}
+
+func (c *sealerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.active, err)
+		return
+	}
+	if !st.Slot {
+		return
+	}
+	active := 0.0
+	if st.Active {
+		active = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, active)
+	ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(st.BehindBytes))
+	if !st.LastSealed.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.lastSealed, prometheus.GaugeValue, float64(st.LastSealed.UnixMicro())/1e6)
+	}
 }

@@ -37,64 +37,68 @@ const (
 	maxCursorLen = 200
 )
 
-// listParams are the parsed query parameters of GET /api/orgs/{id}/audit.
-type listParams struct {
+// filterParams are the parameters the listing and the feed share.
+type filterParams struct {
 	action     string // exact action or free text; empty: any
 	targetType string
 	actor      string
-	rangeName  string        // 24h, 7d, 30d; empty: none
-	window     time.Duration // of rangeName
-	since      time.Time     // zero: none
-	until      time.Time     // zero: none
 	limit      int
-	cursor     string
-	csv        bool
+}
+
+// set parses parameter name if it is one of filterParams', and says so.
+func (p *filterParams) set(name, v string, badf func(name, format string, args ...any)) bool {
+	switch name {
+	case "action":
+		if len(v) > maxActionLen {
+			badf(name, "longer than %d characters", maxActionLen)
+		}
+		p.action = strings.TrimSpace(v)
+	case "target_type":
+		if !slices.Contains(targetTypes, v) {
+			badf(name, "must be one of %s", strings.Join(targetTypes, ", "))
+		}
+		p.targetType = v
+	case "actor":
+		if len(v) > maxActorLen {
+			badf(name, "longer than %d characters", maxActorLen)
+		}
+		p.actor = strings.TrimSpace(v)
+	case "limit":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			badf(name, "must be a whole number from 1 to %d", maxLimit)
+		}
+		p.limit = n
+	default:
+		return false
+	}
+	return true
+}
+
+// listParams are the parsed query parameters of GET /api/orgs/{id}/audit.
+type listParams struct {
+	filterParams
+	rangeName string        // 24h, 7d, 30d; empty: none
+	window    time.Duration // of rangeName
+	since     time.Time     // zero: none
+	until     time.Time     // zero: none
+	cursor    string
+	csv       bool
 }
 
 // parseListParams checks every query parameter and returns all that are
 // wrong at once.
 func parseListParams(q url.Values) (listParams, error) {
-	p := listParams{limit: defaultLimit}
+	p := listParams{filterParams: filterParams{limit: defaultLimit}}
 	var bad []invalidParam
 	badf := func(name, format string, args ...any) {
 		bad = append(bad, invalidParam{Name: name, Reason: fmt.Sprintf(format, args...)})
 	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		values := q[name]
-		if !slices.Contains(listParamNames, name) {
-			badf(printable(name), "unknown parameter; the parameters are %s", strings.Join(listParamNames, ", "))
-			continue
-		}
-		if len(values) > 1 {
-			badf(name, "given %d times; give it once", len(values))
-			continue
-		}
-		v := values[0]
-		if reason := checkText(v); reason != "" {
-			badf(name, "%s", reason)
-			continue
+	eachParam(q, listParamNames, badf, func(name, v string) {
+		if p.filterParams.set(name, v, badf) {
+			return
 		}
 		switch name {
-		case "action":
-			if len(v) > maxActionLen {
-				badf(name, "longer than %d characters", maxActionLen)
-			}
-			p.action = strings.TrimSpace(v)
-		case "target_type":
-			if !slices.Contains(targetTypes, v) {
-				badf(name, "must be one of %s", strings.Join(targetTypes, ", "))
-			}
-			p.targetType = v
-		case "actor":
-			if len(v) > maxActorLen {
-				badf(name, "longer than %d characters", maxActorLen)
-			}
-			p.actor = strings.TrimSpace(v)
 		case "range":
 			w, ok := ranges[v]
 			if !ok {
@@ -105,7 +109,7 @@ func parseListParams(q url.Values) (listParams, error) {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
 				badf(name, "not an RFC 3339 time such as 2026-01-02T15:04:05Z")
-				continue
+				return
 			}
 			t = ceilMicrosecond(t).UTC()
 			if name == "since" {
@@ -113,12 +117,6 @@ func parseListParams(q url.Values) (listParams, error) {
 			} else {
 				p.until = t
 			}
-		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxLimit {
-				badf(name, "must be a whole number from 1 to %d", maxLimit)
-			}
-			p.limit = n
 		case "cursor":
 			if len(v) > maxCursorLen {
 				badf(name, "not a cursor this API issued; start again without it")
@@ -130,7 +128,7 @@ func parseListParams(q url.Values) (listParams, error) {
 			}
 			p.csv = v == "csv"
 		}
-	}
+	})
 	if p.rangeName != "" && (q.Has("since") || q.Has("until")) {
 		badf("range", "give either range or since/until, not both")
 	}
@@ -152,6 +150,33 @@ func parseListParams(q url.Values) (listParams, error) {
 		return listParams{}, invalidParams(bad)
 	}
 	return p, nil
+}
+
+// eachParam calls set with each parameter of q, in name order, after
+// checking that it is one of allowed, given once, and printable UTF-8;
+// what is wrong goes to badf.
+func eachParam(q url.Values, allowed []string, badf func(name, format string, args ...any), set func(name, v string)) {
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		values := q[name]
+		if !slices.Contains(allowed, name) {
+			badf(printable(name), "unknown parameter; the parameters are %s", strings.Join(allowed, ", "))
+			continue
+		}
+		if len(values) > 1 {
+			badf(name, "given %d times; give it once", len(values))
+			continue
+		}
+		if reason := checkText(values[0]); reason != "" {
+			badf(name, "%s", reason)
+			continue
+		}
+		set(name, values[0])
+	}
 }
 
 // checkText says what is wrong with a parameter's text, if anything: it must

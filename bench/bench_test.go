@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
 
@@ -27,7 +28,7 @@ func TestEveryBenchmarkRuns(t *testing.T) {
 	// The stall benchmark needs phases long enough for a detach to wait out
 	// its 2 s readers; the others are quick at any length.
 	for _, args := range [][]string{
-		{"-run", "^(log_event|retention_retire|import|api)$", "-duration", "200ms"},
+		{"-run", "^(log_event|seal|retention_retire|import|api)$", "-duration", "200ms"},
 		{"-run", "^retention_stall$", "-duration", "8s"},
 	} {
 		err := run(context.Background(), append([]string{"-database-url", admin, "-scale", "0.0005"}, args...), &out)
@@ -36,7 +37,7 @@ func TestEveryBenchmarkRuns(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"log_event tx/s", "retire one day", "worst log_event latency", "import rows/s",
-		"API first page", "CSV export rows/s", "API server peak RSS"} {
+		"API first page", "commit to sealed lag", "CSV export rows/s", "API server peak RSS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q row:\n%s", want, out.String())
 		}
@@ -59,7 +60,7 @@ func dropBenchDatabases(t *testing.T, admin string) {
 		return
 	}
 	for _, name := range names {
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		if err := database.DropDatabase(ctx, conn, name); err != nil {
 			t.Error(err)
 		}
 	}

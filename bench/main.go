@@ -54,6 +54,7 @@ type benchmark struct {
 
 var suite = []benchmark{
 	{"log_event", benchLogEvent},
+	{"seal", benchSeal},
 	{"retention_retire", benchRetire},
 	{"retention_stall", benchRetentionStall},
 	{"import", benchImport},
@@ -171,11 +172,11 @@ func (b *bench) freshDB(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	defer admin.Close(ctx)
-	ident := pgx.Identifier{name}.Sanitize()
-	for _, sql := range []string{"DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)", "CREATE DATABASE " + ident} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			return "", err
-		}
+	if err := database.DropDatabase(ctx, admin, name); err != nil {
+		return "", err
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
 	}
 	url, err := database.WithDatabase(b.adminURL, name)
 	if err != nil {

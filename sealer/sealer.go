@@ -126,6 +126,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
+// Check connects to the database at url and says whether a sealer could
+// run there: a primary with wal_level logical, and a role with the
+// REPLICATION attribute and membership of audit_sealer.
+func Check(ctx context.Context, url string) error {
+	conn, err := database.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := checkServer(ctx, conn); err != nil {
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			return fatal.error
+		}
+		return err
+	}
+	return nil
+}
+
 func runOnce(ctx context.Context, cfg *Config) error {
 	conn, err := database.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {

@@ -2,12 +2,17 @@ package sealer_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/importer"
 	"github.com/auditlog/auditlog/internal/sealtest"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/internal/verify"
@@ -15,7 +20,12 @@ import (
 	"github.com/auditlog/auditlog/sealer"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	if url := os.Getenv(helperURL); url != "" {
+		os.Exit(runHelperSealer(url))
+	}
+	testdb.Main(m)
+}
 
 // record logs one event of org in its own transaction and returns its id.
 func record(t testing.TB, pool *pgxpool.Pool, org string) string {
@@ -51,7 +61,7 @@ func sealed(t testing.TB, pool *pgxpool.Pool, org string) []string {
 // checkChain fails the test unless org's chain verifies with n links.
 func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
 	t.Helper()
-	res, err := verify.Org(context.Background(), pool, org)
+	res, err := verify.Org(context.Background(), pool, org, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +197,62 @@ func TestSealsKeepSeqWhenOrgIsRetiered(t *testing.T) {
 		t.Fatalf("after re-tiering: sealed %v, want %v then %s", got, before, third)
 	}
 	checkChain(t, pool, org, 3)
+}
+
+// Retention removes events; the sealer prunes their seals and signs the
+// last one removed, so the chain still verifies from the first kept event,
+// and goes on.
+func TestPruningKeepsTheChainVerifiable(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})
+	for _, age := range []time.Duration{10 * 24 * time.Hour, 9 * 24 * time.Hour, time.Hour, time.Minute} {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-age)})
+	}
+	sealtest.Start(t, url, sealer.Config{PruneEvery: 50 * time.Millisecond})
+	sealtest.WaitSealed(t, pool, org, 4)
+	w, err := retention.New(pool, retention.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.RunOnce(context.Background()); err != nil || len(rep.Dropped) == 0 {
+		t.Fatalf("retention pass: %+v, %v; want expired leaves dropped", rep, err)
+	}
+	sealtest.WaitFor(t, pool, "the seals of removed events pruned", func(ctx context.Context) (bool, error) {
+		var first int64
+		err := pool.QueryRow(ctx, "SELECT coalesce(min(seq), 0) FROM audit.seals WHERE org_id = $1", org).Scan(&first)
+		return first == 3, err
+	})
+	record(t, pool, org)
+	sealtest.WaitSealed(t, pool, org, 5)
+	res, err := verify.Org(context.Background(), pool, org, nil)
+	if err != nil || res.Break != nil || res.First != 3 || res.Last != 5 || res.Verified != 3 || res.Checkpoints == 0 {
+		t.Fatalf("after pruning: %+v, %v; want seq 3 to 5 verified from the removal checkpoint", res, err)
+	}
+}
+
+// Bulk-imported events are sealed too, once their batch commits.
+func TestImportedEventsAreSealed(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
+	sealtest.Start(t, url, sealer.Config{})
+	var input strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&input, `{"org_id": %q, "occurred_at": %q, "action": "auth.signout"}`+"\n",
+			org, time.Now().Add(-time.Duration(i)*time.Hour).UTC().Format(time.RFC3339Nano))
+	}
+	conn, err := pgx.Connect(context.Background(), testdb.Role(t, url, "audit_maintainer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rep, err := importer.Import(context.Background(), conn, strings.NewReader(input.String()), importer.Options{BatchSize: 20})
+	if err != nil || rep.Loaded != 50 {
+		t.Fatalf("import: %+v, %v", rep, err)
+	}
+	sealtest.WaitSealed(t, pool, org, 50)
+	checkChain(t, pool, org, 50)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		printDev(e.stdout, a.String(), cluster.Dir(), info)
 	}}
 	cfg.retention.dbURL = info.workerURL
+	cfg.seal = sealFlags{dbURL: info.sealerURL, keyPath: filepath.Join(cluster.Dir(), devenv.SealKeyFile), createKey: true}
 	return serve(ctx, e, cfg)
 }
 
@@ -60,6 +62,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 type devInfo struct {
 	apiURL      string // the database as auditlog_api, for the API
 	workerURL   string // the database as auditlog_worker, for the retention worker
+	sealerURL   string // the database as auditlog_sealer, for the sealer
 	demo        demo.Result
 	token       string
 	tokenMinted bool
@@ -90,7 +93,10 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 	if info.apiURL, err = database.WithUser(dbURL, devenv.LoginRoles[0].Name, ""); err != nil {
 		return info, err
 	}
-	info.workerURL, err = database.WithUser(dbURL, devenv.Worker, "")
+	if info.workerURL, err = database.WithUser(dbURL, devenv.Worker, ""); err != nil {
+		return info, err
+	}
+	info.sealerURL, err = database.WithUser(dbURL, devenv.Sealer, "")
 	return info, err
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/auditlog/auditlog/internal/devenv"
 	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/sealer"
 )
 
 // dev prepares the login roles, the demo and an owner token; a second run
@@ -56,6 +57,9 @@ func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 	}
 	if !strings.Contains(second.apiURL, "auditlog_api@") {
 		t.Errorf("the API connects as %s", second.apiURL)
+	}
+	if err := sealer.Check(ctx, second.sealerURL); err != nil {
+		t.Errorf("the sealer's role cannot seal: %v", err)
 	}
 
 	var out strings.Builder

@@ -114,7 +114,8 @@ func TestServeHealthzAndShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	e, _ := testEnv(t)
 	go func() {
-		done <- serve(ctx, e, serveConfig{addr: "127.0.0.1:0", dbURL: url, ready: func(a net.Addr) { addrc <- a }})
+		done <- serve(ctx, e, serveConfig{addr: "127.0.0.1:0", dbURL: url, seal: sealFlags{disabled: true},
+			ready: func(a net.Addr) { addrc <- a }})
 	}()
 	var base string
 	select {

@@ -81,7 +81,7 @@ func TestServeRunsTheRetentionWorker(t *testing.T) {
 		e, _ := testEnv(t)
 		go func() {
 			done <- serve(ctx, e, serveConfig{addr: "127.0.0.1:0", dbURL: url,
-				retention: retentionFlags{disabled: disabled}, ready: func(net.Addr) { close(ready) }})
+				retention: retentionFlags{disabled: disabled}, seal: sealFlags{disabled: true}, ready: func(net.Addr) { close(ready) }})
 		}()
 		<-ready
 		pool := testdb.Pool(t, url)

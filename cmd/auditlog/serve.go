@@ -20,6 +20,8 @@ type serveConfig struct {
 	dbURL string
 	// retention configures the in-process retention worker.
 	retention retentionFlags
+	// seal configures the in-process sealer.
+	seal sealFlags
 	// rateLimit and rateBurst bound each token's requests (api.Config); zero: the API's defaults.
 	rateLimit float64
 	rateBurst int
@@ -28,13 +30,14 @@ type serveConfig struct {
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--retention-schedule CRON | --no-retention]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", envFloat("AUDITLOG_RATE_LIMIT", 10), "requests a second each token may make on average (env AUDITLOG_RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", int(envFloat("AUDITLOG_RATE_BURST", 20)), "requests a token may make at once (env AUDITLOG_RATE_BURST)")
 	cfg.retention.register(fs)
+	cfg.seal.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +56,11 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer stopRetention()
+	stopSealer, err := startSealer(ctx, e, cfg.dbURL, cfg.seal)
+	if err != nil {
+		return err
+	}
+	defer stopSealer()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -116,3 +116,21 @@ func redact(rawURL string) string {
 	}
 	return u.Redacted()
 }
+
+// DropDatabase drops database name if it exists, as a superuser on conn
+// (connected to another database): its connections are ended, and so are
+// its replication slots, which would keep it from being dropped.
+func DropDatabase(ctx context.Context, conn *pgx.Conn, name string) error {
+	_, err := conn.Exec(ctx, `
+		SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name)
+	if err != nil {
+		return fmt.Errorf("end the replication of database %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name); err != nil {
+		return fmt.Errorf("drop the replication slots of database %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}

@@ -27,7 +27,10 @@ type LoginRole struct {
 	// NoInherit keeps the groups' rights out of the session until it sets
 	// a role: the retention worker takes audit_owner only to detach.
 	NoInherit bool
-	About     string
+	// Replication gives the role the REPLICATION attribute, which logical
+	// decoding needs: the sealer's.
+	Replication bool
+	About       string
 }
 
 // LoginRoles are the roles CreateLoginRoles makes; the first is the API's.
@@ -37,10 +40,18 @@ var LoginRoles = []LoginRole{
 	{Name: "auditlog_worker", Groups: []string{"audit_maintainer", "audit_owner"}, NoInherit: true,
 		About: "the retention worker (audit_owner only for DETACH ... CONCURRENTLY, see docs/retention.md)"},
 	{Name: "auditlog_import", Groups: []string{"audit_maintainer"}, About: "bulk imports"},
+	{Name: Sealer, Groups: []string{"audit_sealer"}, Replication: true, About: "the sealer (REPLICATION for logical decoding, see docs/feed.md)"},
 }
 
 // Worker is the login role the retention worker runs as.
 const Worker = "auditlog_worker"
+
+// Sealer is the login role the sealer runs as.
+const Sealer = "auditlog_sealer"
+
+// SealKeyFile is the name of the file, in the local cluster's directory,
+// that keeps the sealer's signing key between runs.
+const SealKeyFile = "dev-seal-key.pem"
 
 //go:embed login_role.sql
 var loginRoleSQL string
@@ -55,8 +66,9 @@ func CreateLoginRoles(ctx context.Context, conn *pgx.Conn) error {
 	for _, r := range LoginRoles {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('devenv.role', $1, true), set_config('devenv.groups', $2, true),
-				set_config('devenv.noinherit', $3, true), set_config('devenv.about', $4, true)`,
-				r.Name, strings.Join(r.Groups, ","), fmt.Sprint(r.NoInherit), r.About); err != nil {
+				set_config('devenv.noinherit', $3, true), set_config('devenv.about', $4, true),
+				set_config('devenv.replication', $5, true)`,
+				r.Name, strings.Join(r.Groups, ","), fmt.Sprint(r.NoInherit), r.About, fmt.Sprint(r.Replication)); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, loginRoleSQL)

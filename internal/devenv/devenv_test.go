@@ -46,13 +46,17 @@ func TestCreateLoginRolesTwiceAndConcurrently(t *testing.T) {
 	}
 	pool := testdb.Pool(t, urls[0])
 	for _, r := range devenv.LoginRoles {
-		var inherits bool
-		if err := pool.QueryRow(ctx, "SELECT rolinherit FROM pg_roles WHERE rolname = $1 AND rolcanlogin AND NOT rolsuper", r.Name).Scan(&inherits); err != nil {
+		var inherits, replication bool
+		if err := pool.QueryRow(ctx, "SELECT rolinherit, rolreplication FROM pg_roles WHERE rolname = $1 AND rolcanlogin AND NOT rolsuper",
+			r.Name).Scan(&inherits, &replication); err != nil {
 			t.Errorf("login role %s: %v", r.Name, err)
 			continue
 		}
 		if inherits == r.NoInherit {
 			t.Errorf("login role %s: inherit %v, want %v", r.Name, inherits, !r.NoInherit)
+		}
+		if replication != r.Replication {
+			t.Errorf("login role %s: replication %v, want %v", r.Name, replication, r.Replication)
 		}
 		for _, g := range r.Groups {
 			var ok bool

@@ -314,17 +314,7 @@ func createDatabase(ctx context.Context, from string) (string, func() error, err
 			return err
 		}
 		defer c.Close(context.Background())
-		// A sealer's replication slot keeps its database from being dropped.
-		if _, err := c.Exec(context.Background(), `
-			SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name); err != nil {
-			return err
-		}
-		if _, err := c.Exec(context.Background(), `
-			SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, name); err != nil {
-			return err
-		}
-		_, err = c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
-		return err
+		return database.DropDatabase(context.Background(), c, name)
 	}
 	return u, drop, nil
 }

@@ -71,7 +71,7 @@ func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
 	_, pool, org, _ := sealedOrg(t, 3, nil)
-	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org))
+	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestOrgFindsTampering(t *testing.T) {
 			t.Parallel()
 			_, pool, org, ids := sealedOrg(t, 5, nil)
 			tc.tamper(t, pool, org, ids)
-			res, err := verify.Org(context.Background(), pool, org)
+			res, err := verify.Org(context.Background(), pool, org, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +167,7 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	// dropped.
 	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
 	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
-	res, err := verify.Org(context.Background(), pool, org)
+	res, err := verify.Org(context.Background(), pool, org, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	if first != 2 {
 		t.Fatalf("after pruning, the seals start at seq %d; want 2 (seq 1 expired, seq 2 deleted)", first)
 	}
-	res, err := verify.Org(context.Background(), pool, org)
+	res, err := verify.Org(context.Background(), pool, org, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org)
+	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

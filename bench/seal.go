@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/auditlog/auditlog/sealer"
+)
+
+// benchSeal measures the sealer against log_event at full speed: what a
+// running sealer costs the writers (log_event tx/s with and without it,
+// interleaved), the lag from a writer's COMMIT returning to the event's
+// seal, and how fast it seals a backlog compared with log_event's peak.
+func benchSeal(ctx context.Context, b *bench) ([]row, error) {
+	url, conn, err := b.freshConn(ctx, "auditlog_bench_seal")
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	var org string
+	err = conn.QueryRow(ctx, `
+		WITH o AS (INSERT INTO cloud.orgs (name, plan) VALUES ('bench', 'team') RETURNING id),
+		     leaves AS (SELECT audit.make_leaf('team', current_date), audit.make_leaf('team', current_date + 1))
+		SELECT o.id::text FROM o, leaves`).Scan(&org)
+	if err != nil {
+		return nil, err
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s := &sealerProc{cfg: sealer.Config{DatabaseURL: url, Key: key, Logger: b.logger}}
+	// The slot is made once; stopping the sealer keeps it, so what is
+	// written while it is stopped waits in the WAL, as after an outage.
+	if err := s.start(ctx, conn); err != nil {
+		return nil, err
+	}
+	if err := waitSealed(ctx, conn); err != nil {
+		return nil, err
+	}
+
+	// Writers: 4 clients, single-event durable transactions; each notes when
+	// its COMMIT returned, by event id, for the lag.
+	var mu sync.Mutex
+	committedAt := map[string]time.Time{}
+	write := func(ctx context.Context, c *pgx.Conn, i int) error {
+		var id string
+		if err := c.QueryRow(ctx, `SELECT audit.log_event(org_id => $1, action => 'cluster.created', target_id => $2,
+			metadata => '{"name": "prod-eu-1"}')`, org, fmt.Sprint("cl-", i)).Scan(&id); err != nil {
+			return err
+		}
+		t := time.Now()
+		mu.Lock()
+		committedAt[id] = t
+		mu.Unlock()
+		return nil
+	}
+	const clients = 4
+	var with, without float64
+	// Interleaved: with the sealer, without, with, without. What is written
+	// without it is its backlog, sealed when it starts again: the first
+	// time before the next phase, the last time timed.
+	var backlog int64
+	var catchUp time.Duration
+	for i := range 2 {
+		w, err := runClients(ctx, url, clients, b.duration/2, nil, write)
+		if err != nil {
+			return nil, err
+		}
+		s.stop()
+		wo, err := runClients(ctx, url, clients, b.duration/2, nil, write)
+		if err != nil {
+			return nil, err
+		}
+		with += w.perSecond() / 2
+		without += wo.perSecond() / 2
+		if backlog, err = countUnsealed(ctx, conn); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		if err := s.start(ctx, conn); err != nil {
+			return nil, err
+		}
+		if err := waitSealed(ctx, conn); err != nil {
+			return nil, err
+		}
+		catchUp = time.Since(start)
+		if i == 1 {
+			s.stop()
+		}
+	}
+	lags, err := sealLags(ctx, conn, committedAt, s.stoppedFrom)
+	if err != nil {
+		return nil, err
+	}
+	p50, p99 := lags[len(lags)/2], lags[len(lags)*99/100]
+	sealRate := float64(backlog) / catchUp.Seconds()
+	return []row{
+		{benchmark: fmt.Sprintf("log_event tx/s with the sealer running vs without, %d clients, durable", clients),
+			measured: fmt.Sprintf("%.0f tx/s", with), baseline: fmt.Sprintf("%.0f tx/s", without), ratio: with / without,
+			goal: ">= 0.98", met: ptr(with/without >= 0.98)},
+		{benchmark: "commit to sealed lag p99 (p50), 4 writers at full speed",
+			measured: fmt.Sprintf("%s (%s), %d events", ms(p99), ms(p50), len(lags)),
+			goal:     "< 1000 ms", met: ptr(p99 < time.Second)},
+		{benchmark: "sealing a backlog, events/s vs log_event's peak tx/s",
+			measured: fmt.Sprintf("%.0f events/s (%d in %s)", sealRate, backlog, catchUp.Round(time.Millisecond)),
+			baseline: fmt.Sprintf("%.0f tx/s", without), ratio: sealRate / without,
+			goal: ">= 5", met: ptr(sealRate/without >= 5)},
+	}, nil
+}
+
+// sealerProc runs the sealer in this process and records when it stopped.
+type sealerProc struct {
+	cfg         sealer.Config
+	cancel      func()
+	done        chan struct{}
+	stoppedFrom []time.Time // when each stop began
+}
+
+// start runs the sealer and returns once its slot is made.
+func (s *sealerProc) start(ctx context.Context, conn *pgx.Conn) error {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := sealer.Run(ctx, s.cfg); err != nil {
+			s.cfg.Logger.Error("sealer", "err", err)
+		}
+	}()
+	for {
+		var ready bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.sealer_progress WHERE lsn <> '0/0')").Scan(&ready); err != nil {
+			return err
+		}
+		if ready {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *sealerProc) stop() {
+	s.stoppedFrom = append(s.stoppedFrom, time.Now())
+	s.cancel()
+	<-s.done
+}
+
+func countUnsealed(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	var n int64
+	err := conn.QueryRow(ctx, "SELECT count(*) FROM audit.unsealed_events").Scan(&n)
+	return n, err
+}
+
+func waitSealed(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, err := countUnsealed(ctx, conn)
+		if err != nil || n == 0 {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sealLags is, sorted, the time from COMMIT returning to sealed_at of every
+// event committed while the sealer ran: before the first stop, or after a
+// restart that followed one.
+func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.Time, stops []time.Time) ([]time.Duration, error) {
+	rows, err := conn.Query(ctx, "SELECT event_id::text, sealed_at FROM audit.seals")
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	var sealedAt time.Time
+	var lags []time.Duration
+	_, err = pgx.ForEachRow(rows, []any{&id, &sealedAt}, func() error {
+		at, ok := committedAt[id]
+		if !ok || whileStopped(at, sealedAt, stops) {
+			return nil
+		}
+		lags = append(lags, max(sealedAt.Sub(at), 0))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(lags) == 0 {
+		return nil, fmt.Errorf("no event sealed while the sealer ran")
+	}
+	slices.Sort(lags)
+	return lags, nil
+}
+
+// whileStopped says whether an event committed at `at` and sealed at
+// sealedAt waited for a stopped sealer: a stop began between the two.
+func whileStopped(at, sealedAt time.Time, stops []time.Time) bool {
+	for _, s := range stops {
+		if !s.After(sealedAt) && !s.Before(at) {
+			return true
+		}
+	}
+	return false
+}
