@@ -159,12 +159,13 @@ WHERE NOT EXISTS (SELECT FROM audit.seals s
 COMMENT ON VIEW audit.unsealed_events IS 'Stored events without a seal: not yet sealed, or written around audit.log_event while no sealer was reading.';
 
 -- audit.prune_seals removes, per org, the oldest seals whose events
--- retention has removed, up to p_batch in all, and returns per org the last
--- seal it removed: the sealer signs it as a removal checkpoint in the same
--- transaction, so the chain stays verifiable from the first kept event. A
--- seal whose event is gone but that follows a kept one waits until the
--- events before it go too (a late-committed or imported event may be older
--- than events sealed before it).
+-- retention has removed (gone, and older than the org's retention floor),
+-- up to p_batch in all, and returns per org the last seal it removed: the
+-- sealer signs it as a removal checkpoint in the same transaction, so the
+-- chain stays verifiable from the first kept event. A seal whose event is
+-- gone but that follows a kept one waits until the events before it go too
+-- (a late-committed or imported event may be older than events sealed
+-- before it).
 CREATE OR REPLACE FUNCTION audit.prune_seals(p_batch integer)
 RETURNS TABLE (org_id uuid, seq bigint, hash bytea)
 LANGUAGE plpgsql
@@ -177,12 +178,17 @@ DECLARE
   v_last bigint;
   v_hash bytea;
   v_n integer;
+  v_floor timestamptz;
 BEGIN
   FOR o IN SELECT h.org_id FROM audit.seal_heads h ORDER BY h.org_id LOOP
     EXIT WHEN v_left <= 0;
+    -- Only retention removes events, below the floor: a seal whose event is
+    -- gone above it stays, so verify names the deletion.
+    SELECT sc.floor INTO v_floor FROM audit.org_scope(o) sc;
+    CONTINUE WHEN v_floor IS NULL;
     SELECT max(f.seq) INTO v_last
     FROM (
-      SELECT s.seq, bool_and(e.id IS NULL) OVER (ORDER BY s.seq) AS gone
+      SELECT s.seq, bool_and(e.id IS NULL AND s.occurred_at < v_floor) OVER (ORDER BY s.seq) AS gone
       FROM (SELECT * FROM audit.seals s WHERE s.org_id = o ORDER BY s.seq LIMIT v_left) s
       LEFT JOIN audit.stored_events e ON e.org_id = s.org_id AND e.occurred_at = s.occurred_at AND e.id = s.event_id
     ) f

@@ -11,7 +11,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -41,7 +43,7 @@ func Next(prev Hash, seq int64, canonical []byte) Hash {
 	return out
 }
 
-// ParseHash reads a hash from its 64 lowercase hex digits or its bytes.
+// ParseHash reads a hash from its 32 bytes (as audit.seals stores it).
 func ParseHash(b []byte) (Hash, error) {
 	var h Hash
 	if len(b) != HashSize {
@@ -128,6 +130,11 @@ func canonicalJSON(raw []byte) (json.RawMessage, error) {
 	var v any
 	if err := d.Decode(&v); err != nil {
 		return nil, err
+	}
+	// Bytes after the value would be dropped, so two different metadata
+	// would share their canonical form.
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON value")
 	}
 	return marshal(sortKeys(v))
 }

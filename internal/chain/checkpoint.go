@@ -10,8 +10,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -49,6 +51,10 @@ func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
 
 // Verify checks the signature with pub.
 func (c Checkpoint) Verify(pub ed25519.PublicKey) error {
+	// ed25519.Verify panics on such a key, which a key table can hold.
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("checkpoint of org %s at seq %d: key %s is not an Ed25519 public key (%d bytes)", c.OrgID, c.Seq, c.KeyID, len(pub))
+	}
 	if KeyID(pub) != c.KeyID {
 		return fmt.Errorf("checkpoint of org %s at seq %d is signed by key %s, not %s", c.OrgID, c.Seq, c.KeyID, KeyID(pub))
 	}
@@ -64,30 +70,73 @@ func KeyID(pub ed25519.PublicKey) string {
 	return fmt.Sprintf("%x", sum[:8])
 }
 
+// maxKeyFile bounds what LoadOrCreateKey reads (a PEM Ed25519 key is 119
+// bytes).
+const maxKeyFile = 16 << 10
+
 // LoadOrCreateKey reads an Ed25519 private key (PKCS #8 PEM) from path, or,
 // when create is set and the file does not exist, makes one and writes it
-// there with mode 0600.
+// there with mode 0600. It refuses a key file that others may read.
 func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && create {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
+	if create {
+		key, err := createKey(path)
+		if !errors.Is(err, fs.ErrExist) {
+			return key, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
-			return nil, fmt.Errorf("write seal key: %w", err)
-		}
-		return key, nil
 	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read seal key: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read seal key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("seal key %s may be read by others (mode %o): chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read seal key: %w", err)
+	}
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("seal key %s: file too large for a key", path)
+	}
 	return ParsePrivateKey(b)
+}
+
+// createKey writes a new key to path, failing with fs.ErrExist if a file is
+// there: it links a complete temporary file at path, so callers racing on a
+// new file end up with one key, none overwritten or read half written.
+func createKey(path string) (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".seal-key-*") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("write seal key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write seal key: %w", err)
+	}
+	return key, nil
 }
 
 // ParsePrivateKey reads an Ed25519 private key in PKCS #8 PEM.

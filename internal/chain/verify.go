@@ -1,8 +1,12 @@
 package chain
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -38,7 +42,7 @@ type Verifier struct {
 	Partial bool
 
 	orgID       string
-	keys        map[string]ed25519.PublicKey
+	keys        map[string]Key
 	removals    map[int64]Checkpoint // by seq
 	checkpoints map[int64][]Checkpoint
 
@@ -53,24 +57,41 @@ type Verifier struct {
 	Checked int
 }
 
+// Key is a public key that signs checkpoints, and when it was the signing
+// key: a checkpoint signed outside [ValidFrom, ValidUntil] (widened by
+// ClockSkew) is refused, so a retired key that leaks cannot sign for today.
+// A zero time leaves its side open.
+type Key struct {
+	Public                ed25519.PublicKey
+	ValidFrom, ValidUntil time.Time
+}
+
+// ClockSkew is how far a checkpoint's signed_at (the sealer's clock) may lie
+// outside its key's validity (the database's clock).
+const ClockSkew = time.Minute
+
 // NewVerifier verifies the chain of org orgID with checkpoints signed by keys
 // (by key id).
-func NewVerifier(orgID string, keys map[string]ed25519.PublicKey) *Verifier {
+func NewVerifier(orgID string, keys map[string]Key) *Verifier {
 	return &Verifier{orgID: orgID, keys: keys, removals: map[int64]Checkpoint{}, checkpoints: map[int64][]Checkpoint{}}
 }
 
 // AddCheckpoint checks a checkpoint's signature and keeps it to compare with
 // the links. Call it before Add.
 func (v *Verifier) AddCheckpoint(c Checkpoint) error {
-	if c.OrgID != v.orgID {
+	if !strings.EqualFold(c.OrgID, v.orgID) {
 		return fmt.Errorf("checkpoint of org %s, verifying org %s", c.OrgID, v.orgID)
 	}
-	pub, ok := v.keys[c.KeyID]
+	key, ok := v.keys[c.KeyID]
 	if !ok {
 		return fmt.Errorf("checkpoint of org %s at seq %d: signed by unknown key %s", c.OrgID, c.Seq, c.KeyID)
 	}
-	if err := c.Verify(pub); err != nil {
+	if err := c.Verify(key.Public); err != nil {
 		return err
+	}
+	if (!key.ValidFrom.IsZero() && c.SignedAt.Before(key.ValidFrom.Add(-ClockSkew))) ||
+		(!key.ValidUntil.IsZero() && c.SignedAt.After(key.ValidUntil.Add(ClockSkew))) {
+		return fmt.Errorf("checkpoint of org %s at seq %d: signed at %s, outside the validity of key %s", c.OrgID, c.Seq, c.SignedAt.UTC().Format(TimeLayout), c.KeyID)
 	}
 	if c.Kind == "removal" {
 		v.removals[c.Seq] = c
@@ -88,6 +109,11 @@ func (v *Verifier) Add(l Link) error {
 	}
 	given := false
 	switch {
+	case l.Seq < 1:
+		return &Break{l.Seq, id, fmt.Sprintf("seq %d is not a seq (they start at 1)", l.Seq)}
+	case l.Event != nil && !strings.EqualFold(l.Event.OrgID, v.orgID):
+		// Its hash may be right: a whole chain can be recomputed.
+		return &Break{l.Seq, id, fmt.Sprintf("an event of org %s in the chain of org %s", l.Event.OrgID, v.orgID)}
 	case !v.started && l.Seq == 1:
 		v.prev = Genesis
 	case !v.started:
@@ -137,12 +163,24 @@ func (v *Verifier) Last() int64  { return v.prevSeq }
 
 // FinishHead checks that the chain reaches every checkpoint signed for it:
 // call it when the links read are the org's whole chain, so a chain cut
-// short (its last links removed and the head rewound) is found.
+// short (its last links removed and the head rewound) is found. A chain with
+// no link left ends at the last removal checkpoint.
 func (v *Verifier) FinishHead() error {
-	for seq, cs := range v.checkpoints {
-		if seq > v.prevSeq && cs[0].Kind == "day" {
-			return &Break{v.prevSeq + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", v.prevSeq, cs[0].SignedAt.UTC().Format(TimeLayout), seq)}
+	end := v.prevSeq
+	if !v.started {
+		for seq := range v.removals {
+			end = max(end, seq)
 		}
 	}
-	return nil
+	var past []Checkpoint
+	for seq, cs := range v.checkpoints {
+		if seq > end {
+			past = append(past, cs[0])
+		}
+	}
+	if len(past) == 0 {
+		return nil
+	}
+	c := slices.MinFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
+	return &Break{end + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", end, c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
 }

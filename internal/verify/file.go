@@ -43,7 +43,7 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 		}
 		if v == nil {
 			res.OrgID = fe.OrgID
-			v = chain.NewVerifier(fe.OrgID, keys)
+			v = chain.NewVerifier(fe.OrgID, trustedKeys(keys))
 			v.Partial = partial
 			for _, c := range checkpoints {
 				if err := v.AddCheckpoint(c); err != nil {

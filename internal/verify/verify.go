@@ -36,14 +36,38 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// Beginner is a pool or connection.
+type Beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
 // Org recomputes org orgID's chain from audit.sealed_events in seq order
 // and checks it against every checkpoint signed for the org, with keys (by
-// key id), or with the keys the database lists when keys is nil: whoever
-// can change the database can change those, so an auditor gives their own.
-func Org(ctx context.Context, db Querier, orgID string, keys map[string]ed25519.PublicKey) (Result, error) {
+// key id), or with the keys the database lists, each within its validity,
+// when keys is nil: whoever can change the database can change those, so an
+// auditor gives their own. It reads in one snapshot: seals pruned between
+// reading the checkpoints and the seals would make the chain start where no
+// removal checkpoint is known.
+func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey) (Result, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return Result{OrgID: orgID}, fmt.Errorf("verify org %s: %w", orgID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	return org(ctx, tx, orgID, keys)
+}
+
+func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed25519.PublicKey) (Result, error) {
 	res := Result{OrgID: orgID}
+	// Below the floor retention may have removed events; at or above it, an
+	// event missing under its seal was deleted. No floor: the org is gone.
+	var floor *time.Time
+	err := db.QueryRow(ctx, "SELECT floor FROM audit.org_scope($1)", orgID).Scan(&floor)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return res, fmt.Errorf("read retention of org %s: %w", orgID, err)
+	}
+	keys := trustedKeys(trusted)
 	if keys == nil {
-		var err error
 		if keys, err = Keys(ctx, db); err != nil {
 			return res, err
 		}
@@ -60,7 +84,7 @@ func Org(ctx context.Context, db Querier, orgID string, keys map[string]ed25519.
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT seq, hash, event_id::text AS sealed_event_id, id, org_id, occurred_at, action, target_type, target_id,
+		SELECT seq, hash, event_id::text AS sealed_event_id, sealed_occurred_at, id, org_id, occurred_at, action, target_type, target_id,
 		       actor_type, actor_id, actor_email, host(ip) AS ip, user_agent, request_id, metadata
 		FROM audit.sealed_events WHERE org_id = $1 ORDER BY seq`, orgID)
 	if err != nil {
@@ -71,11 +95,12 @@ func Org(ctx context.Context, db Querier, orgID string, keys map[string]ed25519.
 		var seq int64
 		var hash []byte
 		var sealedID string
+		var sealedAt time.Time
 		var id *string
 		var e store.Event
 		var at *time.Time
 		var action, targetType, actorType *string
-		if err := rows.Scan(&seq, &hash, &sealedID, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
+		if err := rows.Scan(&seq, &hash, &sealedID, &sealedAt, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
 			&actorType, &e.ActorID, &e.ActorEmail, &e.IP, &e.UserAgent, &e.RequestID, &e.Metadata); err != nil {
 			return res, fmt.Errorf("read seals of org %s: %w", orgID, err)
 		}
@@ -87,6 +112,11 @@ func Org(ctx context.Context, db Querier, orgID string, keys map[string]ed25519.
 		if id != nil {
 			e.ID, e.OccurredAt, e.Action, e.TargetType, e.ActorType = *id, *at, *action, *targetType, *actorType
 			link.Event = &e
+		} else if floor != nil && !sealedAt.Before(*floor) {
+			res.Break = &chain.Break{Seq: seq, EventID: sealedID, Reason: fmt.Sprintf(
+				"the event was deleted: it occurred at %s, and the org's retention keeps events since %s",
+				sealedAt.UTC().Format(chain.TimeLayout), floor.UTC().Format(chain.TimeLayout))}
+			break
 		}
 		if err := v.Add(link); err != nil {
 			var b *chain.Break
@@ -117,17 +147,36 @@ func Org(ctx context.Context, db Querier, orgID string, keys map[string]ed25519.
 	return res, nil
 }
 
-// Keys reads every public key that signed checkpoints, by key id.
-func Keys(ctx context.Context, db Querier) (map[string]ed25519.PublicKey, error) {
-	rows, err := db.Query(ctx, "SELECT key_id, public_key FROM audit.seal_keys")
+// trustedKeys are keys an auditor gives: valid whenever they signed.
+func trustedKeys(keys map[string]ed25519.PublicKey) map[string]chain.Key {
+	if keys == nil {
+		return nil
+	}
+	out := make(map[string]chain.Key, len(keys))
+	for id, pub := range keys {
+		out[id] = chain.Key{Public: pub}
+	}
+	return out
+}
+
+// Keys reads every public key that signed checkpoints, by key id, with the
+// time each was the signing key.
+func Keys(ctx context.Context, db Querier) (map[string]chain.Key, error) {
+	rows, err := db.Query(ctx, "SELECT key_id, public_key, valid_from, valid_until FROM audit.seal_keys")
 	if err != nil {
 		return nil, fmt.Errorf("read seal keys: %w", err)
 	}
-	keys := map[string]ed25519.PublicKey{}
+	keys := map[string]chain.Key{}
 	var id string
 	var pub []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &pub}, func() error {
-		keys[id] = ed25519.PublicKey(pub)
+	var from time.Time
+	var until *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &pub, &from, &until}, func() error {
+		k := chain.Key{Public: ed25519.PublicKey(pub), ValidFrom: from}
+		if until != nil {
+			k.ValidUntil = *until
+		}
+		keys[id] = k
 		return nil
 	})
 	if err != nil {
