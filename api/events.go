@@ -39,7 +39,8 @@ func (s *server) listEvents(c *gin.Context) {
 // retention floor, the tier tables), the catalog and the cursor, and returns
 // the scope too.
 func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Scope, error) {
-	ctx := c.Request.Context()
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
 	org := orgOf(c)
 	now := s.now()
 	scope, err := s.store.Scope(ctx, org.String(), s.asOf())

@@ -93,7 +93,9 @@ func (s *server) signIn(c *gin.Context) {
 		return
 	}
 	token := strings.TrimSpace(req.Token)
-	if _, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), "", s.asOf()); err != nil {
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	if _, err := s.store.Authenticate(ctx, pat.Hash(token), "", s.asOf()); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -329,6 +329,9 @@ func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error)
 		return 0, err
 	}
 	names, values := settingArrays(settings)
+	// An export runs as long as its client reads (the caller's ctx bounds
+	// it), past the statement_timeout of the API's other queries.
+	names, values = append(names, "statement_timeout"), append(values, "0")
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
