@@ -97,7 +97,7 @@ func New(cfg Config) http.Handler {
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(s.metrics.observe, s.logRequests, s.recover)
+	r.Use(s.metrics.observe, s.logRequests, noSniff, s.recover)
 	r.NoRoute(func(c *gin.Context) { s.writeProblem(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeProblem(c, errMethodNotAllowed) })
 
@@ -165,6 +165,13 @@ func (s *server) logRequests(c *gin.Context) {
 		s.logger.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration", time.Since(start))
 	}()
+	c.Next()
+}
+
+// noSniff tells browsers to take every response for the type it declares:
+// JSON, a problem, CSV, the page alike.
+func noSniff(c *gin.Context) {
+	c.Header("X-Content-Type-Options", "nosniff")
 	c.Next()
 }
 

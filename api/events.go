@@ -138,7 +138,6 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	w := &exportWriter{c: c, cancel: cancel}
 	w.buf = bufio.NewWriterSize(responseWriter{c: c, timeout: s.exportWrite}, 64<<10)
 	_, err := s.store.Export(ctx, q, w)
