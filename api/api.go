@@ -40,6 +40,9 @@ type Config struct {
 	// statement_timeout ConfigurePool sets. CSV exports run as long as the
 	// client reads.
 	QueryTimeout time.Duration
+	// PageBytes is the most a JSON page's body may hold; default 4 MiB. A
+	// page ends early, with a cursor, rather than pass it.
+	PageBytes int
 	// MaxExports is how many CSV exports run at once, each holding a
 	// database connection; default 4. More are answered 429.
 	MaxExports int
@@ -78,6 +81,7 @@ func New(cfg Config) http.Handler {
 		logger:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		now:          cfg.Now,
 		queryTimeout: cmp.Or(cfg.QueryTimeout, defaultQueryTimeout),
+		pageBytes:    cmp.Or(cfg.PageBytes, 4<<20),
 		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
 		exportWrite:  cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
 		exportTotal:  cmp.Or(cfg.ExportTimeout, 30*time.Minute),
@@ -121,6 +125,7 @@ type server struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	queryTimeout time.Duration
+	pageBytes    int           // Config.PageBytes
 	exports      chan struct{} // one slot per running CSV export
 	exportWrite  time.Duration // Config.ExportWriteTimeout
 	exportTotal  time.Duration // Config.ExportTimeout

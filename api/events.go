@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -84,25 +85,55 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 
 // page is the JSON body of a page.
 type page struct {
-	Events []store.Event `json:"events"`
+	// Events are store.Event values, each encoded as its row arrived.
+	Events []json.RawMessage `json:"events"`
 	// NextCursor continues the listing below the last event; null on the
 	// last page.
 	NextCursor *string `json:"next_cursor"`
 }
 
+// pageEvents answers a page. Events are encoded one by one as their rows
+// arrive, and the page ends early, with a cursor, when the next one would
+// take the events past the byte budget (one event is always shown, so a walk
+// moves on): what the server holds is bounded however large each event.
 func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
 	defer cancel()
 	q.Limit = limit + 1 // one more tells whether there is a next page
-	events, err := s.store.Page(ctx, q)
+	body := page{Events: []json.RawMessage{}}
+	var (
+		size   int // of the events, with the commas between them
+		last   store.Event
+		more   bool
+		encErr error
+	)
+	err := s.store.Page(ctx, q, func(e store.Event) bool {
+		if len(body.Events) == limit {
+			more = true
+			return false
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			encErr = err
+			return false
+		}
+		if len(body.Events) > 0 && size+1+len(b) > s.pageBytes {
+			more = true
+			return false
+		}
+		body.Events = append(body.Events, b)
+		size += len(b) + 1
+		last = e
+		return true
+	})
+	if err == nil {
+		err = encErr
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	body := page{Events: events}
-	if len(events) > limit {
-		body.Events = events[:limit]
-		last := body.Events[limit-1]
+	if more {
 		key, err := s.keys.cursorKey(ctx)
 		if err != nil {
 			s.fail(c, err)

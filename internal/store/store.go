@@ -201,21 +201,29 @@ func (q Query) matchesNothing() bool {
 // the values at hand looks cheaper than the generic one.
 const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
-// Page returns up to q.Limit events, newest first.
-func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
+// Page hands up to q.Limit events to each, newest first, one at a time as
+// they arrive, and stops reading when each returns false: the caller decides
+// how much to hold.
+func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error {
 	if q.matchesNothing() {
-		return []Event{}, nil
+		return nil
 	}
-	var events []Event
 	err := s.query(ctx, q, pageQuery, func(rows pgx.Rows) error {
-		var err error
-		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-		return err
+		for rows.Next() {
+			e, err := pgx.RowToStructByName[Event](rows)
+			if err != nil {
+				return err
+			}
+			if !each(e) {
+				break
+			}
+		}
+		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
+		return fmt.Errorf("list events of org %s: %w", q.OrgID, err)
 	}
-	return events, nil
+	return nil
 }
 
 // DayCount is how many events one UTC day has.

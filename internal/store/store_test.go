@@ -116,7 +116,8 @@ func TestPageRunsOnAGenericPlan(t *testing.T) {
 	s := New(pool)
 	q := Query{OrgID: org, Tiers: []string{"team"}, Since: time.Now().Add(-time.Hour),
 		Before: Position{OccurredAt: time.Now().Add(time.Hour), ID: MinID}, Limit: 10}
-	events, err := s.Page(ctx, q)
+	var events []Event
+	err = s.Page(ctx, q, func(e Event) bool { events = append(events, e); return true })
 	if err != nil || len(events) != 1 || events[0].ID != id {
 		t.Fatalf("page: %v, %v", events, err)
 	}
