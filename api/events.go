@@ -49,7 +49,7 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 		return store.Query{}, scope, err
 	}
 	q := store.Query{OrgID: org.String(), Tiers: scope.Tiers, Since: scope.Floor, Actor: p.actor,
-		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}}
+		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}, Now: now}
 	if p.window > 0 && now.Add(-p.window).After(q.Since) {
 		q.Since = now.Add(-p.window)
 	}
