@@ -197,19 +197,17 @@ func (q Query) matchesNothing() bool {
 	return (q.Actions != nil && len(q.Actions) == 0) || q.Since.After(q.Before.OccurredAt)
 }
 
-// maxWindowDays is the most UTC days one statement of a read covers.
+// maxWindowDays is the most UTC days one statement of an export covers.
 const maxWindowDays = 8
 
-// windows cuts q's range into the ranges its statements read, newest first:
-// from the UTC day of Now (or of Before, if earlier) up to Before, then
-// whole UTC days below, 1, 2, 4 and then maxWindowDays at a time, down to
-// Since. Each window is read by a statement of its own, in a transaction of
-// its own, planned with its bounds known: PostgreSQL then opens and locks
-// only the leaves of that window (and their indexes), where a statement
-// planned without them locks every leaf of the tier table for as long as
-// it runs. A page stops at the window that fills it; a sparse filter still
-// reaches a year back in under fifty statements, sent a few dozen to a
-// round trip (Page, CountByDay).
+// windows cuts q's range into the ranges an export's statements read,
+// newest first: from the UTC day of Now (or of Before, if earlier) up to
+// Before, then whole UTC days below, 1, 2, 4 and then maxWindowDays at a
+// time, down to Since. Each is a COPY in a transaction of its own, planned
+// with its bounds known: PostgreSQL then opens and locks only the leaves of
+// that window (and their indexes), where a statement planned without them
+// locks every leaf of the tier table for as long as it runs, which for an
+// export is as long as its client reads.
 func (q Query) windows() []Query {
 	if q.matchesNothing() {
 		return []Query{q}
@@ -233,32 +231,58 @@ func (q Query) windows() []Query {
 	}
 }
 
-// customPlanSQL makes each statement of a read run on a plan made for its
-// values, whose partition pruning at plan time is what keeps it from
-// locking every leaf; a generic plan (which PostgreSQL may switch a
-// prepared statement to after five runs) would lock them all. Windows keep
-// the planning cheap: a few leaves each.
-const customPlanSQL = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+// parts cuts a page's or a count's range in two statements: the first
+// window, today's leaf and any ahead of it, where most pages fill up, and
+// the rest of the range.
+func (q Query) parts() []Query {
+	ws := q.windows()
+	if len(ws) == 1 {
+		return ws
+	}
+	rest := q
+	rest.Before = Position{OccurredAt: ws[0].Since, ID: MinID}
+	return []Query{ws[0], rest}
+}
+
+// customPlanDays is the longest range a page or count statement is planned
+// for its values: planning costs about 0.1 ms a leaf, so a longer one runs
+// on its prepared statement's generic plan, which prunes leaves only as it
+// starts and so locks every leaf of the tier table for the few
+// milliseconds it runs (docs/dba.md sizes max_locks_per_transaction for
+// it).
+const customPlanDays = 31
+
+// planSQL sets, for w's statement alone, the plan it runs on: one made for
+// its values, whose partition pruning at plan time keeps it from opening
+// and locking leaves outside its range, unless its range is longer than
+// customPlanDays. Either way a prepared statement never drifts from one to
+// the other, as PostgreSQL's default would after five runs.
+func planSQL(w Query) string {
+	end := w.Before.OccurredAt
+	if !w.Now.IsZero() && w.Now.Before(end) {
+		end = w.Now
+	}
+	if end.Sub(w.Since) > customPlanDays*24*time.Hour {
+		return "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+	}
+	return "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+}
 
 // Page hands up to q.Limit events to each, newest first, one at a time as
 // they arrive, and stops reading when each returns false: the caller decides
-// how much to hold. It reads the first window alone, then, while the page is
-// not full, twice as many windows a round trip as the last (a sparse filter
-// reaches a year back in six round trips), each window asked for what the
-// page still lacked when its round started.
+// how much to hold. It reads the first part alone, and the rest of the
+// range only if the page is not full.
 func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error {
 	if q.matchesNothing() {
 		return nil
 	}
 	want, stopped := q.Limit, false
-	ws := q.windows()
-	for n := 1; len(ws) > 0 && want > 0 && !stopped; n *= 2 {
-		round := ws[:min(n, len(ws))]
-		ws = ws[len(round):]
-		for i := range round {
-			round[i].Limit = want
+	for _, part := range q.parts() {
+		if want == 0 || stopped {
+			break
 		}
-		err := s.read(ctx, round, pageQuery, func(rows pgx.Rows) error {
+		part.Limit = want
+		err := s.read(ctx, []Query{part}, pageQuery, func(rows pgx.Rows) error {
 			for want > 0 && !stopped && rows.Next() {
 				e, err := pgx.RowToStructByName[Event](rows)
 				if err != nil {
@@ -289,9 +313,9 @@ func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
 		return nil, nil
 	}
 	var days []DayCount
-	err := s.read(ctx, q.windows(), countQuery, func(rows pgx.Rows) error {
+	err := s.read(ctx, q.parts(), countQuery, func(rows pgx.Rows) error {
 		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
-		// Windows go back in time and never split a UTC day.
+		// Parts go back in time and never split a UTC day.
 		days = append(counts, days...)
 		return err
 	})
@@ -301,10 +325,10 @@ func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
 	return days, nil
 }
 
-// read runs the statements of windows ws of the given kind, with bind
+// read runs the statements of parts ws of the given kind, with bind
 // parameters, in one round trip, and hands each one's rows to collect, in
 // order. Each runs in a transaction of its own, so its locks go before the
-// next one starts, on a custom plan.
+// next one starts, on the plan planSQL picks.
 func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect func(pgx.Rows) error) error {
 	batch := &pgx.Batch{}
 	for _, w := range ws {
@@ -313,7 +337,7 @@ func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect fu
 			return err
 		}
 		batch.Queue("BEGIN READ ONLY")
-		batch.Queue(customPlanSQL)
+		batch.Queue(planSQL(w))
 		batch.Queue(sql, args...).Query(collect)
 		batch.Queue("COMMIT")
 	}
