@@ -231,17 +231,26 @@ func (q Query) windows() []Query {
 	}
 }
 
-// parts cuts a page's or a count's range in two statements: the first
-// window, today's leaf and any ahead of it, where most pages fill up, and
-// the rest of the range.
+// parts cuts a page's or a count's range into its statements: a range of
+// customPlanDays or less is one; a longer one is two, the first window
+// (today's leaf and any ahead of it, where most pages fill up) and the rest.
 func (q Query) parts() []Query {
 	ws := q.windows()
-	if len(ws) == 1 {
-		return ws
+	if len(ws) == 1 || q.span() <= customPlanDays*24*time.Hour {
+		return []Query{q}
 	}
 	rest := q
 	rest.Before = Position{OccurredAt: ws[0].Since, ID: MinID}
 	return []Query{ws[0], rest}
+}
+
+// span is how long q's range is, up to Now.
+func (q Query) span() time.Duration {
+	end := q.Before.OccurredAt
+	if !q.Now.IsZero() && q.Now.Before(end) {
+		end = q.Now
+	}
+	return end.Sub(q.Since)
 }
 
 // customPlanDays is the longest range a page or count statement is planned
@@ -250,7 +259,7 @@ func (q Query) parts() []Query {
 // starts and so locks every leaf of the tier table for the few
 // milliseconds it runs (docs/dba.md sizes max_locks_per_transaction for
 // it).
-const customPlanDays = 31
+const customPlanDays = 8
 
 // planSQL sets, for w's statement alone, the plan it runs on: one made for
 // its values, whose partition pruning at plan time keeps it from opening
@@ -258,11 +267,7 @@ const customPlanDays = 31
 // customPlanDays. Either way a prepared statement never drifts from one to
 // the other, as PostgreSQL's default would after five runs.
 func planSQL(w Query) string {
-	end := w.Before.OccurredAt
-	if !w.Now.IsZero() && w.Now.Before(end) {
-		end = w.Now
-	}
-	if end.Sub(w.Since) > customPlanDays*24*time.Hour {
+	if w.span() > customPlanDays*24*time.Hour {
 		return "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 	}
 	return "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
