@@ -382,7 +382,7 @@ var pageFilters = []struct {
 }
 
 // firstPageLatency times first pages (100 events) one request at a time,
-// after a warm-up that lets every connection settle on generic plans.
+// after a warm-up that lets every connection prepare its statements.
 func (s *apiServer) firstPageLatency(ctx context.Context, orgs map[string][]benchOrg) ([]row, error) {
 	const warmup, measured = 100, 1000
 	plans := []string{"big", "enterprise", "team", "free"}
