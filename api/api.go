@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,9 +35,14 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is how many requests a token may make at once; default 20.
 	RateBurst int
-	// QueryTimeout bounds the queries of a JSON page; default 10 s. CSV
-	// exports run as long as the client reads.
+	// QueryTimeout bounds the queries of a request (authentication, the
+	// org's scope, a JSON page, a summary); default 10 s, the
+	// statement_timeout ConfigurePool sets. CSV exports run as long as the
+	// client reads.
 	QueryTimeout time.Duration
+	// PageBytes is the most a JSON page's body may hold; default 4 MiB. A
+	// page ends early, with a cursor, rather than pass it.
+	PageBytes int
 	// MaxExports is how many CSV exports run at once, each holding a
 	// database connection; default 4. More are answered 429.
 	MaxExports int
@@ -49,6 +55,24 @@ type Config struct {
 	ExportTimeout time.Duration
 }
 
+// defaultQueryTimeout is Config.QueryTimeout's default.
+const defaultQueryTimeout = 10 * time.Second
+
+// lockTimeout is how long a query of the API waits for a lock: something
+// holding a lock the reads need (a LOCK TABLE, a long DDL) gets each request
+// a fast 503 instead of parking it, and its connection, until the lock goes.
+const lockTimeout = 2 * time.Second
+
+// ConfigurePool sets the runtime parameters of the API's connections:
+// lock_timeout, and statement_timeout as a server-side bound behind each
+// request's context (QueryTimeout), for a query the cancellation misses.
+// The CSV export lifts statement_timeout for its own transaction.
+func ConfigurePool(c *pgxpool.Config) {
+	params := c.ConnConfig.RuntimeParams
+	params["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
+	params["statement_timeout"] = strconv.FormatInt(defaultQueryTimeout.Milliseconds(), 10)
+}
+
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
 	st := store.New(cfg.Pool)
@@ -56,7 +80,8 @@ func New(cfg Config) http.Handler {
 		store:        st,
 		logger:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		now:          cfg.Now,
-		queryTimeout: cmp.Or(cfg.QueryTimeout, 10*time.Second),
+		queryTimeout: cmp.Or(cfg.QueryTimeout, defaultQueryTimeout),
+		pageBytes:    cmp.Or(cfg.PageBytes, 4<<20),
 		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
 		exportWrite:  cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
 		exportTotal:  cmp.Or(cfg.ExportTimeout, 30*time.Minute),
@@ -77,7 +102,7 @@ func New(cfg Config) http.Handler {
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(s.metrics.observe, s.logRequests, s.recover)
+	r.Use(s.metrics.observe, s.logRequests, noSniff, s.recover)
 	r.NoRoute(func(c *gin.Context) { s.writeProblem(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeProblem(c, errMethodNotAllowed) })
 
@@ -104,6 +129,7 @@ type server struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	queryTimeout time.Duration
+	pageBytes    int           // Config.PageBytes
 	exports      chan struct{} // one slot per running CSV export
 	exportWrite  time.Duration // Config.ExportWriteTimeout
 	exportTotal  time.Duration // Config.ExportTimeout
@@ -121,6 +147,12 @@ func (s *server) asOf() *time.Time {
 	}
 	now := s.now()
 	return &now
+}
+
+// queryContext bounds the queries a request makes before its main one (or
+// instead of it) by the query timeout.
+func (s *server) queryContext(c *gin.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request.Context(), s.queryTimeout)
 }
 
 // healthz answers 200 when the database answers within two seconds, 503 when
@@ -142,6 +174,13 @@ func (s *server) logRequests(c *gin.Context) {
 		s.logger.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration", time.Since(start))
 	}()
+	c.Next()
+}
+
+// noSniff tells browsers to take every response for the type it declares:
+// JSON, a problem, CSV, the page alike.
+func noSniff(c *gin.Context) {
+	c.Header("X-Content-Type-Options", "nosniff")
 	c.Next()
 }
 

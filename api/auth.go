@@ -32,7 +32,9 @@ func (s *server) authenticate(c *gin.Context) {
 			org = id.String()
 		}
 	}
-	p, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), org, s.asOf())
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	p, err := s.store.Authenticate(ctx, pat.Hash(token), org, s.asOf())
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -72,7 +72,9 @@ func actionFilter(actions []store.Action, action, targetType string) []string {
 // listActions serves GET /api/audit/actions: the catalog, for the action
 // dropdown.
 func (s *server) listActions(c *gin.Context) {
-	actions, err := s.catalog.get(c.Request.Context())
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	actions, err := s.catalog.get(ctx)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -39,7 +40,8 @@ func (s *server) listEvents(c *gin.Context) {
 // retention floor, the tier tables), the catalog and the cursor, and returns
 // the scope too.
 func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Scope, error) {
-	ctx := c.Request.Context()
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
 	org := orgOf(c)
 	now := s.now()
 	scope, err := s.store.Scope(ctx, org.String(), s.asOf())
@@ -47,7 +49,7 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 		return store.Query{}, scope, err
 	}
 	q := store.Query{OrgID: org.String(), Tiers: scope.Tiers, Since: scope.Floor, Actor: p.actor,
-		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}}
+		Before: store.Position{OccurredAt: endOfTime, ID: store.MinID}, Now: now}
 	if p.window > 0 && now.Add(-p.window).After(q.Since) {
 		q.Since = now.Add(-p.window)
 	}
@@ -83,25 +85,55 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 
 // page is the JSON body of a page.
 type page struct {
-	Events []store.Event `json:"events"`
+	// Events are store.Event values, each encoded as its row arrived.
+	Events []json.RawMessage `json:"events"`
 	// NextCursor continues the listing below the last event; null on the
 	// last page.
 	NextCursor *string `json:"next_cursor"`
 }
 
+// pageEvents answers a page. Events are encoded one by one as their rows
+// arrive, and the page ends early, with a cursor, when the next one would
+// take the events past the byte budget (one event is always shown, so a walk
+// moves on): what the server holds is bounded however large each event.
 func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
 	defer cancel()
 	q.Limit = limit + 1 // one more tells whether there is a next page
-	events, err := s.store.Page(ctx, q)
+	body := page{Events: []json.RawMessage{}}
+	var (
+		size   int // of the events, with the commas between them
+		last   store.Event
+		more   bool
+		encErr error
+	)
+	err := s.store.Page(ctx, q, func(e store.Event) bool {
+		if len(body.Events) == limit {
+			more = true
+			return false
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			encErr = err
+			return false
+		}
+		if len(body.Events) > 0 && size+1+len(b) > s.pageBytes {
+			more = true
+			return false
+		}
+		body.Events = append(body.Events, b)
+		size += len(b) + 1
+		last = e
+		return true
+	})
+	if err == nil {
+		err = encErr
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	body := page{Events: events}
-	if len(events) > limit {
-		body.Events = events[:limit]
-		last := body.Events[limit-1]
+	if more {
 		key, err := s.keys.cursorKey(ctx)
 		if err != nil {
 			s.fail(c, err)
@@ -137,7 +169,6 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	w := &exportWriter{c: c, cancel: cancel}
 	w.buf = bufio.NewWriterSize(responseWriter{c: c, timeout: s.exportWrite}, 64<<10)
 	_, err := s.store.Export(ctx, q, w)

@@ -175,16 +175,7 @@ func TestPaginationWalkWhileInserting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
-	rows, _ := b.admin.Query(ctx, "SELECT id::text FROM audit.events_team WHERE org_id = $1 ORDER BY occurred_at DESC, id DESC", org)
-	for rows.Next() {
-		var id string
-		rows.Scan(&id)
-		want = append(want, id)
-	}
-	if rows.Err() != nil || len(want) != 3000 {
-		t.Fatalf("setup: %d events, %v", len(want), rows.Err())
-	}
+	want := b.teamIDs(t, org, 3000)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -307,4 +298,81 @@ func TestInvalidParameters(t *testing.T) {
 			t.Errorf("%q: want the problem to name %q: %s", c.query, c.param, body)
 		}
 	}
+}
+
+// TestPageEndsAtByteBudget: with events of large metadata, a page ends
+// early, before its body passes the byte budget, with a cursor that carries
+// on, so a walk still returns every event exactly once, in order; an event
+// larger than the budget comes on a page of its own.
+func TestPageEndsAtByteBudget(t *testing.T) {
+	t.Parallel()
+	const budget = 64 << 10
+	b := setup(t, Config{RateLimit: math.Inf(1), PageBytes: budget})
+	ctx := context.Background()
+	org, token := b.owner(t, "team")
+	// 60 events of about 10 KB, three per timestamp, and one of 200 KB (as
+	// stored before log_event measured metadata uncompressed) among them.
+	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', (now() AT TIME ZONE 'UTC')::date - d) FROM generate_series(0, 1) d"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.admin.Exec(ctx, `
+		INSERT INTO audit.events_team (id, org_id, occurred_at, action, target_type, actor_type, metadata)
+		SELECT gen_random_uuid(), $1, date_trunc('second', now()) - (i / 3) * interval '1 minute',
+		       'auth.signout', 'auth', 'system',
+		       jsonb_build_object('blob', repeat(md5(i::text), CASE i WHEN 31 THEN 6250 ELSE 310 END))
+		FROM generate_series(0, 60) i`, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := b.teamIDs(t, org, 61)
+
+	var got []string
+	path := "/api/orgs/" + org + "/audit?limit=1000"
+	pages, alone := 0, false
+	for {
+		resp, body := b.get(t, path, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+		p := decodePage(t, body)
+		p.resp = resp
+		pages++
+		if len(body) > budget+200 { // the events, and the body's frame around them
+			if len(p.Events) != 1 {
+				t.Errorf("page %d: %d bytes, %d events, over the %d-byte budget", pages, len(body), len(p.Events), budget)
+			}
+			alone = true
+		}
+		got = append(got, p.ids()...)
+		if p.NextCursor == nil {
+			break
+		}
+		if pages > 60 {
+			t.Fatal("too many pages")
+		}
+		path = p.linkNext(t)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walk returned %d events, want the %d placed, each once, in order", len(got), len(want))
+	}
+	if pages < 61*10_000/budget || !alone {
+		t.Errorf("%d pages (the 200 KB event alone: %v): the budget did not end pages early", pages, alone)
+	}
+}
+
+// teamIDs lists the ids of org's events in the team tier, newest first, and
+// fails the test unless there are n.
+func (b *testBundle) teamIDs(t *testing.T, org string, n int) []string {
+	t.Helper()
+	var ids []string
+	rows, _ := b.admin.Query(context.Background(), "SELECT id::text FROM audit.events_team WHERE org_id = $1 ORDER BY occurred_at DESC, id DESC", org)
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	if rows.Err() != nil || len(ids) != n {
+		t.Fatalf("setup: %d events, want %d: %v", len(ids), n, rows.Err())
+	}
+	return ids
 }

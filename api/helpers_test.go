@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/testdb"
@@ -36,7 +37,14 @@ func setup(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
 	url := testdb.New(t)
 	b := &testBundle{url: url, admin: testdb.Pool(t, url)}
-	cfg.Pool = testdb.Pool(t, testdb.Role(t, url, "audit_reader"))
+	// The pool as serve makes it: its runtime parameters are part of what
+	// the tests check.
+	pool, err := database.Pool(context.Background(), testdb.Role(t, url, "audit_reader"), ConfigurePool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	cfg.Pool = pool
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
 	b.base = srv.URL

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditlog/auditlog/internal/store"
@@ -50,5 +51,41 @@ func TestProblemFor(t *testing.T) {
 		if status == http.StatusServiceUnavailable && p.retryAfter == 0 {
 			t.Errorf("%s: 503 without Retry-After", c.name)
 		}
+	}
+}
+
+// TestEveryResponseIsNoSniff checks X-Content-Type-Options: nosniff on JSON
+// answers, problems of every origin (the handler, the router, auth), the CSV
+// export and the page.
+func TestEveryResponseIsNoSniff(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	paths := []struct{ path, token string }{
+		{"/healthz", ""},
+		{"/api/openapi.json", ""},
+		{"/api/audit/actions", token},
+		{"/api/orgs/" + org + "/audit", token},
+		{"/api/orgs/" + org + "/audit/summary", token},
+		{"/api/orgs/" + org + "/audit?format=csv", token},
+		{"/api/orgs/" + org + "/audit?limit=0", token},      // 400
+		{"/api/orgs/" + org + "/audit", ""},                 // 401
+		{"/api/orgs/" + uuid.NewString() + "/audit", token}, // 404
+		{"/api/nowhere", token},                             // 404 of the router
+		{"/orgs/" + org + "/activity", ""},
+	}
+	for _, p := range paths {
+		resp, _ := b.get(t, p.path, p.token)
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: %d, X-Content-Type-Options %q", p.path, resp.StatusCode, got)
+		}
+	}
+	resp, err := http.Post(b.base+"/api/audit/actions", "application/json", nil) // 405
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Content-Type-Options"); resp.StatusCode != http.StatusMethodNotAllowed || got != "nosniff" {
+		t.Errorf("POST: %d, X-Content-Type-Options %q", resp.StatusCode, got)
 	}
 }

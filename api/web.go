@@ -27,14 +27,14 @@ var web embed.FS
 const sessionCookie = "auditlog_session"
 
 // pageHeaders lock the page down: its own scripts and styles only, no
-// framing, no referrer (URLs hold org ids and filters).
+// framing, no referrer (URLs hold org ids and filters). (noSniff adds
+// X-Content-Type-Options to every response.)
 var pageHeaders = map[string]string{
 	"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
 		"img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-	"X-Content-Type-Options": "nosniff",
-	"Referrer-Policy":        "no-referrer",
-	"X-Frame-Options":        "DENY",
-	"Cache-Control":          "no-cache",
+	"Referrer-Policy": "no-referrer",
+	"X-Frame-Options": "DENY",
+	"Cache-Control":   "no-cache",
 }
 
 // activityPage serves GET /orgs/{id}/activity. The page is the same for
@@ -93,7 +93,9 @@ func (s *server) signIn(c *gin.Context) {
 		return
 	}
 	token := strings.TrimSpace(req.Token)
-	if _, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), "", s.asOf()); err != nil {
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	if _, err := s.store.Authenticate(ctx, pat.Hash(token), "", s.asOf()); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -382,7 +382,7 @@ var pageFilters = []struct {
 }
 
 // firstPageLatency times first pages (100 events) one request at a time,
-// after a warm-up that lets every connection settle on generic plans.
+// after a warm-up that lets every connection prepare its statements.
 func (s *apiServer) firstPageLatency(ctx context.Context, orgs map[string][]benchOrg) ([]row, error) {
 	const warmup, measured = 100, 1000
 	plans := []string{"big", "enterprise", "team", "free"}
@@ -469,31 +469,36 @@ func (s *apiServer) export(ctx context.Context, url string, big benchOrg) ([]row
 }
 
 // psqlCopy returns a function that runs, in psql, the statements the API's
-// export runs for org o: the settings, then the same COPY ... TO STDOUT
-// (what psql's \copy sends), writing the CSV to w.
+// export runs for org o: for each window, in a transaction, the settings,
+// then the same COPY ... TO STDOUT (what psql's \copy sends), writing the
+// CSV to w.
 func (s *apiServer) psqlCopy(ctx context.Context, url string, o benchOrg) (func(w io.Writer) error, error) {
 	bindir, err := pglocal.FindBinDir()
 	if err != nil {
 		return nil, err
 	}
-	copySQL, settings, err := store.ExportStatement(store.Query{
-		OrgID: o.id, Tiers: []string{"enterprise"}, Since: time.Now().Add(-365 * 24 * time.Hour),
-		Before: store.Position{OccurredAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), ID: store.MinID},
+	now := time.Now()
+	stmts, err := store.ExportStatements(store.Query{
+		OrgID: o.id, Tiers: []string{"enterprise"}, Since: now.Add(-365 * 24 * time.Hour),
+		Before: store.Position{OccurredAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), ID: store.MinID}, Now: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url}
-	var sets []string
-	for i, name := range slices.Sorted(maps.Keys(settings)) {
-		args = append(args, "-v", fmt.Sprintf("n%d=%s", i, name), "-v", fmt.Sprintf("v%d=%s", i, settings[name]))
-		sets = append(sets, fmt.Sprintf("set_config(:'n%d', :'v%d', true)", i, i))
+	var script strings.Builder
+	for j, st := range stmts {
+		var sets []string
+		for i, name := range slices.Sorted(maps.Keys(st.Settings)) {
+			args = append(args, "-v", fmt.Sprintf("n%d_%d=%s", j, i, name), "-v", fmt.Sprintf("v%d_%d=%s", j, i, st.Settings[name]))
+			sets = append(sets, fmt.Sprintf("set_config(:'n%d_%d', :'v%d_%d', true)", j, i, j, i))
+		}
+		script.WriteString("BEGIN READ ONLY;\n\\o /dev/null\nSELECT " + strings.Join(sets, ", ") + ";\n\\o\n" +
+			strings.ReplaceAll(st.SQL, "\n", " ") + ";\nCOMMIT;\n")
 	}
-	script := "BEGIN READ ONLY;\n\\o /dev/null\nSELECT " + strings.Join(sets, ", ") + ";\n\\o\n" +
-		strings.ReplaceAll(copySQL, "\n", " ") + ";\nCOMMIT;\n"
 	return func(w io.Writer) error {
 		cmd := exec.CommandContext(ctx, filepath.Join(bindir, "psql"), args...)
-		cmd.Stdin = strings.NewReader(script)
+		cmd.Stdin = strings.NewReader(script.String())
 		cmd.Stdout = w
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

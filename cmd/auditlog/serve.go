@@ -46,7 +46,10 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 // serve runs the API until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, e env, cfg serveConfig) error {
-	pool, err := database.Pool(ctx, cfg.dbURL, func(c *pgxpool.Config) { c.MaxConns = 16 })
+	pool, err := database.Pool(ctx, cfg.dbURL, func(c *pgxpool.Config) {
+		c.MaxConns = 16
+		api.ConfigurePool(c)
+	})
 	if err != nil {
 		return err
 	}

@@ -4,17 +4,19 @@
 
   It reads only the tier tables that hold the org's events (audit.org_scope;
   two while a plan change is being re-tiered) and bounds every scan by
-  occurred_at on both sides, so partitions outside the range are pruned at
-  run time and each leaf is read backwards along an index that starts with
-  org_id, stopping as soon as the page is full. The lower bound is the later
-  of the retention floor and the caller's `since`; the upper bound is the
-  keyset position (occurred_at, id) the page starts below: the end of the
-  range, or the last event of the previous page.
+  occurred_at on both sides, so the planner prunes the leaves outside the
+  range before it opens (and locks) them, and each leaf is read backwards
+  along an index that starts with org_id, stopping as soon as the page is
+  full. The lower bound is the later of the retention floor, the caller's
+  `since` and the window's start (a read runs one statement per window of a
+  few days, store.Query.windows); the upper bound is the keyset position
+  (occurred_at, id) the window starts below: the end of the range, the last
+  event of the previous page, or the start of the window above.
 
   Every input is a placeholder the caller renders: bind parameters for the
-  pages (a prepared statement: a generic plan, no planning per request), or
-  settings of the transaction for the export, because COPY takes no
-  parameters.
+  pages and counts (run on custom plans, which see the bounds), or for the
+  export, because COPY takes no parameters, the time bounds as literals and
+  the rest as settings of its transaction.
 */ -}}
 {{- define "page_columns" -}}
 id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
@@ -52,7 +54,7 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
   full however rare the action or actor. */ -}}
 {{- define "conditions" -}}
 WHERE org_id = {{ .P.Org }}
-    AND occurred_at >= {{ .P.Since }} AND occurred_at <= {{ .P.BeforeAt }}
+    AND occurred_at >= {{ .P.Since }} AND occurred_at {{ if .Below }}<{{ else }}<={{ end }} {{ .P.BeforeAt }}
     AND (org_id, {{ with .KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ .P.Org }}, {{ with .KeyVal }}{{ . }}, {{ end }}{{ .P.BeforeAt }}, {{ .P.BeforeID }})
 {{- if .Nothing }}
     AND false

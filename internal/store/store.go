@@ -186,6 +186,9 @@ type Query struct {
 	Actor string
 	// Limit is the page size (Page only).
 	Limit int
+	// Now is the present, where a read's first window starts (windows);
+	// zero: at Before. It decides how a read is cut, not what it returns.
+	Now time.Time
 }
 
 // matchesNothing says whether q is known to match nothing without asking
@@ -194,28 +197,112 @@ func (q Query) matchesNothing() bool {
 	return (q.Actions != nil && len(q.Actions) == 0) || q.Since.After(q.Before.OccurredAt)
 }
 
-// genericPlanSQL makes the page query run on its prepared statement's
-// generic plan, which prunes partitions when it starts: left to choose,
-// PostgreSQL may keep planning a query of an org with a year of leaves
-// afresh on every request (tens of milliseconds), because a plan made for
-// the values at hand looks cheaper than the generic one.
-const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+// maxWindowDays is the most UTC days one statement of an export covers.
+const maxWindowDays = 8
 
-// Page returns up to q.Limit events, newest first.
-func (s *Store) Page(ctx context.Context, q Query) ([]Event, error) {
+// windows cuts q's range into the ranges an export's statements read,
+// newest first: from the UTC day of Now (or of Before, if earlier) up to
+// Before, then whole UTC days below, 1, 2, 4 and then maxWindowDays at a
+// time, down to Since. Each is a COPY in a transaction of its own, planned
+// with its bounds known: PostgreSQL then opens and locks only the leaves of
+// that window (and their indexes), where a statement planned without them
+// locks every leaf of the tier table for as long as it runs, which for an
+// export is as long as its client reads.
+func (q Query) windows() []Query {
 	if q.matchesNothing() {
-		return []Event{}, nil
+		return []Query{q}
 	}
-	var events []Event
-	err := s.query(ctx, q, pageQuery, func(rows pgx.Rows) error {
-		var err error
-		events, err = pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list events of org %s: %w", q.OrgID, err)
+	top := q.Before.OccurredAt
+	if !q.Now.IsZero() && q.Now.Before(top) {
+		top = q.Now
 	}
-	return events, nil
+	y, m, d := top.UTC().Date()
+	lo := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	var ws []Query
+	for span := 1; ; span = min(2*span, maxWindowDays) {
+		w := q
+		if !lo.After(q.Since) {
+			return append(ws, w)
+		}
+		w.Since = lo
+		ws = append(ws, w)
+		q.Before = Position{OccurredAt: lo, ID: MinID}
+		lo = lo.AddDate(0, 0, -span)
+	}
+}
+
+// parts cuts a page's or a count's range into its statements: a range of
+// customPlanDays or less is one; a longer one is two, the first window
+// (today's leaf and any ahead of it, where most pages fill up) and the rest.
+func (q Query) parts() []Query {
+	ws := q.windows()
+	if len(ws) == 1 || q.span() <= customPlanDays*24*time.Hour {
+		return []Query{q}
+	}
+	rest := q
+	rest.Before = Position{OccurredAt: ws[0].Since, ID: MinID}
+	return []Query{ws[0], rest}
+}
+
+// span is how long q's range is, up to Now.
+func (q Query) span() time.Duration {
+	end := q.Before.OccurredAt
+	if !q.Now.IsZero() && q.Now.Before(end) {
+		end = q.Now
+	}
+	return end.Sub(q.Since)
+}
+
+// customPlanDays is the longest range a page or count statement is planned
+// for its values: planning costs about 0.1 ms a leaf, so a longer one runs
+// on its prepared statement's generic plan, which prunes leaves only as it
+// starts and so locks every leaf of the tier table for the few
+// milliseconds it runs (docs/dba.md sizes max_locks_per_transaction for
+// it).
+const customPlanDays = 8
+
+// planSQL sets, for w's statement alone, the plan it runs on: one made for
+// its values, whose partition pruning at plan time keeps it from opening
+// and locking leaves outside its range, unless its range is longer than
+// customPlanDays. Either way a prepared statement never drifts from one to
+// the other, as PostgreSQL's default would after five runs.
+func planSQL(w Query) string {
+	if w.span() > customPlanDays*24*time.Hour {
+		return "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+	}
+	return "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+}
+
+// Page hands up to q.Limit events to each, newest first, one at a time as
+// they arrive, and stops reading when each returns false: the caller decides
+// how much to hold. It reads the first part alone, and the rest of the
+// range only if the page is not full.
+func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error {
+	if q.matchesNothing() {
+		return nil
+	}
+	want, stopped := q.Limit, false
+	for _, part := range q.parts() {
+		if want == 0 || stopped {
+			break
+		}
+		part.Limit = want
+		err := s.read(ctx, []Query{part}, pageQuery, func(rows pgx.Rows) error {
+			for want > 0 && !stopped && rows.Next() {
+				e, err := pgx.RowToStructByName[Event](rows)
+				if err != nil {
+					return err
+				}
+				want--
+				stopped = !each(e)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("list events of org %s: %w", q.OrgID, err)
+		}
+	}
+	return nil
 }
 
 // DayCount is how many events one UTC day has.
@@ -231,9 +318,10 @@ func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
 		return nil, nil
 	}
 	var days []DayCount
-	err := s.query(ctx, q, countQuery, func(rows pgx.Rows) error {
-		var err error
-		days, err = pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
+	err := s.read(ctx, q.parts(), countQuery, func(rows pgx.Rows) error {
+		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
+		// Parts go back in time and never split a UTC day.
+		days = append(counts, days...)
 		return err
 	})
 	if err != nil {
@@ -242,106 +330,167 @@ func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
 	return days, nil
 }
 
-// query runs q's query of the given kind with bind parameters, on its
-// prepared statement's generic plan, and hands the rows to collect.
-func (s *Store) query(ctx context.Context, q Query, kind queryKind, collect func(pgx.Rows) error) error {
+// read runs the statements of parts ws of the given kind, with bind
+// parameters, in one round trip, and hands each one's rows to collect, in
+// order. Each runs in a transaction of its own, so its locks go before the
+// next one starts, on the plan planSQL picks.
+func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect func(pgx.Rows) error) error {
+	batch := &pgx.Batch{}
+	for _, w := range ws {
+		sql, args, err := statement(w, kind)
+		if err != nil {
+			return err
+		}
+		batch.Queue("BEGIN READ ONLY")
+		batch.Queue(planSQL(w))
+		batch.Queue(sql, args...).Query(collect)
+		batch.Queue("COMMIT")
+	}
+	return s.pool.SendBatch(ctx, batch).Close()
+}
+
+// statement renders window w's statement of the given kind with bind
+// parameters, and returns it with their values.
+func statement(w Query, kind queryKind) (string, []any, error) {
 	var args []any
 	bind := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
 	p := placeholders{
-		Org: bind(q.OrgID), Since: bind(q.Since), BeforeAt: bind(q.Before.OccurredAt), BeforeID: bind(q.Before.ID),
+		Org: bind(w.OrgID), Since: bind(w.Since), BeforeAt: bind(w.Before.OccurredAt), BeforeID: bind(w.Before.ID),
 	}
 	switch {
-	case len(q.Actions) == 1:
-		p.Action = bind(q.Actions[0])
-	case len(q.Actions) > 1:
-		p.Actions = bind(q.Actions)
+	case len(w.Actions) == 1:
+		p.Action = bind(w.Actions[0])
+	case len(w.Actions) > 1:
+		p.Actions = bind(w.Actions)
 	}
-	if q.Actor != "" {
-		p.Actor = bind(q.Actor)
+	if w.Actor != "" {
+		p.Actor = bind(w.Actor)
 	}
 	if kind == pageQuery {
-		p.Limit = bind(q.Limit)
+		p.Limit = bind(w.Limit)
 	}
-	sql, err := render(q, p, kind)
-	if err != nil {
-		return err
-	}
-	// One round trip, one implicit transaction: the setting holds for the
-	// query alone.
-	batch := &pgx.Batch{}
-	batch.Queue(genericPlanSQL)
-	batch.Queue(sql, args...).Query(collect)
-	return s.pool.SendBatch(ctx, batch).Close()
+	sql, err := render(w, p, kind)
+	return sql, args, err
 }
 
 // settingPlaceholders read the export's inputs back from the settings that
-// exportSettings lists.
+// exportSettings lists; exportPlaceholders adds the time bounds.
 var settingPlaceholders = placeholders{
 	Org:      "current_setting('auditlog.org_id')::uuid",
-	Since:    "current_setting('auditlog.since')::timestamptz",
-	BeforeAt: "current_setting('auditlog.before_at')::timestamptz",
 	BeforeID: "current_setting('auditlog.before_id')::uuid",
 	Action:   "current_setting('auditlog.action')",
 	Actions:  "current_setting('auditlog.actions')::text[]",
 	Actor:    "current_setting('auditlog.actor')",
 }
 
-// exportSettings are the export's inputs, by setting name.
-func exportSettings(q Query) map[string]string {
+// exportPlaceholders are the placeholders of window w's COPY: the settings,
+// and its time bounds as literals, which the planner prunes leaves on (a
+// setting is only known once the statement runs, after the planner has
+// locked every leaf).
+func exportPlaceholders(w Query) placeholders {
+	p := settingPlaceholders
+	p.Since, p.BeforeAt = timeLiteral(w.Since), timeLiteral(w.Before.OccurredAt)
+	return p
+}
+
+// timeLiteral writes t as a timestamptz literal, to the microsecond
+// PostgreSQL keeps (truncated, as a bound parameter is): only digits and
+// separators, from a time.Time, so no input can reach the SQL through it.
+func timeLiteral(t time.Time) string {
+	return "'" + t.UTC().Format("2006-01-02 15:04:05.000000") + "+00'::timestamptz"
+}
+
+// exportSettings are the inputs of window w's COPY, by setting name.
+func exportSettings(w Query) map[string]string {
 	var action string
-	if len(q.Actions) == 1 {
-		action = q.Actions[0]
+	if len(w.Actions) == 1 {
+		action = w.Actions[0]
 	}
 	return map[string]string{
-		"auditlog.org_id":    q.OrgID,
-		"auditlog.since":     q.Since.UTC().Format(time.RFC3339Nano),
-		"auditlog.before_at": q.Before.OccurredAt.UTC().Format(time.RFC3339Nano),
-		"auditlog.before_id": q.Before.ID,
+		"auditlog.org_id":    w.OrgID,
+		"auditlog.before_id": w.Before.ID,
 		"auditlog.action":    action,
-		"auditlog.actions":   textArray(q.Actions),
-		"auditlog.actor":     q.Actor,
+		"auditlog.actions":   textArray(w.Actions),
+		"auditlog.actor":     w.Actor,
 	}
 }
 
-// ExportStatement returns the COPY statement Export runs for q, and the
-// settings (name, value) it reads q's inputs from, which Export sets local
-// to its transaction first: COPY takes no bind parameters, and this keeps
-// its text constant and every value out of it. For comparing with psql.
-func ExportStatement(q Query) (copySQL string, settings map[string]string, err error) {
-	sql, err := render(q, settingPlaceholders, exportQuery)
-	if err != nil {
-		return "", nil, err
+// Statement is one COPY of an export and the settings (name, value) it
+// reads its inputs from, which Export sets local to its transaction first:
+// COPY takes no bind parameters, and this keeps every value but the time
+// bounds out of its text.
+type Statement struct {
+	SQL      string
+	Settings map[string]string
+}
+
+// ExportStatements returns the statements Export runs for q, one per
+// window (windows), newest first; the first writes the header row. For
+// comparing with psql.
+func ExportStatements(q Query) ([]Statement, error) {
+	var stmts []Statement
+	for i, w := range q.windows() {
+		sql, err := render(w, exportPlaceholders(w), exportQuery)
+		if err != nil {
+			return nil, err
+		}
+		header := ""
+		if i == 0 {
+			header = ", HEADER"
+		}
+		stmts = append(stmts, Statement{
+			SQL:      "COPY (" + sql + ") TO STDOUT WITH (FORMAT csv" + header + ")",
+			Settings: exportSettings(w),
+		})
 	}
-	return "COPY (" + sql + ") TO STDOUT WITH (FORMAT csv, HEADER)", exportSettings(q), nil
+	return stmts, nil
 }
 
 // Export writes every event q selects to w as CSV with a header row (RFC
 // 4180, cells neutralised against spreadsheet formulas), streamed straight
 // from PostgreSQL's COPY: memory use does not grow with the number of rows.
-// It returns the number of rows written. Cancelling ctx, or w failing,
+// Each window is a COPY in a read-only transaction of its own, so an export
+// holds the locks of a few leaves at a time, and no snapshot from start to
+// end. It returns the number of rows written. Cancelling ctx, or w failing,
 // closes the connection, which stops the query.
 func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error) {
-	copySQL, settings, err := ExportStatement(q)
+	stmts, err := ExportStatements(q)
 	if err != nil {
 		return 0, err
 	}
-	names, values := settingArrays(settings)
+	var rows int64
+	for _, st := range stmts {
+		n, err := s.copyTo(ctx, st, w)
+		rows += n
+		if err != nil {
+			return rows, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+		}
+	}
+	return rows, nil
+}
+
+// copyTo runs one statement of an export.
+func (s *Store) copyTo(ctx context.Context, st Statement, w io.Writer) (int64, error) {
+	names, values := settingArrays(st.Settings)
+	// An export runs as long as its client reads (the caller's ctx bounds
+	// it), past the statement_timeout of the API's other queries.
+	names, values = append(names, "statement_timeout"), append(values, "0")
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err = tx.Exec(ctx, exportSettingsSQL, names, values); err != nil {
-		return 0, fmt.Errorf("export events of org %s: settings: %w", q.OrgID, err)
+		return 0, fmt.Errorf("settings: %w", err)
 	}
-	tag, err := tx.Conn().PgConn().CopyTo(ctx, w, copySQL)
+	tag, err := tx.Conn().PgConn().CopyTo(ctx, w, st.SQL)
 	if err != nil {
-		return 0, fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+		return 0, err
 	}
-	return tag.RowsAffected(), nil
+	return tag.RowsAffected(), tx.Commit(ctx)
 }
 
 // settingArrays splits settings into names and values, the arguments of
@@ -401,6 +550,9 @@ type shape struct {
 	Actor   bool
 	// Action is what action must equal, AnyAction the array it must be in.
 	Action, AnyAction string
+	// Below says the range ends strictly below Before's instant (Before.ID
+	// is MinID), which lets the planner prune the leaf starting there.
+	Below bool
 	// KeyCol and KeyVal are the column between org_id and occurred_at in the
 	// keyset condition, and its value: the index the scans follow.
 	KeyCol, KeyVal string
@@ -420,7 +572,8 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	// A page reads as little as it can; an export and a count read every
 	// matching event anyway.
 	readsAll := kind != pageQuery
-	sh := shape{Tiers: q.Tiers, P: p, CSV: kind == exportQuery, Nothing: q.matchesNothing(), Actor: q.Actor != ""}
+	sh := shape{Tiers: q.Tiers, P: p, CSV: kind == exportQuery, Nothing: q.matchesNothing(), Actor: q.Actor != "",
+		Below: q.Before.ID == MinID}
 	switch {
 	case len(q.Actions) == 1:
 		sh.Action = p.Action
