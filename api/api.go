@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -47,21 +48,26 @@ type Config struct {
 	ExportWriteTimeout time.Duration
 	// ExportTimeout bounds a whole CSV export; default 30 min.
 	ExportTimeout time.Duration
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
+	// the client's address, which failed authentications are counted
+	// against; default none: the address is the connection's.
+	TrustedProxies []netip.Prefix
 }
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
 	st := store.New(cfg.Pool)
 	s := &server{
-		store:        st,
-		logger:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
-		now:          cfg.Now,
-		queryTimeout: cmp.Or(cfg.QueryTimeout, 10*time.Second),
-		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
-		exportWrite:  cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
-		exportTotal:  cmp.Or(cfg.ExportTimeout, 30*time.Minute),
-		metrics:      newMetrics(),
-		keys:         &keyring{store: st},
+		store:         st,
+		logger:        cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		now:           cfg.Now,
+		queryTimeout:  cmp.Or(cfg.QueryTimeout, 10*time.Second),
+		exports:       make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
+		exportWrite:   cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
+		exportTotal:   cmp.Or(cfg.ExportTimeout, 30*time.Minute),
+		metrics:       newMetrics(),
+		keys:          &keyring{store: st},
+		unknownTokens: newTokenCache(unknownTokenTTL),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -73,9 +79,16 @@ func New(cfg Config) http.Handler {
 	if math.IsInf(cfg.RateLimit, 1) {
 		s.limiter = newLimiter(math.Inf(1), 1, s.now)
 	}
+	s.failures = newLimiter(failedAuthRate, failedAuthBurst, s.now)
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	_ = r.SetTrustedProxies(proxies) // valid prefixes cannot fail; none (nil) trusts none
 	r.Use(s.metrics.observe, s.logRequests, s.recover)
 	r.NoRoute(func(c *gin.Context) { s.writeProblem(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeProblem(c, errMethodNotAllowed) })
@@ -95,18 +108,20 @@ func New(cfg Config) http.Handler {
 }
 
 type server struct {
-	store        *store.Store
-	fixedClock   bool // Config.Now was given: the database is asked as of it
-	logger       *slog.Logger
-	now          func() time.Time
-	queryTimeout time.Duration
-	exports      chan struct{} // one slot per running CSV export
-	exportWrite  time.Duration // Config.ExportWriteTimeout
-	exportTotal  time.Duration // Config.ExportTimeout
-	metrics      *metrics
-	catalog      *catalog
-	keys         *keyring
-	limiter      *limiter
+	store         *store.Store
+	fixedClock    bool // Config.Now was given: the database is asked as of it
+	logger        *slog.Logger
+	now           func() time.Time
+	queryTimeout  time.Duration
+	exports       chan struct{} // one slot per running CSV export
+	exportWrite   time.Duration // Config.ExportWriteTimeout
+	exportTotal   time.Duration // Config.ExportTimeout
+	metrics       *metrics
+	catalog       *catalog
+	keys          *keyring
+	limiter       *limiter
+	failures      *limiter    // failed authentications per client address
+	unknownTokens *tokenCache // token hashes the database did not know
 }
 
 // asOf is the instant the database checks retention and token expiry at:

@@ -4,7 +4,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -32,7 +31,7 @@ func (s *server) authenticate(c *gin.Context) {
 			org = id.String()
 		}
 	}
-	p, err := s.store.Authenticate(c.Request.Context(), pat.Hash(token), org, s.asOf())
+	p, err := s.checkToken(c, token, org)
 	if err != nil {
 		s.fail(c, err)
 		return
