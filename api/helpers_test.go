@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,10 +34,21 @@ type testBundle struct {
 
 func setup(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
+	return setupListening(t, cfg, nil)
+}
+
+// setupListening is setup with the server's listener wrapped by wrap, if
+// not nil.
+func setupListening(t testing.TB, cfg Config, wrap func(net.Listener) net.Listener) *testBundle {
+	t.Helper()
 	url := testdb.New(t)
 	b := &testBundle{url: url, admin: testdb.Pool(t, url)}
 	cfg.Pool = testdb.Pool(t, testdb.Role(t, url, "audit_reader"))
-	srv := httptest.NewServer(New(cfg))
+	srv := httptest.NewUnstartedServer(New(cfg))
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	b.base = srv.URL
 	return b
