@@ -33,16 +33,17 @@ func (s *server) checkToken(c *gin.Context, token, org string) (store.Principal,
 		return store.Principal{}, store.ErrUnauthenticated
 	}
 	addr := clientKey(c)
-	if wait := s.failures.wait(addr); wait > 0 {
+	if wait := s.failures.begin(addr); wait > 0 {
 		return store.Principal{}, tooManyRequests(fmt.Sprintf(
 			"too many failed authentications from your address (%d a second, bursts of %d); retry in %s",
 			failedAuthRate, failedAuthBurst, wait.Round(time.Millisecond)), wait)
 	}
 	p, err := s.store.Authenticate(c.Request.Context(), hash, org, s.asOf())
-	if errors.Is(err, store.ErrUnauthenticated) {
+	failed := errors.Is(err, store.ErrUnauthenticated)
+	if failed {
 		s.unknownTokens.add(hash)
-		s.failures.spend(addr)
 	}
+	s.failures.end(addr, failed)
 	return p, err
 }
 

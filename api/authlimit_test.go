@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,6 +99,38 @@ func TestFailedAuthIsLimitedPerAddress(t *testing.T) {
 	}
 }
 
+// TestConcurrentGuessesCannotOverdraw: guesses sent all at once from one
+// address get no more lookups (401s) than the burst; the rest get 429.
+func TestConcurrentGuessesCannotOverdraw(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	b := setup(t, Config{Now: func() time.Time { return start }})
+	statuses := make(chan int, 64)
+	var wg sync.WaitGroup
+	for range cap(statuses) {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, b.base+"/api/audit/actions", nil)
+			req.Header.Set("Authorization", "Bearer "+pat.Generate())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for status := range statuses {
+		count[status]++
+	}
+	if count[http.StatusUnauthorized] > failedAuthBurst || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != cap(statuses) {
+		t.Fatalf("%v: want at most %d 401s, the rest 429", count, failedAuthBurst)
+	}
+}
+
 // TestSessionSignInIsLimited: POST /api/session answers 429 to an address
 // that guessed too many tokens, a valid one included.
 func TestSessionSignInIsLimited(t *testing.T) {
@@ -174,7 +207,8 @@ func TestLimiterMemoryBounded(t *testing.T) {
 	l := newLimiter(failedAuthRate, failedAuthBurst, time.Now)
 	cache := newTokenCache(time.Hour)
 	for i := range 3 * maxBuckets {
-		l.spend(fmt.Sprint(i))
+		l.begin(fmt.Sprint(i))
+		l.end(fmt.Sprint(i), true)
 		cache.add([]byte(fmt.Sprint(i)))
 	}
 	if len(l.buckets) > maxBuckets || len(cache.until) > maxBuckets {

@@ -18,7 +18,8 @@ type limiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*rate.Limiter
-	swept   time.Time // last sweep of idle buckets
+	swept   time.Time      // last sweep of idle buckets
+	running map[string]int // attempts begun and not ended, by key
 }
 
 // maxBuckets bounds the buckets a limiter keeps.
@@ -49,7 +50,7 @@ func makeRoom[V any](m map[string]V, max int, now time.Time, swept *time.Time, i
 }
 
 func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
-	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*rate.Limiter{}}
+	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*rate.Limiter{}, running: map[string]int{}}
 }
 
 // bucket is key's bucket, made if need be; l.mu is held.
@@ -78,29 +79,37 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
-// wait is how long until key's bucket holds a whole token again, without
-// taking one: zero when it does, or when key has no bucket.
-func (l *limiter) wait(key string) time.Duration {
+// begin admits an attempt by key that may fail, or says how long to wait:
+// it admits one only while key's bucket holds a token for it and for every
+// attempt still running, so that concurrent attempts cannot overdraw the
+// bucket. end records the attempt's outcome.
+func (l *limiter) begin(key string) time.Duration {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		return 0
+	tokens := float64(l.burst)
+	if b := l.buckets[key]; b != nil {
+		tokens = b.TokensAt(now)
 	}
-	missing := 1 - b.TokensAt(now)
-	if missing <= 0 {
-		return 0
+	if missing := 1 + float64(l.running[key]) - tokens; missing > 0 {
+		return time.Duration(missing / float64(l.rate) * float64(time.Second))
 	}
-	return time.Duration(missing / float64(l.rate) * float64(time.Second))
+	l.running[key]++
+	return 0
 }
 
-// spend takes a token from key's bucket if one is there.
-func (l *limiter) spend(key string) {
+// end ends an attempt begin admitted, taking a token from key's bucket if
+// it failed.
+func (l *limiter) end(key string, failed bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.bucket(key, now).AllowN(now, 1)
+	if l.running[key]--; l.running[key] <= 0 {
+		delete(l.running, key)
+	}
+	if failed {
+		l.bucket(key, now).AllowN(now, 1)
+	}
 }
 
 // rateLimit answers 429 with Retry-After once a token has made more than
