@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -46,13 +47,23 @@ type Config struct {
 	// MaxExports is how many CSV exports run at once, each holding a
 	// database connection; default 4. More are answered 429.
 	MaxExports int
-	// ExportWriteTimeout bounds each write of a CSV export to the client;
-	// default 30 s. A client that stops reading is cut off, so it cannot
-	// hold an export slot and a read transaction (which holds back vacuum
-	// and concurrent detaches) open.
-	ExportWriteTimeout time.Duration
+	// MaxOrgExports is how many of them one org may run at once; default
+	// 2. More are answered 429, so one org cannot take every slot.
+	MaxOrgExports int
+	// ExportFloorBytes and ExportFloorWindow are the slowest a client may
+	// read a CSV export: it may keep the server waiting at most
+	// ExportFloorWindow in all for each ExportFloorBytes it takes; default
+	// 256 KiB per 10 s. A slower client is cut off, so it cannot hold an
+	// export slot and a read transaction (which holds back vacuum and
+	// concurrent detaches) open.
+	ExportFloorBytes  int
+	ExportFloorWindow time.Duration
 	// ExportTimeout bounds a whole CSV export; default 30 min.
 	ExportTimeout time.Duration
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
+	// the client's address, which failed authentications are counted
+	// against; default none: the address is the connection's.
+	TrustedProxies []netip.Prefix
 }
 
 // defaultQueryTimeout is Config.QueryTimeout's default.
@@ -83,7 +94,6 @@ func New(cfg Config) http.Handler {
 		queryTimeout: cmp.Or(cfg.QueryTimeout, defaultQueryTimeout),
 		pageBytes:    cmp.Or(cfg.PageBytes, 4<<20),
 		exports:      make(chan struct{}, cmp.Or(cfg.MaxExports, 4)),
-		exportWrite:  cmp.Or(cfg.ExportWriteTimeout, 30*time.Second),
 		exportTotal:  cmp.Or(cfg.ExportTimeout, 30*time.Minute),
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
@@ -99,9 +109,22 @@ func New(cfg Config) http.Handler {
 	if math.IsInf(cfg.RateLimit, 1) {
 		s.limiter = newLimiter(math.Inf(1), 1, s.now)
 	}
+	s.guards = guards{
+		failures:          newLimiter(failedAuthRate, failedAuthBurst, s.now),
+		unknownTokens:     newTokenCache(unknownTokenTTL),
+		orgExports:        newOrgExports(cmp.Or(cfg.MaxOrgExports, 2)),
+		exportFloorBytes:  cmp.Or(cfg.ExportFloorBytes, 256<<10),
+		exportFloorWindow: cmp.Or(cfg.ExportFloorWindow, 10*time.Second),
+	}
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	_ = r.SetTrustedProxies(proxies) // valid prefixes cannot fail; none (nil) trusts none
 	r.Use(s.metrics.observe, s.logRequests, noSniff, s.recover)
 	r.NoRoute(func(c *gin.Context) { s.writeProblem(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeProblem(c, errMethodNotAllowed) })
@@ -131,12 +154,22 @@ type server struct {
 	queryTimeout time.Duration
 	pageBytes    int           // Config.PageBytes
 	exports      chan struct{} // one slot per running CSV export
-	exportWrite  time.Duration // Config.ExportWriteTimeout
 	exportTotal  time.Duration // Config.ExportTimeout
 	metrics      *metrics
 	catalog      *catalog
 	keys         *keyring
 	limiter      *limiter
+	guards
+}
+
+// guards hold the limits against abuse: guessing tokens (authlimit.go) and
+// one org taking every export, or holding one open (exportlimit.go).
+type guards struct {
+	failures          *limiter    // failed authentications per client address
+	unknownTokens     *tokenCache // token hashes the database did not know
+	orgExports        *orgExports // Config.MaxOrgExports
+	exportFloorBytes  int         // Config.ExportFloorBytes
+	exportFloorWindow time.Duration
 }
 
 // asOf is the instant the database checks retention and token expiry at:

@@ -4,7 +4,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -32,9 +31,7 @@ func (s *server) authenticate(c *gin.Context) {
 			org = id.String()
 		}
 	}
-	ctx, cancel := s.queryContext(c)
-	defer cancel()
-	p, err := s.store.Authenticate(ctx, pat.Hash(token), org, s.asOf())
+	p, err := s.checkToken(c, token, org)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -180,35 +181,122 @@ func TestCSVStopsWhenClientGoes(t *testing.T) {
 }
 
 // TestCSVCutsOffAClientThatStopsReading: a client that stays connected but
-// reads nothing is cut off after the write timeout, its query stops, and its
-// export slot is free for the next owner.
+// reads nothing is cut off within the floor's window once the socket's
+// buffers are full: its connection ends, its query stops, its snapshot is
+// released, and its export slot is free for the next owner.
 func TestCSVCutsOffAClientThatStopsReading(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{ExportWriteTimeout: 300 * time.Millisecond, MaxExports: 1})
+	const window = 300 * time.Millisecond
+	b := setup(t, Config{ExportFloorWindow: window, MaxExports: 1})
 	org, token := b.owner(t, "enterprise")
 	b.manyEvents(t, org, 100_000)
 
+	conn := b.startExport(t, org, token)
+	start := time.Now()
+	// ... and never read.
+
+	b.waitNoExport(t, "the client stopped reading")
+	// Filling the buffers takes a moment; the window is what the floor adds.
+	if took := time.Since(start); took > window+3*time.Second {
+		t.Errorf("the export ended %s after the client stopped reading; the floor's window is %s", took, window)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Fatalf("the connection is not closed: %v", err)
+	}
+	other, otherToken := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: other})
+	if resp, body := b.get(t, "/api/orgs/"+other+"/audit?format=csv", otherToken); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the stalled export still holds the only slot: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestCSVCutsOffAClientBelowTheFloor: a client that keeps reading, but
+// slower than the floor (here 32 KiB every 50 ms, about 650 KB a second,
+// against 1 MiB per 500 ms), is cut off, although it never keeps a single
+// write waiting for the whole window.
+func TestCSVCutsOffAClientBelowTheFloor(t *testing.T) {
+	t.Parallel()
+	b := setupListening(t, Config{ExportFloorBytes: 1 << 20, ExportFloorWindow: 500 * time.Millisecond},
+		func(l net.Listener) net.Listener { return smallSendBuffers{l} })
+	org, token := b.owner(t, "enterprise")
+	b.manyEvents(t, org, 100_000)
+
+	conn := b.startExport(t, org, token)
+	start := time.Now()
+	read := 0
+	for {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.ReadFull(conn, make([]byte, 32<<10))
+		read += n
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break // the server closed the connection
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v, want the server to close the connection", read, err)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("still reading after 20 s (%d bytes): the slow client was not cut off", read)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.waitNoExport(t, "the slow client was cut off")
+}
+
+// smallSendBuffers gives the server's connections a small send buffer, so
+// that the server waits on a slow reader in small steps, as it would on a
+// long network path, instead of in megabytes at once over loopback.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(64 << 10)
+	}
+	return c, err
+}
+
+// TestCSVExportsLimitedPerOrg: one org that holds its export slots (two,
+// with stalled readers) gets 429 for a third, while another org exports.
+func TestCSVExportsLimitedPerOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{ExportFloorWindow: time.Minute})
+	org, token := b.owner(t, "enterprise")
+	b.manyEvents(t, org, 100_000)
+	for range 2 {
+		b.startExport(t, org, token) // and never read
+	}
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
+	wantProblem(t, resp, body, http.StatusTooManyRequests)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+
+	other, otherToken := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: other})
+	resp, body = b.get(t, "/api/orgs/"+other+"/audit?format=csv", otherToken)
+	if resp.StatusCode != http.StatusOK || bytes.Count(body, []byte("\r\n")) != 2 {
+		t.Fatalf("another org's export while the first holds its slots: %d %s", resp.StatusCode, body)
+	}
+}
+
+// startExport asks for org's CSV export on a connection of its own, waits for the response's status line (the export
+// then holds its slots) and returns the connection, closed at the end of
+// the test.
+func (b *testBundle) startExport(t *testing.T, org, token string) net.Conn {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(b.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "GET /api/orgs/%s/audit?format=csv HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", org, token)
-	// ... and never read.
-
-	b.waitNoExport(t, "the client stopped reading")
-	other, otherToken := b.owner(t, "team")
-	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: other})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, body := b.get(t, "/api/orgs/"+other+"/audit?format=csv", otherToken)
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stalled export still holds the only slot: %d %s", resp.StatusCode, body)
-		}
+	status := make([]byte, len("HTTP/1.1 200"))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+		t.Fatalf("export of %s: %q %v", org, status, err)
 	}
+	return conn
 }
 
 // manyEvents gives org n events of today, each with half a kilobyte of
@@ -229,17 +317,20 @@ func (b *testBundle) manyEvents(t *testing.T, org string, n int) {
 	}
 }
 
-// waitNoExport waits until no export query runs in the test database, and
-// fails the test if one still does 10 s later.
+// waitNoExport waits until no export query runs in the test database and no
+// connection holds a snapshot, and fails the test if one still does 10 s
+// later.
 func (b *testBundle) waitNoExport(t *testing.T, why string) {
 	t.Helper()
 	dbName := b.url[strings.LastIndex(b.url, "/")+1:]
 	dbName, _, _ = strings.Cut(dbName, "?")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// An export's read transaction holds a snapshot (backend_xmin) until it ends.
 		var running int
 		err := b.admin.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY (%'`, dbName).Scan(&running)
+			WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+			  AND ((state = 'active' AND query LIKE 'COPY (%') OR backend_xmin IS NOT NULL)`, dbName).Scan(&running)
 		if err != nil {
 			t.Fatal(err)
 		}

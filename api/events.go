@@ -156,6 +156,11 @@ func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 // the response short (no final chunk), which clients see as a failed
 // download rather than a complete file.
 func (s *server) exportEvents(c *gin.Context, q store.Query) {
+	if !s.orgExports.acquire(q.OrgID) {
+		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports of this org are running, the most one org may run at once; retry when one ends", s.orgExports.max), 10*time.Second))
+		return
+	}
+	defer s.orgExports.release(q.OrgID)
 	select {
 	case s.exports <- struct{}{}:
 		defer func() { <-s.exports }()
@@ -170,7 +175,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
 	h.Set("Cache-Control", "no-store")
 	w := &exportWriter{c: c, cancel: cancel}
-	w.buf = bufio.NewWriterSize(responseWriter{c: c, timeout: s.exportWrite}, 64<<10)
+	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
 	_, err := s.store.Export(ctx, q, w)
 	if w.rows > 1 {
 		s.metrics.exportedRows.Add(float64(w.rows - 1)) // the first is the header
@@ -238,17 +243,4 @@ func (w *exportWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-// responseWriter hides gin's writer behind a plain io.Writer for bufio.
-type responseWriter struct {
-	c       *gin.Context
-	timeout time.Duration // for each write: a client that stops reading is cut off
-}
-
-func (r responseWriter) Write(p []byte) (int, error) {
-	// An error here means the server cannot set deadlines (not net/http's):
-	// the write then just has none.
-	_ = http.NewResponseController(r.c.Writer).SetWriteDeadline(time.Now().Add(r.timeout))
-	return r.c.Writer.Write(p)
 }

@@ -133,7 +133,6 @@ func (s *server) feed(c *gin.Context) {
 	}
 	h := c.Writer.Header()
 	h.Set("Content-Type", "application/x-ndjson")
-	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Feed-Next-After", strconv.FormatInt(page.Next, 10))
 	h.Set("Feed-Head-Seq", strconv.FormatInt(page.Head, 10))
 	h.Set("Feed-First-Seq", strconv.FormatInt(page.First, 10))

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,6 +35,13 @@ type testBundle struct {
 
 func setup(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
+	return setupListening(t, cfg, nil)
+}
+
+// setupListening is setup with the server's listener wrapped by wrap, if
+// not nil.
+func setupListening(t testing.TB, cfg Config, wrap func(net.Listener) net.Listener) *testBundle {
+	t.Helper()
 	url := testdb.New(t)
 	b := &testBundle{url: url, admin: testdb.Pool(t, url)}
 	// The pool as serve makes it: its runtime parameters are part of what
@@ -45,7 +52,11 @@ func setup(t testing.TB, cfg Config) *testBundle {
 	}
 	t.Cleanup(pool.Close)
 	cfg.Pool = pool
-	srv := httptest.NewServer(New(cfg))
+	srv := httptest.NewUnstartedServer(New(cfg))
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	b.base = srv.URL
 	return b
@@ -89,23 +100,7 @@ func (b *testBundle) owner(t testing.TB, plan string) (org, token string) {
 // response with its body read.
 func (b *testBundle) get(t testing.TB, path, token string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.base+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return b.call(t, http.MethodGet, path, token, "")
 }
 
 // eventsPage is a page as a client decodes it.

@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/auditlog/auditlog/internal/pat"
 )
 
 // web holds the Activity page (Settings → Organization → Activity): plain
@@ -93,9 +91,7 @@ func (s *server) signIn(c *gin.Context) {
 		return
 	}
 	token := strings.TrimSpace(req.Token)
-	ctx, cancel := s.queryContext(c)
-	defer cancel()
-	if _, err := s.store.Authenticate(ctx, pat.Hash(token), "", s.asOf()); err != nil {
+	if _, err := s.checkToken(c, token, ""); err != nil {
 		s.fail(c, err)
 		return
 	}

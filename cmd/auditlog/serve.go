@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,21 +26,29 @@ type serveConfig struct {
 	// rateLimit and rateBurst bound each token's requests (api.Config); zero: the API's defaults.
 	rateLimit float64
 	rateBurst int
+	// trustedProxies are believed in X-Forwarded-For (api.Config).
+	trustedProxies []netip.Prefix
 	// ready, if set, is called with the listening address once the server accepts connections.
 	ready func(addr net.Addr)
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--trusted-proxies CIDR,...] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", envFloat("AUDITLOG_RATE_LIMIT", 10), "requests a second each token may make on average (env AUDITLOG_RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", int(envFloat("AUDITLOG_RATE_BURST", 20)), "requests a token may make at once (env AUDITLOG_RATE_BURST)")
+	proxies := fs.String("trusted-proxies", envOr("AUDITLOG_TRUSTED_PROXIES", ""),
+		"addresses or CIDR prefixes of the reverse proxies whose X-Forwarded-For gives the client's address, comma-separated; default none (env AUDITLOG_TRUSTED_PROXIES)")
 	cfg.retention.register(fs)
 	cfg.seal.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var err error
+	if cfg.trustedProxies, err = api.ParseTrustedProxies(*proxies); err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	return serve(ctx, e, cfg)
 }
@@ -71,7 +80,7 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 	}
 	srv := &http.Server{
 		Handler: api.New(api.Config{Pool: pool, Logger: e.logger,
-			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst}),
+			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
