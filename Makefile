@@ -8,9 +8,11 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## start the whole product on a local PostgreSQL it starts itself (Ctrl-C stops both)
+	@scripts/install-deps.sh postgresql
 	$(GO) run ./cmd/auditlog dev
 
 test: ## run every test against a real PostgreSQL, with the race detector
+	@scripts/install-deps.sh postgresql chromium
 	$(GO) test -race -timeout 20m ./...
 
 bench: ## run the benchmarks on a local PostgreSQL and print the results table
