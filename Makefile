@@ -9,7 +9,7 @@ help: ## list the targets
 
 run: ## start the whole product on a local PostgreSQL it starts itself (Ctrl-C stops both)
 	@scripts/install-deps.sh postgresql
-	@printf 'building bin/auditlog (compiling: about 1 min on a fresh clone, seconds after) ... '
+	@printf 'building bin/auditlog (compiling: about 2 min on a fresh clone, seconds after) ... '
 	@t=$$(date +%s.%N); $(GO) mod download && $(GO) build -o bin/auditlog ./cmd/auditlog && awk -v t="$$t" -v n="$$(date +%s.%N)" 'BEGIN { printf "%.1fs\n", n - t }'
 	@exec bin/auditlog dev
 
