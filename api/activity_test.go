@@ -163,6 +163,9 @@ func TestActivityPage(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#sign-in-form button")),
 		chromedp.Poll[chromedp.Void](`document.querySelector('#rows tr.event') !== null`, chromedp.WithPollingTimeout(20*time.Second)))
 	first := waitRows(ctx, t, 50)
+	// The rows show as their page arrives, the summary once its own request
+	// has answered too.
+	do(ctx, t, chromedp.Poll[chromedp.Void](`document.querySelectorAll('#chart .bar').length > 0`, chromedp.WithPollingTimeout(20*time.Second)))
 	if r := text(ctx, t, "retention"); !strings.Contains(r, "30 days") || !strings.Contains(r, "Team plan") {
 		t.Errorf("retention stated as %q", r)
 	}
