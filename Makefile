@@ -8,9 +8,13 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## start the whole product on a local PostgreSQL it starts itself (Ctrl-C stops both)
-	$(GO) run ./cmd/auditlog dev
+	@scripts/install-deps.sh postgresql
+	@printf 'building bin/auditlog (compiling: about 2 min on a fresh clone, seconds after) ... '
+	@t=$$(date +%s.%N); $(GO) mod download && $(GO) build -o bin/auditlog ./cmd/auditlog && awk -v t="$$t" -v n="$$(date +%s.%N)" 'BEGIN { printf "%.1fs\n", n - t }'
+	@exec bin/auditlog dev
 
 test: ## run every test against a real PostgreSQL, with the race detector
+	@scripts/install-deps.sh postgresql chromium
 	$(GO) test -race -timeout 20m ./...
 
 bench: ## run the benchmarks on a local PostgreSQL and print the results table

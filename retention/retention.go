@@ -473,6 +473,11 @@ func (p *pass) fail(step string, err error) {
 	err = fmt.Errorf("%s: %w", step, err)
 	p.errs = append(p.errs, err)
 	p.r.Errors = append(p.r.Errors, err.Error())
+	if errors.Is(err, context.Canceled) {
+		// A shutdown: the pass reports it interrupted, nothing went wrong.
+		p.w.log.Info("retention step cut short", "step", step)
+		return
+	}
 	p.w.log.Error("retention step failed", "step", step, "err", err)
 }
 

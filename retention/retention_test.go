@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -1150,5 +1151,38 @@ func TestPremakeStopsAtTheHorizon(t *testing.T) {
 	}
 	if !leafExists(t, b.pool, far[2]) || !slices.Equal(r.Kept, far[2:]) {
 		t.Errorf("leaf %s beyond the horizon holding an event: kept %v, exists %v", far[2], r.Kept, leafExists(t, b.pool, far[2]))
+	}
+}
+
+// A worker stopped while a step waits (here on a lock) logs no error: the
+// pass was interrupted, as asked, and nothing failed.
+func TestStopDuringAStepLogsNoError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var logs fixture.Buffer
+	w := b.worker(t, retention.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE audit.tiers IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(runCtx); close(done) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for count(t, b.pool, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%premake_leaves%'") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pass never waited on the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if s := logs.String(); strings.Contains(s, "level=ERROR") || !strings.Contains(s, `msg="retention step cut short" step="premake leaves"`) {
+		t.Fatalf("logs:\n%s", s)
 	}
 }

@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,48 +20,184 @@ import (
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/demo"
 	"github.com/auditlog/auditlog/internal/devenv"
-	"github.com/auditlog/auditlog/internal/importer"
 	"github.com/auditlog/auditlog/internal/pglocal"
+	"github.com/auditlog/auditlog/internal/schema"
 )
 
 // devDatabase is the database `auditlog dev` uses in the local cluster.
 const devDatabase = "auditlog"
 
+// devBannerFile, in the cluster's directory, holds the banner of the running
+// `auditlog dev` for `auditlog dev --print`; dev holds a lock on it while it
+// runs, so a file left by a killed dev is not taken for a running one.
+const devBannerFile = "dev-banner"
+
+// devConfig is what `auditlog dev` runs with.
+type devConfig struct {
+	addr        string
+	dir         string // the local cluster's directory
+	logRequests bool   // log every API request
+}
+
 func runDev(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "dev", "[--addr HOST:PORT]")
-	addr := fs.String("addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to serve on (env AUDITLOG_ADDR)")
+	fs := newFlagSet(e, "dev", "[--addr HOST:PORT] [--log-requests] | --print")
+	var cfg devConfig
+	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to serve on (env AUDITLOG_ADDR)")
+	fs.BoolVar(&cfg.logRequests, "log-requests", envOr("AUDITLOG_LOG_REQUESTS", "") != "", "log a line per HTTP request, as serve does (env AUDITLOG_LOG_REQUESTS, any value)")
+	printBanner := fs.Bool("print", false, "print the URLs and owner token of the auditlog dev running for this checkout, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var err error
+	if cfg.dir, err = pglocal.DefaultDir(); err != nil {
+		return err
+	}
+	if *printBanner {
+		return printRunningBanner(e.stdout, cfg.dir)
+	}
+	defer takeTerminal()()
+	err = dev(ctx, e, cfg)
+	if ctx.Err() != nil {
+		// Ctrl-C: what was running is stopped, as asked.
+		return nil
+	}
+	return err
+}
 
-	cluster, err := pglocal.Start(ctx, pglocal.Options{Logger: e.logger})
-	if err != nil {
+// dev starts the local cluster, migrates, prepares the login roles, the demo
+// and the owner token, and serves until ctx ends, printing a line per phase
+// with its time, then the banner, then what it stopped. Only warnings and
+// errors are logged, and the API's requests when cfg.logRequests.
+func dev(ctx context.Context, e env, cfg devConfig) error {
+	out := e.stdout
+	scfg := serveConfig{addr: cfg.addr}
+	if cfg.logRequests {
+		scfg.apiLogger = e.logger
+	}
+	e.logger = e.quietLogger()
+
+	st := beginStep(ctx, out, "starting PostgreSQL in %s", cfg.dir)
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: cfg.dir, Logger: e.logger})
+	if err := st.end(err, ""); err != nil {
 		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := cluster.Close(stopCtx); err != nil {
-			e.logger.Error("stopping local PostgreSQL", "err", err)
-		}
-	}()
-	if err := createDatabase(ctx, cluster.URL("postgres"), devDatabase); err != nil {
-		return err
-	}
+	defer stopCluster(out, e.logger, cluster)
+
+	st = beginStep(ctx, out, "migrating")
 	dbURL := cluster.URL(devDatabase)
-	if err := migrate(ctx, e, dbURL); err != nil {
+	res, err := devMigrate(ctx, e, cluster.URL("postgres"), dbURL)
+	detail := fmt.Sprintf("schema version %d, as before", res.To)
+	if len(res.Applied) > 0 {
+		detail = fmt.Sprintf("schema version %d: %d migrations applied", res.To, len(res.Applied))
+	}
+	if err := st.end(err, detail); err != nil {
 		return err
 	}
+
+	st = beginStep(ctx, out, "loading the demo")
 	info, err := prepareDev(ctx, e, dbURL, cluster.Dir())
+	detail = fmt.Sprintf("%d orgs, made on an earlier run", len(info.demo.Orgs))
+	if info.demo.Created {
+		detail = fmt.Sprintf("made just now: %d orgs, %d events recorded live, %d imported", len(info.demo.Orgs), info.demo.Recorded, info.demo.Imported.Loaded)
+	}
+	if err := st.end(err, detail); err != nil {
+		return err
+	}
+
+	st = beginStep(ctx, out, "serving")
+	var stopReprint func()
+	scfg.dbURL, scfg.retention.dbURL = info.apiURL, info.workerURL
+	scfg.seal = sealFlags{dbURL: info.sealerURL, keyPath: filepath.Join(cluster.Dir(), devenv.SealKeyFile), createKey: true}
+	scfg.ready = func(a net.Addr) {
+		st.end(nil, "http://"+a.String())
+		var b strings.Builder
+		printDev(&b, a.String(), cluster.Dir(), os.Getpid(), info)
+		banner := b.String()
+		unpublish, err := publishBanner(cluster.Dir(), banner)
+		if err != nil {
+			e.logger.Warn("auditlog dev --print will not find this banner", "err", err)
+			unpublish = func() {}
+		}
+		// Listening for SIGUSR1 before the banner invites it.
+		stopSignals := reprintOnSignal(out, banner)
+		stopReprint = func() { stopSignals(); unpublish() }
+		io.WriteString(out, banner)
+	}
+	err = serve(ctx, e, scfg)
+	if stopReprint == nil {
+		return st.end(err, "")
+	}
+	stopReprint()
+	if isTerminal(out) {
+		fmt.Fprintln(out) // after the terminal's ^C
+	}
 	if err != nil {
 		return err
 	}
-	cfg := serveConfig{addr: *addr, dbURL: info.apiURL, ready: func(a net.Addr) {
-		printDev(e.stdout, a.String(), cluster.Dir(), info)
-	}}
-	cfg.retention.dbURL = info.workerURL
-	cfg.seal = sealFlags{dbURL: info.sealerURL, keyPath: filepath.Join(cluster.Dir(), devenv.SealKeyFile), createKey: true}
-	return serve(ctx, e, cfg)
+	fmt.Fprintln(out, "stopped the API server, the retention worker and the sealer")
+	return nil
+}
+
+// stopCluster ends dev's use of the local cluster and says whether that
+// stopped it.
+func stopCluster(out io.Writer, logger *slog.Logger, cluster *pglocal.Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cluster.Close(ctx); err != nil {
+		logger.Error("stopping local PostgreSQL", "err", err)
+		return
+	}
+	if cluster.Running(ctx) {
+		fmt.Fprintf(out, "left PostgreSQL running: another process (tests?) still uses %s\n", cluster.Dir())
+		return
+	}
+	fmt.Fprintf(out, "stopped PostgreSQL (its data stays in %s for the next run)\n", cluster.Dir())
+}
+
+// step is a phase of `auditlog dev`, printed as one line: what it does when
+// it begins, its time (and what it found) when it ends.
+type step struct {
+	ctx   context.Context
+	w     io.Writer
+	start time.Time
+}
+
+func beginStep(ctx context.Context, w io.Writer, format string, args ...any) step {
+	fmt.Fprintf(w, format+" ... ", args...)
+	return step{ctx: ctx, w: w, start: time.Now()}
+}
+
+// end finishes the step's line and returns err.
+func (s step) end(err error, detail string) error {
+	switch {
+	case err == nil && detail == "":
+		fmt.Fprintf(s.w, "%.1fs\n", time.Since(s.start).Seconds())
+	case err == nil:
+		fmt.Fprintf(s.w, "%.1fs (%s)\n", time.Since(s.start).Seconds(), detail)
+	case s.ctx.Err() != nil:
+		fmt.Fprintln(s.w, "interrupted")
+	default:
+		fmt.Fprintln(s.w, "failed")
+	}
+	return err
+}
+
+// devMigrate creates the dev database unless it exists, migrates it and
+// makes the login roles of the product's parts.
+func devMigrate(ctx context.Context, e env, adminURL, dbURL string) (schema.Result, error) {
+	if err := createDatabase(ctx, adminURL, devDatabase); err != nil {
+		return schema.Result{}, err
+	}
+	conn, err := database.Connect(ctx, dbURL)
+	if err != nil {
+		return schema.Result{}, err
+	}
+	defer conn.Close(ctx)
+	res, err := schema.Migrate(ctx, conn, e.logger)
+	if err != nil {
+		return res, err
+	}
+	return res, devenv.CreateLoginRoles(ctx, conn)
 }
 
 // devInfo is what `auditlog dev` prepared, to print once the server listens.
@@ -68,9 +210,9 @@ type devInfo struct {
 	tokenMinted bool
 }
 
-// prepareDev makes, in the migrated database at dbURL, the login roles of the
-// product's parts, the demo (the first time only) and an owner token of the
-// demo's enterprise org, kept in dir between runs.
+// prepareDev makes, in the migrated database at dbURL, the demo (the first
+// time only) and an owner token of the demo's enterprise org, kept in dir
+// between runs.
 func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) {
 	var info devInfo
 	conn, err := database.Connect(ctx, dbURL)
@@ -78,12 +220,7 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 		return info, err
 	}
 	defer conn.Close(ctx)
-	if err := devenv.CreateLoginRoles(ctx, conn); err != nil {
-		return info, err
-	}
-	if info.demo, err = demo.Run(ctx, conn, demo.Config{
-		Logger: e.logger, Progress: importer.NewProgressPrinter(e.stderr, isTerminal(e.stderr)),
-	}); err != nil {
+	if info.demo, err = demo.Run(ctx, conn, demo.Config{Logger: e.logger}); err != nil {
 		return info, err
 	}
 	info.token, info.tokenMinted, err = devenv.OwnerToken(ctx, conn, devenv.TokenOpts{Dir: dir, OrgID: demo.EnterpriseOrgID, Email: demo.OwnerEmail})
@@ -100,17 +237,87 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 	return info, err
 }
 
+// publishBanner writes the banner to the cluster directory for --print,
+// readable by its owner only (it holds the token), and locks it; the func
+// returned removes it.
+func publishBanner(dir, banner string) (func(), error) {
+	path := filepath.Join(dir, devBannerFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another auditlog dev holds %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.WriteString(banner); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		os.Remove(path)
+		f.Close()
+	}, nil
+}
+
+// printRunningBanner prints the banner of the dev running on the cluster in
+// dir, or says none runs.
+func printRunningBanner(w io.Writer, dir string) error {
+	path := filepath.Join(dir, devBannerFile)
+	notRunning := fmt.Errorf("no auditlog dev is running for this checkout (nothing in %s); start one with make run", path)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return notRunning
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); {
+	case err == nil:
+		return notRunning // a killed dev's file
+	case !errors.Is(err, syscall.EWOULDBLOCK):
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	_, err = io.Copy(w, io.LimitReader(f, 64<<10))
+	return err
+}
+
+// reprintOnSignal prints the banner to w on every SIGUSR1, until the func it
+// returns is called.
+func reprintOnSignal(w io.Writer, banner string) func() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-sig:
+				io.WriteString(w, banner)
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() {
+		signal.Stop(sig)
+		close(done)
+		wg.Wait()
+	}
+}
+
 // printDev tells the user where everything is and how to stop it.
-func printDev(w io.Writer, addr, dir string, info devInfo) {
+func printDev(w io.Writer, addr, dir string, pid int, info devInfo) {
 	var org demo.Org
 	for _, o := range info.demo.Orgs {
 		if o.ID == demo.EnterpriseOrgID {
 			org = o
 		}
-	}
-	made := "made on an earlier run"
-	if info.demo.Created {
-		made = fmt.Sprintf("made just now: %d events recorded live, %d imported", info.demo.Recorded, info.demo.Imported.Loaded)
 	}
 	tokenNote := "from an earlier run"
 	if info.tokenMinted {
@@ -121,7 +328,7 @@ func printDev(w io.Writer, addr, dir string, info devInfo) {
 		roles[i] = fmt.Sprintf("%s (%s)", r.Name, strings.Join(r.Groups, ", "))
 	}
 	base := "http://" + addr
-	fmt.Fprintf(w, "\nauditlog is running, with the demo control plane (%d orgs; %s).\n\n", len(info.demo.Orgs), made)
+	fmt.Fprintf(w, "\nauditlog is running, with the demo control plane (%d orgs).\n\n", len(info.demo.Orgs))
 	fmt.Fprintf(w, "  Activity page: %s/orgs/%s/activity  (%s, %s plan)\n", base, org.ID, org.Name, org.Plan)
 	fmt.Fprintf(w, "  API:           %s/api/orgs/%s/audit\n", base, org.ID)
 	fmt.Fprintf(w, "  Owner token:   %s\n", info.token)
@@ -129,7 +336,9 @@ func printDev(w io.Writer, addr, dir string, info devInfo) {
 	fmt.Fprintf(w, "  Try:           curl -H 'Authorization: Bearer %s' '%s/api/orgs/%s/audit?limit=5'\n", info.token, base, org.ID)
 	fmt.Fprintf(w, "  Database:      psql -h %s -U %s %s\n", dir, pglocal.Superuser, devDatabase)
 	fmt.Fprintf(w, "                 login roles: %s\n", strings.Join(roles, ", "))
-	fmt.Fprintf(w, "\nPress Ctrl-C to stop (the local PostgreSQL stops too; its data is kept in %s).\n\n", dir)
+	fmt.Fprintf(w, "\nPress Ctrl-C to stop (the local PostgreSQL stops too; its data is kept in %s).\n", dir)
+	fmt.Fprintf(w, "To print this again: bin/auditlog dev --print (or kill -USR1 %d).\n", pid)
+	fmt.Fprintln(w)
 }
 
 // createDatabase creates database name unless it exists.

@@ -2,22 +2,29 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/auditlog/auditlog/internal/demo"
 	"github.com/auditlog/auditlog/internal/devenv"
+	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/sealer"
 )
 
-// dev prepares the login roles, the demo and an owner token; a second run
-// keeps the demo and the token, and prints where everything is.
+// dev prepares the demo and an owner token; a second run keeps the demo and
+// the token, and prints where everything is.
 func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -63,7 +70,7 @@ func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 	}
 
 	var out strings.Builder
-	printDev(&out, "127.0.0.1:8080", dir, second)
+	printDev(&out, "127.0.0.1:8080", dir, 4242, second)
 	for _, want := range []string{
 		"http://127.0.0.1:8080/orgs/" + demo.EnterpriseOrgID + "/activity",
 		"http://127.0.0.1:8080/api/orgs/" + demo.EnterpriseOrgID + "/audit",
@@ -74,5 +81,111 @@ func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dev's message lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// waitFor waits until b holds s.
+func waitFor(t *testing.T, b *fixture.Buffer, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(b.String(), s); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in:\n%s", s, b.String())
+		}
+	}
+}
+
+// devRun is one `auditlog dev` run in the test: what it printed and logged.
+type devRun struct {
+	stdout, stderr *fixture.Buffer
+	base           string // the API's URL
+}
+
+// startDev runs dev on the cluster in dir until the test stops it with the
+// func returned, which returns dev's error.
+func startDev(t *testing.T, dir string, logRequests bool) (devRun, func() error) {
+	t.Helper()
+	r := devRun{stdout: new(fixture.Buffer), stderr: new(fixture.Buffer)}
+	e := env{stdout: r.stdout, stderr: r.stderr, logger: slog.New(slog.NewTextHandler(r.stderr, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- dev(ctx, e, devConfig{addr: "127.0.0.1:0", dir: dir, logRequests: logRequests}) }()
+	stop := func() error { cancel(); return <-errc }
+	waitFor(t, r.stdout, "To print this again")
+	m := regexp.MustCompile(`\(http://([^)]+)\)`).FindStringSubmatch(r.stdout.String())
+	if m == nil {
+		stop()
+		t.Fatalf("no address in:\n%s", r.stdout)
+	}
+	r.base = "http://" + m[1]
+	return r, stop
+}
+
+// A first dev run prints a line per phase with its time, each once and in
+// order, then the banner; it logs no request, prints the banner again for
+// --print and on SIGUSR1, and says what it stopped. A second run, with
+// --log-requests, finds the schema and the demo there and logs requests.
+func TestDevPrintsEachPhaseOnceThenTheBanner(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("/var/tmp", "auditlog-dev-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // for the server's user when we are root
+		t.Fatal(err)
+	}
+
+	first, stop := startDev(t, dir, false)
+	if code := get(t, first.base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz: %d", code)
+	}
+	var printed strings.Builder
+	if err := printRunningBanner(&printed, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first.stdout, printed.String()+printed.String())
+	if err := stop(); err != nil {
+		t.Fatalf("dev stopped with %v", err)
+	}
+
+	phases, banner, ok := strings.Cut(first.stdout.String(), "\nauditlog is running")
+	if !ok || !strings.HasPrefix(printed.String(), "\nauditlog is running") || !strings.HasPrefix("\nauditlog is running"+banner, printed.String()) {
+		t.Fatalf("--print printed %q, not dev's banner:\n%s", printed.String(), first.stdout)
+	}
+	wantPhases := regexp.MustCompile(`^starting PostgreSQL in ` + regexp.QuoteMeta(dir) + ` \.\.\. \d+\.\ds
+migrating \.\.\. \d+\.\ds \(schema version \d+: \d+ migrations applied\)
+loading the demo \.\.\. \d+\.\ds \(made just now: 4 orgs, \d+ events recorded live, \d+ imported\)
+serving \.\.\. \d+\.\ds \(http://127\.0\.0\.1:\d+\)
+$`)
+	if !wantPhases.MatchString(phases) {
+		t.Errorf("phases:\n%s\nwant each once, in order, with its time", phases)
+	}
+	if !strings.HasSuffix(first.stdout.String(), "stopped the API server, the retention worker and the sealer\nstopped PostgreSQL (its data stays in "+dir+" for the next run)\n") {
+		t.Errorf("dev did not say what it stopped:\n%s", first.stdout)
+	}
+	if s := first.stderr.String(); s != "" {
+		t.Errorf("dev logged, without --log-requests:\n%s", s)
+	}
+	if err := printRunningBanner(io.Discard, dir); err == nil || !strings.Contains(err.Error(), "no auditlog dev is running") {
+		t.Errorf("--print after dev stopped: %v", err)
+	}
+
+	second, stop := startDev(t, dir, true)
+	if code := get(t, second.base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz: %d", code)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second dev stopped with %v", err)
+	}
+	for _, want := range []string{"(schema version ", ", as before)\n", "(4 orgs, made on an earlier run)\n"} {
+		if !strings.Contains(second.stdout.String(), want) {
+			t.Errorf("second run's phases lack %q:\n%s", want, second.stdout)
+		}
+	}
+	if !strings.Contains(second.stderr.String(), "msg=request method=GET path=/healthz status=200") {
+		t.Errorf("--log-requests logged no request:\n%s", second.stderr)
 	}
 }

@@ -51,6 +51,12 @@ type env struct {
 	logger         *slog.Logger
 }
 
+// quietLogger logs warnings and errors only, for commands that say what
+// they do in plain lines of their own.
+func (e env) quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 type command struct {
 	name, summary string
 	run           func(ctx context.Context, e env, args []string) error

@@ -24,7 +24,7 @@ func migrate(ctx context.Context, e env, url string) error {
 		return err
 	}
 	defer conn.Close(ctx)
-	res, err := schema.Migrate(ctx, conn, e.logger)
+	res, err := schema.Migrate(ctx, conn, e.quietLogger())
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -30,6 +32,9 @@ type serveConfig struct {
 	trustedProxies []netip.Prefix
 	// ready, if set, is called with the listening address once the server accepts connections.
 	ready func(addr net.Addr)
+	// apiLogger, if set, receives the API's logs (a line per request at
+	// level info) instead of the command's logger.
+	apiLogger *slog.Logger
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
@@ -79,7 +84,7 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler: api.New(api.Config{Pool: pool, Logger: e.logger,
+		Handler: api.New(api.Config{Pool: pool, Logger: cmp.Or(cfg.apiLogger, e.logger),
 			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -167,7 +167,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if !c.running(ctx) {
+	if !c.Running(ctx) {
 		c.logger.Info("starting local PostgreSQL", "dir", c.dir)
 		// Trust authentication on the socket: only its owner (and root) may
 		// reach it, not every local user.
@@ -229,7 +229,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 
 // Stop stops the server now, whoever else is using it.
 func (c *Cluster) Stop(ctx context.Context) error {
-	if !c.running(ctx) {
+	if !c.Running(ctx) {
 		return nil
 	}
 	c.logger.Info("stopping local PostgreSQL", "dir", c.dir)
@@ -309,7 +309,9 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	return f.Close()
 }
 
-func (c *Cluster) running(ctx context.Context) bool {
+// Running reports whether the server is up, whoever started it; after Close,
+// it tells whether another user kept it running.
+func (c *Cluster) Running(ctx context.Context) bool {
 	return c.command(ctx, "pg_ctl", "status", "-D", c.dataDir()).Run() == nil
 }
 
