@@ -177,6 +177,10 @@ func TestPaginationWalkWhileInserting(t *testing.T) {
 	}
 	want := b.teamIDs(t, org, 3000)
 
+	p, _ := b.page(t, org, token, "limit=97")
+	// From here on, new events keep arriving at the top while the walk goes
+	// down. (Started after the first page: on a busy machine a writer
+	// started earlier could fill it before the walk begins.)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // new events keep arriving, at the top
@@ -192,9 +196,7 @@ func TestPaginationWalkWhileInserting(t *testing.T) {
 			}
 		}
 	})
-	p, _ := b.page(t, org, token, "limit=97")
 	first := p.ids()
-	// The walk starts at the newest event when it began; skip what arrived first.
 	start := slices.Index(first, want[0])
 	if start < 0 {
 		t.Fatalf("first page does not reach the events placed: %v", first)

@@ -100,15 +100,18 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	p50, p99 := lags[len(lags)/2], lags[len(lags)*99/100]
+	lagRow := row{benchmark: "commit to sealed lag p99 (p50), 4 writers at full speed", goal: "< 1000 ms",
+		measured: "no event sealed while the sealer ran (phases too short)", met: ptr(false)}
+	if len(lags) > 0 {
+		p50, p99 := lags[len(lags)/2], lags[len(lags)*99/100]
+		lagRow.measured, lagRow.met = fmt.Sprintf("%s (%s), %d events", ms(p99), ms(p50), len(lags)), ptr(p99 < time.Second)
+	}
 	sealRate := float64(backlog) / catchUp.Seconds()
 	return []row{
 		{benchmark: fmt.Sprintf("log_event tx/s with the sealer running vs without, %d clients, durable", clients),
 			measured: fmt.Sprintf("%.0f tx/s", with), baseline: fmt.Sprintf("%.0f tx/s", without), ratio: with / without,
 			goal: ">= 0.98", met: ptr(with/without >= 0.98)},
-		{benchmark: "commit to sealed lag p99 (p50), 4 writers at full speed",
-			measured: fmt.Sprintf("%s (%s), %d events", ms(p99), ms(p50), len(lags)),
-			goal:     "< 1000 ms", met: ptr(p99 < time.Second)},
+		lagRow,
 		{benchmark: "sealing a backlog, events/s vs log_event's peak tx/s",
 			measured: fmt.Sprintf("%.0f events/s (%d in %s)", sealRate, backlog, catchUp.Round(time.Millisecond)),
 			baseline: fmt.Sprintf("%.0f tx/s", without), ratio: sealRate / without,
@@ -189,9 +192,6 @@ func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.T
 	})
 	if err != nil {
 		return nil, err
-	}
-	if len(lags) == 0 {
-		return nil, fmt.Errorf("no event sealed while the sealer ran")
 	}
 	slices.Sort(lags)
 	return lags, nil
