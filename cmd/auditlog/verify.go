@@ -126,6 +126,9 @@ func printVerify(e env, r verify.Result) {
 	}
 	fmt.Fprintf(e.stdout, "  %d events recomputed, %d links of removed events taken from signed checkpoints, %d checkpoints checked\n",
 		r.Verified, r.Given, r.Checkpoints)
+	if r.Break == nil && r.Checkpoints == 0 {
+		fmt.Fprintln(e.stdout, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
+	}
 	if r.Unsealed > 0 {
 		fmt.Fprintf(e.stdout, "  %d stored events not sealed yet (the sealer is behind, or not running)\n", r.Unsealed)
 	}
