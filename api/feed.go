@@ -73,7 +73,7 @@ func parseFeedParams(q url.Values) (feedParams, error) {
 
 // feedPage is the JSON body of a feed page.
 type feedPage struct {
-	Events []store.FeedEvent `json:"events"`
+	Events []json.RawMessage `json:"events"` // store.FeedEvent
 	// NextAfter is the after of the next request: the last seq this page
 	// read, shown or not.
 	NextAfter int64 `json:"next_after"`
@@ -122,13 +122,28 @@ func (s *server) feed(c *gin.Context) {
 		case <-time.After(min(waitPoll, time.Until(deadline))):
 		}
 	}
+	// Within the page byte budget, as the listing: the page ends early and
+	// next_after says where to go on.
+	events, size := []json.RawMessage{}, 0
+	for _, e := range page.Events {
+		b, err := json.Marshal(e)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if len(events) > 0 && size+len(b)+1 > s.pageBytes {
+			page.Next = e.Seq - 1
+			break
+		}
+		events, size = append(events, b), size+len(b)+1
+	}
 	u := *c.Request.URL
 	query := u.Query()
 	query.Set("after", strconv.FormatInt(page.Next, 10))
 	c.Header("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, u.Path, query.Encode()))
 	c.Header("Cache-Control", "no-store")
 	if !p.ndjson {
-		c.JSON(http.StatusOK, feedPage{Events: page.Events, NextAfter: page.Next, HeadSeq: page.Head, FirstSeq: page.First})
+		c.JSON(http.StatusOK, feedPage{Events: events, NextAfter: page.Next, HeadSeq: page.Head, FirstSeq: page.First})
 		return
 	}
 	h := c.Writer.Header()
@@ -137,9 +152,8 @@ func (s *server) feed(c *gin.Context) {
 	h.Set("Feed-Head-Seq", strconv.FormatInt(page.Head, 10))
 	h.Set("Feed-First-Seq", strconv.FormatInt(page.First, 10))
 	c.Status(http.StatusOK)
-	enc := json.NewEncoder(c.Writer)
-	for _, e := range page.Events {
-		if err := enc.Encode(e); err != nil {
+	for _, b := range events {
+		if _, err := c.Writer.Write(append(b, '\n')); err != nil {
 			return // the client went away
 		}
 	}

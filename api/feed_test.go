@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,4 +292,34 @@ func TestMetricsShowTheSealer(t *testing.T) {
 	sealtest.WaitFor(t, b.admin, "the sealer reported stopped", func(context.Context) (bool, error) {
 		return metricValue(t, b, "auditlog_sealer_active") == 0, nil
 	})
+}
+
+// A feed page ends before it passes the page byte budget, and next_after
+// carries on: the walk still returns every event once.
+func TestFeedPageKeepsToTheByteBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1), PageBytes: 3000})
+	org, token := b.owner(t, "team")
+	sealtest.Start(t, b.url, sealer.Config{})
+	big := fmt.Sprintf(`{"note": %q}`, strings.Repeat("x", 1000))
+	var want []string
+	for range 7 {
+		want = append(want, fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Metadata: big}))
+	}
+	sealtest.WaitSealed(t, b.admin, org, 7)
+	var got []string
+	pages := 0
+	for after := int64(0); after < 7; pages++ {
+		p := b.feedPage(t, org, token, fmt.Sprintf("after=%d&limit=1000", after))
+		if len(p.Events) == 0 || len(p.Events) > 2 {
+			t.Fatalf("page after %d holds %d events of about 1.3 kB, want 1 or 2 within 3000 bytes", after, len(p.Events))
+		}
+		for _, e := range p.Events {
+			got = append(got, e.ID)
+		}
+		after = p.NextAfter
+	}
+	if !slices.Equal(got, want) || pages < 4 {
+		t.Fatalf("walk in %d pages: %v, want %v", pages, got, want)
+	}
 }
