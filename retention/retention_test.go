@@ -249,9 +249,14 @@ func TestPremakeAfterOutage(t *testing.T) {
 	w := func(clock time.Time) *retention.Worker {
 		return b.worker(t, retention.Config{Now: at(clock), PremakeDays: 2})
 	}
+	// A pass at that clock makes no free leaves: the free retention expires
+	// them by the database's clock. They were made when that was today.
 	first := runOnce(t, w(before))
-	if len(first.Created) != 9 {
-		t.Fatalf("first pass made %v, want 3 days of 3 tiers", first.Created)
+	if len(first.Created) != 6 {
+		t.Fatalf("first pass made %v, want 3 days of the team and enterprise tiers", first.Created)
+	}
+	for day := range 3 {
+		exec(t, b.pool, "SELECT audit.make_leaf('free', $1::date)", before.AddDate(0, 0, day))
 	}
 
 	r := runOnce(t, w(today))
@@ -1129,6 +1134,18 @@ func TestPremakeStopsAtTheHorizon(t *testing.T) {
 	}
 	if n := count(t, b.pool, "SELECT count(*) FROM audit.partitions WHERE range_start > $1", horizon); n != 0 {
 		t.Errorf("premake with a clock 1000 days ahead made %d leaves past the horizon %s", n, horizon.Format(time.DateOnly))
+	}
+	// Nor in the past: a leaf the tier's retention expires as of the
+	// database clock would only be dropped again.
+	leaves := func() int {
+		return count(t, b.pool, "SELECT count(*) FROM pg_inherits WHERE inhparent = ANY ('{audit.events_free,audit.events_team,audit.events_enterprise}'::regclass[])")
+	}
+	before := leaves()
+	if _, err := conn.Exec(ctx, "SELECT count(*) FROM audit.premake_leaves(90, $1)", time.Now().Add(-1000*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := leaves() - before; n != 0 {
+		t.Errorf("premake with a clock 1000 days back made %d leaves", n)
 	}
 
 	// Far leaves as the old premake made them, one holding an event.

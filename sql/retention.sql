@@ -63,7 +63,9 @@ COMMENT ON FUNCTION audit.premake_horizon() IS 'The last UTC day a leaf may be m
 
 -- audit.missing_leaves lists the leaves of every tier from the UTC day of
 -- `now` to `ahead` days later that do not exist yet, none past
--- audit.premake_horizon.
+-- audit.premake_horizon and none the tier's retention would expire as of
+-- the database clock: a clock far in the past must not make thousands of
+-- leaves either.
 CREATE OR REPLACE FUNCTION audit.missing_leaves(ahead integer DEFAULT 3, now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, day date, leaf text)
 LANGUAGE sql
@@ -78,11 +80,12 @@ BEGIN ATOMIC
     FROM generate_series(0, least(missing_leaves.ahead, 90)) g
   ) d
   WHERE d.day <= audit.premake_horizon()
+    AND d.day >= ((pg_catalog.now() AT TIME ZONE 'UTC') - t.retention)::date
     AND to_regclass('audit.' || audit.leaf_name(t.tier, d.day::timestamp AT TIME ZONE 'UTC')) IS NULL
   ORDER BY d.day, t.retention, t.tier;
 END;
 COMMENT ON FUNCTION audit.missing_leaves(integer, timestamptz) IS
-  'Leaves of every tier from today (UTC, as of now) to ahead days later, none past audit.premake_horizon(), that do not exist yet.';
+  'Leaves of every tier from today (UTC, as of now) to ahead days later, none past audit.premake_horizon() nor expired by the database clock, that do not exist yet.';
 
 -- audit.premake_leaves makes those leaves and returns the names of the ones
 -- it made. Each is attached with SHARE UPDATE EXCLUSIVE on its tier table
