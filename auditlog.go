@@ -34,6 +34,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/auditlog/auditlog/internal/sqlstate"
 )
 
 // Querier runs a query: pgx.Tx, *pgx.Conn, *pgxpool.Pool and *pgxpool.Conn
@@ -160,13 +162,13 @@ var (
 
 // sqlStates maps audit.log_event's SQLSTATEs to the rules.
 var sqlStates = map[string]error{
-	"AL001": ErrUnknownOrg,
-	"AL002": ErrUnknownAction,
-	"AL003": ErrMetadataNotObject,
-	"AL004": ErrMissingMetadata,
-	"AL005": ErrTooLong,
-	"AL006": ErrMalformedEmail,
-	"AL007": ErrMissingArgument,
+	sqlstate.UnknownOrg:        ErrUnknownOrg,
+	sqlstate.UnknownAction:     ErrUnknownAction,
+	sqlstate.MetadataNotObject: ErrMetadataNotObject,
+	sqlstate.MissingMetadata:   ErrMissingMetadata,
+	sqlstate.TooLong:           ErrTooLong,
+	sqlstate.MalformedEmail:    ErrMalformedEmail,
+	sqlstate.MissingArgument:   ErrMissingArgument,
 }
 
 // Error is an event refused by audit.log_event.

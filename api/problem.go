@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/auditlog/auditlog/internal/sqlstate"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -104,11 +105,11 @@ func problemFor(ctx context.Context, err error) (p *problem, internal bool) {
 		return withRetry(errTimeout), false
 	case errors.As(err, &pgErr):
 		switch {
-		case pgErr.Code == "57014": // query_canceled: statement_timeout
+		case pgErr.Code == sqlstate.QueryCanceled: // statement_timeout
 			return withRetry(errTimeout), false
-		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "53", // connection exception, insufficient resources
-			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutting down, cannot connect now
-			pgErr.Code == "40001", pgErr.Code == "40P01", pgErr.Code == "55P03": // serialization, deadlock, lock not available
+		case pgErr.Code[:2] == sqlstate.ClassConnectionException, pgErr.Code[:2] == sqlstate.ClassInsufficientResources,
+			pgErr.Code == sqlstate.AdminShutdown, pgErr.Code == sqlstate.CrashShutdown, pgErr.Code == sqlstate.CannotConnectNow,
+			pgErr.Code == sqlstate.SerializationFailure, pgErr.Code == sqlstate.DeadlockDetected, pgErr.Code == sqlstate.LockNotAvailable:
 			return withRetry(errUnavailable), true
 		}
 	case pgconn.Timeout(err), pgconn.SafeToRetry(err), isConnectError(err):

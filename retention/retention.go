@@ -35,6 +35,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/auditlog/auditlog/internal/database"
+	"github.com/auditlog/auditlog/internal/sqlstate"
 )
 
 // Acquirer hands out the connection a pass runs on; *pgxpool.Pool satisfies
@@ -509,7 +510,7 @@ func transient(err error) bool {
 		return false
 	}
 	switch pgErr.Code {
-	case "55P03", "57014", "40P01", "40001":
+	case sqlstate.LockNotAvailable, sqlstate.QueryCanceled, sqlstate.DeadlockDetected, sqlstate.SerializationFailure:
 		return true
 	}
 	return false

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/auditlog/auditlog/internal/sqlstate"
 )
 
 // Format is the format of an import file.
@@ -174,7 +176,7 @@ func (s *csvSource) next() (record, error) {
 	fields, err := s.r.Read()
 	var perr *csv.ParseError
 	if errors.As(err, &perr) {
-		return record{}, &Problem{Line: int64(perr.StartLine), Code: codeBadFile, Reason: "malformed CSV: " + perr.Err.Error()}
+		return record{}, &Problem{Line: int64(perr.StartLine), Code: sqlstate.BadCopyFileFormat, Reason: "malformed CSV: " + perr.Err.Error()}
 	}
 	if err != nil {
 		return record{}, err
@@ -228,7 +230,7 @@ func (s *ndjsonSource) readLine() error {
 			return err
 		}
 		if tooLong {
-			return &Problem{Line: s.line, Code: codeBadValue, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
+			return &Problem{Line: s.line, Code: sqlstate.InvalidTextRepresentation, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
 		}
 		s.buf = bytes.TrimSuffix(s.buf, []byte("\n"))
 		return nil
@@ -266,10 +268,10 @@ func (s *ndjsonSource) next() (record, error) {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return record{}, &Problem{Line: s.line, Code: codeBadValue, Reason: "not a JSON object of event columns: " + err.Error()}
+			return record{}, &Problem{Line: s.line, Code: sqlstate.InvalidTextRepresentation, Reason: "not a JSON object of event columns: " + err.Error()}
 		}
 		if dec.More() {
-			return record{}, &Problem{Line: s.line, Code: codeBadValue, Reason: "more than one JSON value on the line"}
+			return record{}, &Problem{Line: s.line, Code: sqlstate.InvalidTextRepresentation, Reason: "more than one JSON value on the line"}
 		}
 		rec := record{line: s.line}
 		for i, v := range []*string{e.ID, e.OrgID, e.OccurredAt, e.Action, e.TargetType, e.TargetID, e.ActorType,
@@ -284,13 +286,6 @@ func (s *ndjsonSource) next() (record, error) {
 		return rec, nil
 	}
 }
-
-// SQLSTATEs of the problems found before a row reaches the database, the
-// codes PostgreSQL gives for the same faults.
-const (
-	codeBadValue = "22P02" // invalid_text_representation: not a UUID, a time, an address, JSON
-	codeBadFile  = "22P04" // bad_copy_file_format: a malformed CSV record
-)
 
 // timeLayouts are the forms occurred_at may take: RFC 3339 (the API's), and
 // PostgreSQL's own output (a space for the T, an offset of hours).
@@ -310,7 +305,7 @@ func (rec *record) values() ([]any, *Problem) {
 	for i, f := range rec.fields {
 		v, err := parseField(i, f)
 		if err != nil {
-			return nil, &Problem{Line: rec.line, Code: codeBadValue, Reason: fmt.Sprintf("%s: %v", Columns[i], err)}
+			return nil, &Problem{Line: rec.line, Code: sqlstate.InvalidTextRepresentation, Reason: fmt.Sprintf("%s: %v", Columns[i], err)}
 		}
 		row = append(row, v)
 	}

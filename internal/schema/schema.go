@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/tern/v2/migrate"
 
+	"github.com/auditlog/auditlog/internal/sqlstate"
 	"github.com/auditlog/auditlog/migrations"
 	sqlcode "github.com/auditlog/auditlog/sql"
 )
@@ -88,7 +89,7 @@ func installCode(ctx context.Context, conn *pgx.Conn, code *migrate.CodePackage,
 	for attempt := 1; ; attempt++ {
 		err := migrate.InstallCodePackage(ctx, conn, nil, code)
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == codeInstallAttempts {
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != sqlstate.LockNotAvailable || attempt == codeInstallAttempts {
 			return err
 		}
 		logger.Warn("the code package waited too long for a lock; trying again", "attempt", attempt, "in", backoff, "err", pgErr.Message)
