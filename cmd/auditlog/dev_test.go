@@ -31,6 +31,17 @@ func TestDevPreparesOnceAndSaysWhereThingsAre(t *testing.T) {
 	url := testdb.New(t)
 	dir := t.TempDir()
 	e, _ := testEnv(t)
+	// dev makes the login roles as it migrates (devMigrate); a fresh
+	// cluster has none until some test does.
+	rolesConn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = devenv.CreateLoginRoles(ctx, rolesConn)
+	rolesConn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	first, err := prepareDev(ctx, e, url, dir)
 	if err != nil {
