@@ -31,11 +31,7 @@ func sealedExport(t *testing.T, b *testBundle, org string) map[string][2]string 
 		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Metadata: `{"b": [1.50, "x"], "a": {"z": null}}`})
 	}
 	sealtest.WaitSealed(t, b.admin, org, 3)
-	sealtest.WaitFor(t, b.admin, "a checkpoint at seq 3", func(ctx context.Context) (bool, error) {
-		var ok bool
-		err := b.admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND seq = 3)", org).Scan(&ok)
-		return ok, err
-	})
+	sealtest.WaitCheckpoint(t, b.admin, org, 3)
 	stop()
 	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
 	seals := map[string][2]string{}

@@ -47,11 +47,7 @@ func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get fun
 		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "auth.signin", Metadata: fmt.Sprintf(`{"method": "sso", "n": %d}`, i)})
 	}
 	sealtest.WaitSealed(t, pool, org, int64(n))
-	sealtest.WaitFor(t, pool, "a checkpoint at the head", func(ctx context.Context) (bool, error) {
-		var ok bool
-		err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND seq = $2)", org, n).Scan(&ok)
-		return ok, err
-	})
+	sealtest.WaitCheckpoint(t, pool, org, int64(n))
 	reader, err := database.Pool(ctx, testdb.Role(t, url, "audit_reader"), api.ConfigurePool)
 	if err != nil {
 		t.Fatal(err)
