@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/verify"
 	"github.com/auditlog/auditlog/sealer"
 )
 
@@ -151,4 +154,50 @@ func TestExportsCarryTheProof(t *testing.T) {
 		t.Fatalf("trailer %q: %v", resp.Trailer.Get("Audit-Manifest"), err)
 	}
 	checkManifest(t, m, org, body, seals)
+}
+
+// The CSV export verifies offline with its trailer: cells a spreadsheet
+// would run (neutralised), a value that began with ' before one (read
+// back as it was), an empty target (a quoted empty cell) and none; a
+// changed cell breaks its row.
+func TestCSVExportVerifiesOffline(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	key := sealtest.Key(t)
+	sealtest.Start(t, b.url, sealer.Config{Key: key, CheckpointEvery: 50 * time.Millisecond})
+	for _, target := range []any{"'=already quoted", "=SUM(2)", "", nil} {
+		if _, err := b.admin.Exec(context.Background(), "SELECT audit.log_event($1, 'cluster.token_rotated', $2)", org, target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealtest.WaitSealed(t, b.admin, org, 4)
+	sealtest.WaitCheckpoint(t, b.admin, org, 4)
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	m, err := verify.ParseManifest([]byte("HTTP/1.1 200 OK\r\nAudit-Manifest: " + resp.Trailer.Get("Audit-Manifest") + "\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	keys := map[string]ed25519.PublicKey{chain.KeyID(pub): pub}
+	res, err := verify.ExportCSVFile(bytes.NewReader(body), m, keys)
+	if err != nil || res.Break != nil || res.Recomputed != 4 || !res.CheckpointInFile || res.Tied != 4 {
+		t.Fatalf("the export as served: %+v %v, %v\n%s", res, res.Break, err, body)
+	}
+	for _, c := range []struct{ name, old, new string }{
+		{"a neutralised cell changed", "'=SUM(2)", "'=SUM(3)"},
+		{"a quoted empty cell made null", `,"",`, ",,"},
+	} {
+		tampered := bytes.Replace(body, []byte(c.old), []byte(c.new), 1)
+		if bytes.Equal(tampered, body) {
+			t.Fatalf("%s: no %s in the export", c.name, c.old)
+		}
+		res, err := verify.ExportCSVFile(bytes.NewReader(tampered), m, keys)
+		if err != nil || res.Break == nil || res.Line < 2 || !strings.Contains(res.Break.Reason, "differs from what was sealed") {
+			t.Errorf("%s: %+v %v, %v", c.name, res, res.Break, err)
+		}
+	}
 }

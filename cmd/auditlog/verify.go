@@ -48,12 +48,13 @@ func (k keyFiles) load() (map[string]ed25519.PublicKey, error) {
 var errBroken = errors.New("the chain does not verify")
 
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | FILE --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
+	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	org := fs.String("org", "", "the org whose chain to verify in the database")
 	file := fs.String("file", "", "the same as FILE: verify a file offline instead of the database")
 	cpFile := fs.String("checkpoints", "", "for a feed file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
 	partial := fs.Bool("partial", false, "for a feed file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
+	manifest := fs.String("manifest", "", "for a CSV export: its manifest, the Audit-Manifest trailer (the headers curl -D saved, or the JSON)")
 	var keys keyFiles
 	fs.Var(&keys, "key", "a public key checkpoints may be signed with (PEM or 64 hex digits; repeat for several); default with --org: the keys the database lists")
 	// FILE may come before the flags, as in `verify FILE --key KEY`.
@@ -64,7 +65,7 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	if *file != "" {
 		files = append(files, *file)
 	}
-	if (*org == "") == (len(files) == 0) || len(files) > 1 || (len(files) == 0 && (*cpFile != "" || *partial)) {
+	if (*org == "") == (len(files) == 0) || len(files) > 1 || (len(files) == 0 && (*cpFile != "" || *partial || *manifest != "")) {
 		fs.Usage()
 		return errors.New("verify: give either --org ID or one FILE (a feed file with its --checkpoints and --partial)")
 	}
@@ -87,6 +88,15 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	export, err := verify.IsExport(f)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", files[0], err)
+	}
+	if *manifest != "" {
+		if export || *cpFile != "" || *partial {
+			return errors.New("verify: --manifest is for a CSV export, and goes without --checkpoints and --partial")
+		}
+		return verifyCSV(e, f, *manifest, trusted)
+	}
+	if !export && !startsJSON(f) {
+		return fmt.Errorf("verify: %s is not NDJSON: a CSV export verifies with its manifest, the Audit-Manifest trailer (--manifest; curl -D saves it)", files[0])
 	}
 	if !export {
 		res, err := verifyFeed(f, *cpFile, trusted, *partial)
@@ -128,6 +138,32 @@ func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.P
 	}
 	defer pool.Close()
 	return verify.Org(ctx, pool, org, keys)
+}
+
+// startsJSON says whether the file starts with a JSON object, and rewinds
+// it.
+func startsJSON(f io.ReadSeeker) bool {
+	b := make([]byte, 1)
+	_, err := io.ReadFull(f, b)
+	_, serr := f.Seek(0, io.SeekStart)
+	return serr == nil && (errors.Is(err, io.EOF) || err == nil && b[0] == '{') // an empty feed is one
+}
+
+// verifyCSV verifies a CSV export with its manifest from manifestPath.
+func verifyCSV(e env, f io.Reader, manifestPath string, keys map[string]ed25519.PublicKey) error {
+	b, err := os.ReadFile(manifestPath)
+	if err != nil {
+		return fmt.Errorf("--manifest: %w", err)
+	}
+	m, err := verify.ParseManifest(b)
+	if err != nil {
+		return fmt.Errorf("--manifest %s: %w", manifestPath, err)
+	}
+	res, err := verify.ExportCSVFile(f, m, keys)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	return printExport(e, res)
 }
 
 func verifyFeed(f io.Reader, cpPath string, keys map[string]ed25519.PublicKey, partial bool) (verify.Result, error) {

@@ -30,7 +30,7 @@ import (
 
 // sealedAPI is an org with n sealed events and a checkpoint signed at seq
 // n, and a function that GETs a path of the API as its owner.
-func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get func(path string) []byte) {
+func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get func(path string) ([]byte, http.Header)) {
 	t.Helper()
 	ctx := context.Background()
 	url := testdb.New(t)
@@ -55,7 +55,7 @@ func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get fun
 	t.Cleanup(reader.Close)
 	srv := httptest.NewServer(api.New(api.Config{Pool: reader, RateLimit: math.Inf(1)}))
 	t.Cleanup(srv.Close)
-	return org, key, func(path string) []byte {
+	return org, key, func(path string) ([]byte, http.Header) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -68,14 +68,14 @@ func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get fun
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d %v: %s", path, resp.StatusCode, err, body)
 		}
-		return body
+		return body, resp.Trailer
 	}
 }
 
 // verifyFile runs `auditlog verify FILE args...` on a file holding body.
 func verifyFile(t *testing.T, body []byte, args ...string) (string, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit.ndjson")
+	path := filepath.Join(t.TempDir(), "audit")
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestVerifyAnExportFile(t *testing.T) {
 	if err := os.WriteFile(keyPath, []byte(hex.EncodeToString(key.Public().(ed25519.PublicKey))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	export := get("/api/orgs/" + org + "/audit?format=ndjson")
+	export, _ := get("/api/orgs/" + org + "/audit?format=ndjson")
 	out, err := verifyFile(t, export, "--key", keyPath)
 	if err != nil || !strings.Contains(out, "export of org "+org+": verified, 4 rows (4 sealed, 0 not sealed yet), seq 1 to 4") ||
 		!strings.Contains(out, "it proves the 4 rows of seq 1 to 4") {
@@ -145,12 +145,30 @@ func TestVerifyAnExportFile(t *testing.T) {
 
 	// A saved feed is no export: it verifies against its checkpoints.
 	cpPath := filepath.Join(t.TempDir(), "checkpoints.json")
-	if err := os.WriteFile(cpPath, get("/api/orgs/"+org+"/audit/checkpoints"), 0o600); err != nil {
+	cps, _ := get("/api/orgs/" + org + "/audit/checkpoints")
+	if err := os.WriteFile(cpPath, cps, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	feed := get("/api/orgs/" + org + "/audit/feed?format=ndjson")
+	feed, _ := get("/api/orgs/" + org + "/audit/feed?format=ndjson")
 	if out, err := verifyFile(t, feed, "--checkpoints", cpPath, "--key", keyPath); err != nil || !strings.Contains(out, "chain verified, seq 1 to 4") {
 		t.Errorf("the feed file: %v\n%s", err, out)
+	}
+
+	// A CSV export verifies with its trailer, saved as curl -D saves it.
+	csvExport, trailer := get("/api/orgs/" + org + "/audit?format=csv")
+	headers := filepath.Join(t.TempDir(), "headers.txt")
+	if err := os.WriteFile(headers, []byte("HTTP/1.1 200 OK\r\nTrailer: Audit-Manifest\r\n\r\nAudit-Manifest: "+trailer.Get("Audit-Manifest")+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := verifyFile(t, csvExport, "--manifest", headers, "--key", keyPath); err != nil || !strings.Contains(out, "it proves the 4 rows of seq 1 to 4") {
+		t.Errorf("the CSV export: %v\n%s", err, out)
+	}
+	tampered := bytes.Replace(csvExport, []byte("sso"), []byte("ssO"), 1)
+	if out, err := verifyFile(t, tampered, "--manifest", headers, "--key", keyPath); !errors.Is(err, errBroken) || !strings.Contains(out, "the event differs from what was sealed") {
+		t.Errorf("the CSV export with a changed cell: %v\n%s", err, out)
+	}
+	if _, err := verifyFile(t, csvExport, "--key", keyPath); err == nil || !strings.Contains(err.Error(), "--manifest") {
+		t.Errorf("a CSV export without its manifest: %v", err)
 	}
 }
 
