@@ -202,7 +202,6 @@ func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson bool) {
 			return w.row(b, "\n")
 		})
 	} else {
-		w.csv = true
 		_, err = s.store.Export(ctx, q, w)
 	}
 	s.metrics.exportedRows.Add(float64(w.m.Rows))
@@ -280,7 +279,6 @@ type exportWriter struct {
 	cancel  context.CancelFunc
 	sum     hash.Hash // of the body; nil once it has ended
 	m       store.Manifest
-	csv     bool // rows come from COPY, the header first
 	started bool
 }
 
