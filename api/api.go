@@ -1,5 +1,5 @@
 // Package api is the read-only HTTP API of the audit log (Gin): health,
-// metrics, the catalog, an org's events as JSON pages or CSV, a summary of
+// metrics, the catalog, an org's events as JSON pages or exports, a summary of
 // them per day, its OpenAPI document, and the Activity page that reads it. Every /api route wants a personal access token; an org's
 // events are for its owners only. The API writes nothing, and reading is
 // not audited. docs/api.md is the guide; openapi.json the reference.
@@ -38,27 +38,27 @@ type Config struct {
 	RateBurst int
 	// QueryTimeout bounds the queries of a request (authentication, the
 	// org's scope, a JSON page, a summary); default 10 s, the
-	// statement_timeout ConfigurePool sets. CSV exports run as long as the
+	// statement_timeout ConfigurePool sets. Exports run as long as the
 	// client reads.
 	QueryTimeout time.Duration
 	// PageBytes is the most a JSON page's body may hold; default 4 MiB. A
 	// page ends early, with a cursor, rather than pass it.
 	PageBytes int
-	// MaxExports is how many CSV exports run at once, each holding a
+	// MaxExports is how many exports (CSV or NDJSON) run at once, each holding a
 	// database connection; default 4. More are answered 429.
 	MaxExports int
 	// MaxOrgExports is how many of them one org may run at once; default
 	// 2. More are answered 429, so one org cannot take every slot.
 	MaxOrgExports int
 	// ExportFloorBytes and ExportFloorWindow are the slowest a client may
-	// read a CSV export: it may keep the server waiting at most
+	// read an export: it may keep the server waiting at most
 	// ExportFloorWindow in all for each ExportFloorBytes it takes; default
 	// 256 KiB per 10 s. A slower client is cut off, so it cannot hold an
 	// export slot and a read transaction (which holds back vacuum and
 	// concurrent detaches) open.
 	ExportFloorBytes  int
 	ExportFloorWindow time.Duration
-	// ExportTimeout bounds a whole CSV export; default 30 min.
+	// ExportTimeout bounds a whole export; default 30 min.
 	ExportTimeout time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
 	// the client's address, which failed authentications are counted
@@ -77,7 +77,7 @@ const lockTimeout = 2 * time.Second
 // ConfigurePool sets the runtime parameters of the API's connections:
 // lock_timeout, and statement_timeout as a server-side bound behind each
 // request's context (QueryTimeout), for a query the cancellation misses.
-// The CSV export lifts statement_timeout for its own transaction.
+// An export lifts statement_timeout for its own transaction.
 func ConfigurePool(c *pgxpool.Config) {
 	params := c.ConnConfig.RuntimeParams
 	params["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
@@ -153,7 +153,7 @@ type server struct {
 	now          func() time.Time
 	queryTimeout time.Duration
 	pageBytes    int           // Config.PageBytes
-	exports      chan struct{} // one slot per running CSV export
+	exports      chan struct{} // one slot per running export
 	exportTotal  time.Duration // Config.ExportTimeout
 	metrics      *metrics
 	catalog      *catalog

@@ -2,10 +2,15 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -17,7 +22,8 @@ import (
 var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // listEvents serves GET /api/orgs/{id}/audit: a page of the org's events as
-// JSON, newest first, or with format=csv every matching event as CSV.
+// JSON, newest first, or with format=csv or ndjson every matching event,
+// with the export's manifest.
 func (s *server) listEvents(c *gin.Context) {
 	params, err := parseListParams(c.Request.URL.Query())
 	if err != nil {
@@ -29,8 +35,8 @@ func (s *server) listEvents(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if params.csv {
-		s.exportEvents(c, q)
+	if params.export() {
+		s.exportEvents(c, q, params.format == "ndjson")
 		return
 	}
 	s.pageEvents(c, q, params.limit)
@@ -85,7 +91,7 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 
 // page is the JSON body of a page.
 type page struct {
-	// Events are store.Event values, each encoded as its row arrived.
+	// Events are store.ListedEvent values, each encoded as its row arrived.
 	Events []json.RawMessage `json:"events"`
 	// NextCursor continues the listing below the last event; null on the
 	// last page.
@@ -103,11 +109,11 @@ func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 	body := page{Events: []json.RawMessage{}}
 	var (
 		size   int // of the events, with the commas between them
-		last   store.Event
+		last   store.ListedEvent
 		more   bool
 		encErr error
 	)
-	err := s.store.Page(ctx, q, func(e store.Event) bool {
+	err := s.store.Page(ctx, q, func(e store.ListedEvent) bool {
 		if len(body.Events) == limit {
 			more = true
 			return false
@@ -151,13 +157,15 @@ func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 }
 
 // exportEvents streams every event of q as CSV, straight from PostgreSQL's
-// COPY through a fixed buffer. Headers go out with the first bytes, so an
-// error before any row is still a problem response; an error after it cuts
-// the response short (no final chunk), which clients see as a failed
-// download rather than a complete file.
-func (s *server) exportEvents(c *gin.Context, q store.Query) {
+// COPY through a fixed buffer, or as NDJSON, one line per row as it
+// arrives, each event with its seal, and ends with the manifest (NDJSON: the
+// last line; CSV: the Audit-Manifest trailer). Headers go out with the first
+// bytes, so an error before any row is still a problem response; an error
+// after it cuts the response short (no final chunk, no manifest), which
+// clients see as a failed download rather than a complete file.
+func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson bool) {
 	if !s.orgExports.acquire(q.OrgID) {
-		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports of this org are running, the most one org may run at once; retry when one ends", s.orgExports.max), 10*time.Second))
+		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d exports of this org are running, the most one org may run at once; retry when one ends", s.orgExports.max), 10*time.Second))
 		return
 	}
 	defer s.orgExports.release(q.OrgID)
@@ -165,82 +173,179 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	case s.exports <- struct{}{}:
 		defer func() { <-s.exports }()
 	default:
-		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports are running, the most this server runs at once; retry shortly", cap(s.exports)), 10*time.Second))
+		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d exports are running, the most this server runs at once; retry shortly", cap(s.exports)), 10*time.Second))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.exportTotal)
 	defer cancel()
 	h := c.Writer.Header()
-	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
-	h.Set("Cache-Control", "no-store")
-	w := &exportWriter{c: c, cancel: cancel}
-	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
-	_, err := s.store.Export(ctx, q, w)
-	if w.rows > 1 {
-		s.metrics.exportedRows.Add(float64(w.rows - 1)) // the first is the header
+	ext := "csv"
+	if ndjson {
+		ext = "ndjson"
+		h.Set("Content-Type", "application/x-ndjson")
+	} else {
+		h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
+		h.Set("Trailer", manifestTrailer)
 	}
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now(), ext)))
+	h.Set("Cache-Control", "no-store")
+	w := &exportWriter{c: c, cancel: cancel, sum: sha256.New(), m: store.Manifest{OrgID: q.OrgID}}
+	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
+	var err error
+	if ndjson {
+		err = s.store.Stream(ctx, q, func(e store.ListedEvent) error {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			w.seal(e.Seq, e.Hash)
+			return w.row(b, "\n")
+		})
+	} else {
+		w.csv = true
+		_, err = s.store.Export(ctx, q, w)
+	}
+	s.metrics.exportedRows.Add(float64(w.m.Rows))
 	if err == nil {
-		err = w.buf.Flush()
+		err = s.endExport(ctx, w, ndjson)
 	}
 	if err == nil {
 		return
 	}
 	if !w.started {
 		h.Del("Content-Disposition")
+		h.Del("Trailer")
 		s.fail(c, err)
 		return
 	}
 	if p, _ := problemFor(c.Request.Context(), err); p != nil { // else the client left
-		s.logger.Error("CSV export cut short", "org", q.OrgID, "rows", w.rows, "err", err)
+		s.logger.Error("export cut short", "org", q.OrgID, "rows", w.m.Rows, "err", err)
 	}
 	// net/http closes the connection without the final chunk: the client
 	// knows the file is incomplete. (s.recover lets this panic through.)
 	panic(http.ErrAbortHandler)
 }
 
+// manifestTrailer is the HTTP trailer that carries a CSV export's manifest.
+const manifestTrailer = "Audit-Manifest"
+
+// endExport completes the manifest and sends it after the rows.
+func (s *server) endExport(ctx context.Context, w *exportWriter, ndjson bool) error {
+	m := w.m
+	m.BodySHA256 = hex.EncodeToString(w.sum.Sum(nil))
+	cp, err := s.store.CheckpointCovering(ctx, m.OrgID, m.FirstSeq, m.LastSeq)
+	if err != nil {
+		return err
+	}
+	m.Checkpoint = cp
+	if !ndjson {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if err := w.buf.Flush(); err != nil {
+			return err
+		}
+		w.c.Writer.Header().Set(manifestTrailer, string(b))
+		return nil
+	}
+	b, err := json.Marshal(map[string]store.Manifest{"manifest": m})
+	if err != nil {
+		return err
+	}
+	w.sum = nil // the body ends before the manifest
+	if err := w.row(b, "\n"); err != nil {
+		return err
+	}
+	return w.buf.Flush()
+}
+
 // exportFilename names the org and the range exported, in UTC.
-func exportFilename(q store.Query, now time.Time) string {
+func exportFilename(q store.Query, now time.Time, ext string) string {
 	until := q.Before.OccurredAt
 	if until.After(now) {
 		until = now
 	}
 	const stamp = "20060102T150405Z"
-	return fmt.Sprintf("audit-%s-%s-%s.csv", q.OrgID, q.Since.UTC().Format(stamp), until.UTC().Format(stamp))
+	return fmt.Sprintf("audit-%s-%s-%s.%s", q.OrgID, q.Since.UTC().Format(stamp), until.UTC().Format(stamp), ext)
 }
 
-// exportWriter receives the COPY stream, one row per Write: it sends the
-// headers with the first row, counts rows and stops the query if the client
-// cannot take more.
+// exportWriter sends an export's rows: it sends the headers with the first
+// row, hashes the body, builds the manifest and stops the query if the
+// client cannot take more. As the io.Writer of a COPY it receives one CSV
+// row per Write.
 type exportWriter struct {
 	c       *gin.Context
 	buf     *bufio.Writer
 	cancel  context.CancelFunc
+	sum     hash.Hash // of the body; nil once it has ended
+	m       store.Manifest
+	csv     bool // rows come from COPY, the header first
 	started bool
-	rows    int64
 }
 
+// Write takes one row of the CSV COPY, the header first.
 func (w *exportWriter) Write(p []byte) (int, error) {
+	// COPY ends each row with LF; RFC 4180 wants CRLF. Each Write is one
+	// whole row, so its last byte is the row's end (a line break inside a
+	// quoted cell stays as it is, which RFC 4180 allows).
+	row := bytes.TrimSuffix(p, []byte{'\n'})
+	if w.started {
+		w.seal(sealCells(row))
+	}
+	if err := w.row(row, "\r\n"); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// sealCells reads a CSV row's seq and hash: the cells seq, hash, prev_hash
+// end it, digits and hex that are never quoted, empty while unsealed.
+func sealCells(row []byte) (*int64, *string) {
+	cells := bytes.Split(row[max(0, len(row)-(20+64+64+3)):], []byte{','})
+	if len(cells) < 3 {
+		return nil, nil
+	}
+	seq, err := strconv.ParseInt(string(cells[len(cells)-3]), 10, 64)
+	if err != nil {
+		return nil, nil
+	}
+	hash := string(cells[len(cells)-2])
+	return &seq, &hash
+}
+
+// seal counts an event's row and its seal in the manifest.
+func (w *exportWriter) seal(seq *int64, hash *string) {
+	w.m.Rows++
+	if seq == nil || hash == nil {
+		return
+	}
+	w.m.Sealed++
+	if w.m.FirstSeq == 0 || *seq < w.m.FirstSeq {
+		w.m.FirstSeq = *seq
+	}
+	if *seq > w.m.LastSeq {
+		w.m.LastSeq, w.m.HeadHash = *seq, *hash
+	}
+}
+
+// row sends one row and its line end, sending the headers first.
+func (w *exportWriter) row(row []byte, end string) error {
 	if !w.started {
 		w.started = true
 		w.c.Status(http.StatusOK)
 		w.c.Writer.WriteHeaderNow()
 	}
-	w.rows++
-	// COPY ends each row with LF; RFC 4180 wants CRLF. Each Write is one
-	// whole row, so its last byte is the row's end (a line break inside a
-	// quoted cell stays as it is, which RFC 4180 allows).
-	row := p
-	if len(row) > 0 && row[len(row)-1] == '\n' {
-		row = row[:len(row)-1]
+	if w.sum != nil {
+		w.sum.Write(row)
+		w.sum.Write([]byte(end))
 	}
 	_, err := w.buf.Write(row)
 	if err == nil {
-		_, err = w.buf.WriteString("\r\n")
+		_, err = w.buf.WriteString(end)
 	}
 	if err != nil {
 		w.cancel()
-		return 0, err
 	}
-	return len(p), nil
+	return err
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// orgExports counts the CSV exports running per org, so that one org cannot
+// orgExports counts the exports running per org, so that one org cannot
 // take every export slot of the server.
 type orgExports struct {
 	max int

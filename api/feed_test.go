@@ -214,11 +214,7 @@ func TestFeedVerifiesOffline(t *testing.T) {
 		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Metadata: fmt.Sprintf(`{"n": %d, "b": [1.50, "x\u00e9"], "a": {"z": null, "y": 1e2}}`, i)})
 	}
 	sealtest.WaitSealed(t, b.admin, org, 5)
-	sealtest.WaitFor(t, b.admin, "a checkpoint at seq 5", func(ctx context.Context) (bool, error) {
-		var ok bool
-		err := b.admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND seq = 5)", org).Scan(&ok)
-		return ok, err
-	})
+	sealtest.WaitCheckpoint(t, b.admin, org, 5)
 	resp, feed := b.get(t, "/api/orgs/"+org+"/audit/feed?format=ndjson", token)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("feed: %d", resp.StatusCode)

@@ -41,7 +41,7 @@ func newMetrics() *metrics {
 		}, []string{"kind"}),
 		exportedRows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auditlog_exported_rows_total",
-			Help: "Events streamed in CSV exports.",
+			Help: "Events streamed in exports (CSV and NDJSON).",
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.errors, m.exportedRows,

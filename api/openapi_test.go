@@ -37,6 +37,7 @@ type schema struct {
 	Required   []string          `json:"required"`
 	Properties map[string]schema `json:"properties"`
 	Items      *schema           `json:"items"`
+	AllOf      []schema          `json:"allOf"`
 }
 
 // jsonFields are the JSON names of a struct's fields.
@@ -136,6 +137,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		"Event": reflect.TypeFor[store.Event](), "Page": reflect.TypeFor[page](),
 		"Action": reflect.TypeFor[store.Action](), "Problem": reflect.TypeFor[problem](),
 		"Summary": reflect.TypeFor[summary](), "SignIn": reflect.TypeFor[signInRequest](),
+		"Manifest": reflect.TypeFor[store.Manifest](),
 	} {
 		if got := keys(schemas[name].Properties); !slices.Equal(got, jsonFields(typ)) {
 			t.Errorf("%s: documented %v, served %v", name, got, jsonFields(typ))
@@ -143,6 +145,10 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	}
 	if got := keys(schemas["Problem"].Properties["invalid_params"].Items.Properties); !slices.Equal(got, jsonFields(reflect.TypeFor[invalidParam]())) {
 		t.Errorf("invalid_params items: documented %v", got)
+	}
+	// A listed event is an Event and its seal.
+	if l := schemas["ListedEvent"]; len(l.AllOf) != 2 || !slices.Equal(keys(l.AllOf[1].Properties), jsonFields(reflect.TypeFor[store.ListedEvent]())) {
+		t.Errorf("ListedEvent: documented %+v, served an Event and %v", l, jsonFields(reflect.TypeFor[store.ListedEvent]()))
 	}
 	if got := sorted(schemas["Event"].Required); !slices.Equal(got, sorted(eventColumns())) {
 		t.Errorf("Event required %v, want every column %v", got, eventColumns())

@@ -22,7 +22,7 @@ var ranges = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time
 var targetTypes = []string{"cluster", "org", "org_member", "org_invitation", "pat", "billing", "auth"}
 
 // formats are the values of format.
-var formats = []string{"json", "csv"}
+var formats = []string{"json", "csv", "ndjson"}
 
 // Page sizes.
 const (
@@ -83,13 +83,16 @@ type listParams struct {
 	since     time.Time     // zero: none
 	until     time.Time     // zero: none
 	cursor    string
-	csv       bool
+	format    string // json, csv or ndjson
 }
+
+// export says whether the request is an export (every matching event).
+func (p listParams) export() bool { return p.format != "json" }
 
 // parseListParams checks every query parameter and returns all that are
 // wrong at once.
 func parseListParams(q url.Values) (listParams, error) {
-	p := listParams{filterParams: filterParams{limit: defaultLimit}}
+	p := listParams{filterParams: filterParams{limit: defaultLimit}, format: "json"}
 	var bad []invalidParam
 	badf := func(name, format string, args ...any) {
 		bad = append(bad, invalidParam{Name: name, Reason: fmt.Sprintf(format, args...)})
@@ -124,9 +127,9 @@ func parseListParams(q url.Values) (listParams, error) {
 			p.cursor = v
 		case "format":
 			if !slices.Contains(formats, v) {
-				badf(name, "must be json or csv")
+				badf(name, "must be json, csv or ndjson")
 			}
-			p.csv = v == "csv"
+			p.format = v
 		}
 	})
 	if p.rangeName != "" && (q.Has("since") || q.Has("until")) {
@@ -143,8 +146,8 @@ func parseListParams(q url.Values) (listParams, error) {
 	if !p.until.IsZero() && p.until.Before(epoch) {
 		p.until = epoch
 	}
-	if p.csv && q.Has("limit") {
-		badf("limit", "a CSV export has every matching event; limit applies to JSON pages only")
+	if p.export() && q.Has("limit") {
+		badf("limit", "an export has every matching event; limit applies to JSON pages only")
 	}
 	if len(bad) > 0 {
 		return listParams{}, invalidParams(bad)

@@ -141,6 +141,7 @@ async function load() {
     if (gen !== generation) return;
     showSummary(summary);
     show("content");
+    showCheckpoint();
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
@@ -210,7 +211,7 @@ function renderEvent(e) {
     el("td", { class: "action" }, el("code", {}, e.action)),
     el("td", { class: "target" }, e.target_type, e.target_id ? el("div", { class: "muted" }, e.target_id) : null));
 
-  const fields = [["Event id", e.id], ["Time (UTC)", at.toISOString()], ["Actor type", e.actor_type],
+  const fields = [["Event id", e.id], ["Seq", e.seq ?? "Not sealed yet"], ["Time (UTC)", at.toISOString()], ["Actor type", e.actor_type],
     ["Actor id", e.actor_id], ["Actor email", e.actor_email], ["IP address", e.ip], ["User agent", e.user_agent],
     ["Request id", e.request_id], ["Target", `${e.target_type}${e.target_id ? " " + e.target_id : ""}`]];
   const dl = el("dl");
@@ -255,6 +256,20 @@ function showSummary(s) {
   const total = days.reduce((n, d) => n + d.count, 0);
   chart.setAttribute("aria-label", `${total} events over ${days.length} days` +
     (days.length ? `, busiest day ${days.reduce((a, b) => (b.count > a.count ? b : a)).day}` : ""));
+}
+
+// showCheckpoint states the org's latest signed checkpoint next to the
+// export: how far an export of the log can be proven (docs/feed.md).
+async function showCheckpoint() {
+  const span = $("checkpoint");
+  try {
+    const cps = (await get(api("/audit/checkpoints"))).checkpoints;
+    const c = cps[cps.length - 1];
+    span.textContent = c ? `Latest signed checkpoint: seq ${c.seq}, ${new Date(c.signed_at).toLocaleString()}` : "No signed checkpoint yet";
+    span.title = c ? `Signed ${c.signed_at} with key ${c.key_id}; chain hash ${c.hash}` : "";
+  } catch (_) {
+    span.textContent = ""; // the log shows without it
+  }
 }
 
 async function signIn(ev) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -46,39 +48,77 @@ func (k keyFiles) load() (map[string]ed25519.PublicKey, error) {
 var errBroken = errors.New("the chain does not verify")
 
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | --file FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
+	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | FILE --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	org := fs.String("org", "", "the org whose chain to verify in the database")
-	file := fs.String("file", "", "verify offline a feed saved as NDJSON (format=ndjson, pages appended) instead of the database")
-	cpFile := fs.String("checkpoints", "", "with --file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
-	partial := fs.Bool("partial", false, "with --file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
+	file := fs.String("file", "", "the same as FILE: verify a file offline instead of the database")
+	cpFile := fs.String("checkpoints", "", "for a feed file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
+	partial := fs.Bool("partial", false, "for a feed file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
 	var keys keyFiles
 	fs.Var(&keys, "key", "a public key checkpoints may be signed with (PEM or 64 hex digits; repeat for several); default with --org: the keys the database lists")
-	if err := fs.Parse(args); err != nil {
+	// FILE may come before the flags, as in `verify FILE --key KEY`.
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	if (*org == "") == (*file == "") || fs.NArg() > 0 || (*file == "" && (*cpFile != "" || *partial)) {
+	if *file != "" {
+		files = append(files, *file)
+	}
+	if (*org == "") == (len(files) == 0) || len(files) > 1 || (len(files) == 0 && (*cpFile != "" || *partial)) {
 		fs.Usage()
-		return errors.New("verify: give either --org ID or --file FEED (with its --checkpoints and --partial), and no other arguments")
+		return errors.New("verify: give either --org ID or one FILE (a feed file with its --checkpoints and --partial)")
 	}
 	trusted, err := keys.load()
 	if err != nil {
 		return err
 	}
-	var res verify.Result
-	if *file != "" {
-		res, err = verifyFile(*file, *cpFile, trusted, *partial)
-	} else {
-		res, err = verifyOrg(ctx, *dbURL, *org, trusted)
+	if *org != "" {
+		res, err := verifyOrg(ctx, *dbURL, *org, trusted)
+		if err != nil {
+			return err
+		}
+		return printVerify(e, res)
 	}
+	f, err := os.Open(files[0])
 	if err != nil {
 		return err
 	}
-	printVerify(e, res)
-	if res.Break != nil {
-		return errBroken
+	defer f.Close()
+	export, err := verify.IsExport(f)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", files[0], err)
 	}
-	return nil
+	if !export {
+		res, err := verifyFeed(f, *cpFile, trusted, *partial)
+		if err != nil {
+			return err
+		}
+		return printVerify(e, res)
+	}
+	if *cpFile != "" || *partial {
+		return errors.New("verify: an export carries its checkpoint in its manifest; --checkpoints and --partial are for a feed file")
+	}
+	res, err := verify.ExportFile(f, trusted)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", files[0], err)
+	}
+	return printExport(e, res)
+}
+
+// parseInterleaved parses flags given before, between and after the
+// positional arguments, which it returns.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey) (verify.Result, error) {
@@ -90,7 +130,7 @@ func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.P
 	return verify.Org(ctx, pool, org, keys)
 }
 
-func verifyFile(path, cpPath string, keys map[string]ed25519.PublicKey, partial bool) (verify.Result, error) {
+func verifyFeed(f io.Reader, cpPath string, keys map[string]ed25519.PublicKey, partial bool) (verify.Result, error) {
 	var cps []chain.Checkpoint
 	if cpPath != "" {
 		if keys == nil {
@@ -105,22 +145,18 @@ func verifyFile(path, cpPath string, keys map[string]ed25519.PublicKey, partial 
 			return verify.Result{}, err
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return verify.Result{}, err
-	}
-	defer f.Close()
 	return verify.File(f, cps, keys, partial)
 }
 
-func printVerify(e env, r verify.Result) {
+// printVerify reports a chain's verification: errBroken if it broke.
+func printVerify(e env, r verify.Result) error {
 	if r.Break != nil {
 		fmt.Fprintf(e.stdout, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
 	}
 	switch {
 	case r.Last == 0:
 		fmt.Fprintf(e.stdout, "org %s: no sealed events\n", r.OrgID)
-		return
+		return brokenIf(r.Break)
 	case r.Break == nil:
 		fmt.Fprintf(e.stdout, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
 	}
@@ -132,4 +168,45 @@ func printVerify(e env, r verify.Result) {
 	if r.Unsealed > 0 {
 		fmt.Fprintf(e.stdout, "  %d stored events not sealed yet (the sealer is behind, or not running)\n", r.Unsealed)
 	}
+	return brokenIf(r.Break)
+}
+
+func brokenIf(b *chain.Break) error {
+	if b != nil {
+		return errBroken
+	}
+	return nil
+}
+
+// printExport reports an export's verification: where it first breaks, or
+// what it holds and what the signed checkpoint proves of it.
+func printExport(e env, r verify.ExportResult) error {
+	if r.Break != nil {
+		at := "in the file"
+		switch {
+		case r.Break.Seq != 0:
+			at = fmt.Sprintf("line %d, %v", r.Line, r.Break)
+		case r.Line != 0:
+			at = fmt.Sprintf("line %d: %s", r.Line, r.Break.Reason)
+		default:
+			at += ": " + r.Break.Reason
+		}
+		fmt.Fprintf(e.stdout, "export of org %s: BROKEN at %s\n", r.OrgID, at)
+		return errBroken
+	}
+	fmt.Fprintf(e.stdout, "export of org %s: verified, %d rows (%d sealed, %d not sealed yet), seq %d to %d\n",
+		r.OrgID, r.Rows, r.Sealed, r.Rows-r.Sealed, r.First, r.Last)
+	fmt.Fprintf(e.stdout, "  the manifest matches (rows, seqs, head, body SHA-256); %d hashes recomputed from their prev_hash; %d gaps in the seqs (events outside the export's range or filters)\n",
+		r.Recomputed, r.Gaps)
+	switch cp := r.Checkpoint; {
+	case cp == nil:
+		fmt.Fprintln(e.stdout, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
+	case !r.CheckpointInFile:
+		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies, but seq %d is not in the file: nothing signed ties these rows to what was sealed\n",
+			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, cp.Seq)
+	default:
+		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies and matches the row: it proves the %d rows of seq %d to %d\n",
+			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, r.Tied, r.TiedFrom, cp.Seq)
+	}
+	return nil
 }

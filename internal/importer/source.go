@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,11 @@ func ParseFormat(s string) (Format, error) {
 // audit.events and the API's CSV export.
 var Columns = []string{"id", "org_id", "occurred_at", "action", "target_type", "target_id", "actor_type",
 	"actor_id", "actor_email", "ip", "user_agent", "request_id", "metadata"}
+
+// sealColumns are the seal's columns of the API's exports (seq, hash,
+// prev_hash): an import skips them, as the database it loads into seals
+// the events anew, in the order they commit.
+var sealColumns = []string{"seq", "hash", "prev_hash"}
 
 // The index of each column in Columns and in a record.
 const (
@@ -128,7 +134,7 @@ func detect(br *bufio.Reader) Format {
 // any order, then one event per record.
 type csvSource struct {
 	r     *csv.Reader
-	index []int // column of each field
+	index []int // column of each field; -1: a seal's, skipped
 }
 
 func newCSVSource(r io.Reader) (*csvSource, error) {
@@ -146,6 +152,10 @@ func newCSVSource(r io.Reader) (*csvSource, error) {
 	for _, name := range header {
 		name = strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))
 		i := columnIndex(name)
+		if i < 0 && slices.Contains(sealColumns, name) {
+			s.index = append(s.index, -1)
+			continue
+		}
 		if i < 0 {
 			return nil, fmt.Errorf("CSV header: unknown column %q (the columns are %s)", name, strings.Join(Columns, ", "))
 		}
@@ -184,7 +194,9 @@ func (s *csvSource) next() (record, error) {
 	line, _ := s.r.FieldPos(0)
 	rec := record{line: int64(line)}
 	for i, f := range fields {
-		rec.fields[s.index[i]] = unneutralise(f)
+		if s.index[i] >= 0 {
+			rec.fields[s.index[i]] = unneutralise(f)
+		}
 	}
 	return rec, nil
 }
@@ -238,8 +250,14 @@ func (s *ndjsonSource) readLine() error {
 }
 
 // jsonEvent is an NDJSON line: every column a string or null, metadata any
-// JSON value.
+// JSON value; a seal's keys are skipped (sealColumns), and so is the
+// manifest line that ends the API's NDJSON export.
 type jsonEvent struct {
+	Seq      json.RawMessage `json:"seq"`
+	Hash     json.RawMessage `json:"hash"`
+	PrevHash json.RawMessage `json:"prev_hash"`
+	Manifest json.RawMessage `json:"manifest"`
+
 	ID         *string         `json:"id"`
 	OrgID      *string         `json:"org_id"`
 	OccurredAt *string         `json:"occurred_at"`
@@ -272,6 +290,9 @@ func (s *ndjsonSource) next() (record, error) {
 		}
 		if dec.More() {
 			return record{}, &Problem{Line: s.line, Code: sqlstate.InvalidTextRepresentation, Reason: "more than one JSON value on the line"}
+		}
+		if e.Manifest != nil && e.OrgID == nil {
+			continue
 		}
 		rec := record{line: s.line}
 		for i, v := range []*string{e.ID, e.OrgID, e.OccurredAt, e.Action, e.TargetType, e.TargetID, e.ActorType,

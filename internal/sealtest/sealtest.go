@@ -101,6 +101,16 @@ func WaitSealed(t testing.TB, pool *pgxpool.Pool, orgID string, n int64) {
 	})
 }
 
+// WaitCheckpoint waits until a checkpoint of org orgID is signed at seq n.
+func WaitCheckpoint(t testing.TB, pool *pgxpool.Pool, orgID string, n int64) {
+	t.Helper()
+	WaitFor(t, pool, fmt.Sprintf("a checkpoint of org %s at seq %d", orgID, n), func(ctx context.Context) (bool, error) {
+		var ok bool
+		err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.checkpoints WHERE org_id = $1 AND seq = $2)", orgID, n).Scan(&ok)
+		return ok, err
+	})
+}
+
 // WaitFor polls cond until it holds, failing the test after a minute.
 func WaitFor(t testing.TB, pool *pgxpool.Pool, what string, cond func(context.Context) (bool, error)) {
 	t.Helper()

@@ -1,6 +1,6 @@
 {{- /*
-  An org's events, newest first: the one query behind both the JSON pages
-  and the CSV export (docs/api.md).
+  An org's events, newest first, each with its seal: the one query behind
+  the JSON pages and the CSV and NDJSON exports (docs/api.md).
 
   It reads only the tier tables that hold the org's events (audit.org_scope;
   two while a plan change is being re-tiered) and bounds every scan by
@@ -21,6 +21,27 @@
 {{- define "page_columns" -}}
 id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
        host(ip) AS ip, user_agent, request_id, metadata
+{{- end -}}
+
+{{- /* An event's seal, if it has one yet (docs/feed.md): its seq, its hash
+  and the hash of the link before it (32 zero bytes before seq 1), so that
+  each row can be recomputed on its own; null while unsealed, and
+  prev_hash also when retention pruned the seal before. */ -}}
+{{- define "seal_columns" -}}
+sl.seal_seq AS seq, encode(sl.seal_hash, 'hex') AS hash, encode(sl.seal_prev, 'hex') AS prev_hash
+{{- end -}}
+
+{{- /* One lookup of audit.seals by its key (org_id, occurred_at, event_id)
+  per event, and one by (org_id, seq) for the previous link; a nested loop
+  keeps the events' order, so nothing is sorted. */ -}}
+{{- define "seal_join" -}}
+LEFT JOIN LATERAL (
+  SELECT s.seq AS seal_seq, s.hash AS seal_hash,
+         CASE WHEN s.seq = 1 THEN decode(repeat('00', 32), 'hex')
+              ELSE (SELECT p.hash FROM audit.seals p WHERE p.org_id = s.org_id AND p.seq = s.seq - 1) END AS seal_prev
+  FROM audit.seals s
+  WHERE s.org_id = e.org_id AND s.occurred_at = e.occurred_at AND s.event_id = e.id
+) sl ON true
 {{- end -}}
 
 {{- define "csv_columns" -}}
@@ -76,7 +97,8 @@ WHERE org_id = {{ .P.Org }}
   actor it follows the actor's index, and an export the primary key,
   filtering the actions as they go. */ -}}
 {{- define "events" -}}
-SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }}
+SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }},
+       {{ template "seal_columns" }}
 {{- if .Lateral }}
 FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
   SELECT * FROM {{ template "tiers" . }} t
@@ -84,13 +106,15 @@ FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
   ORDER BY t.occurred_at DESC, t.id DESC
   LIMIT {{ .P.Limit }}
 ) e
+{{ template "seal_join" }}
 {{- else }}
 FROM {{ template "tiers" . }} e
+{{ template "seal_join" }}
 {{ template "conditions" . }}
 {{- end }}
 ORDER BY e.occurred_at DESC, e.id DESC
-{{- if not .CSV }}
-LIMIT {{ .P.Limit }}
+{{- with .P.Limit }}
+LIMIT {{ . }}
 {{- end }}
 {{- end -}}
 

@@ -296,3 +296,51 @@ func (s *Store) SealerStatus(ctx context.Context) (SealerStatus, error) {
 	}
 	return st, nil
 }
+
+// CheckpointCovering returns the checkpoint of org orgID that best covers
+// seqs first to last (an export's): the latest one within them, else the
+// first one after them; nil if there is none, or no seq (first 0).
+func (s *Store) CheckpointCovering(ctx context.Context, orgID string, first, last int64) (*Checkpoint, error) {
+	if first == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT kind, org_id::text AS org_id, seq, encode(hash, 'hex') AS hash, signed_at, key_id,
+		       encode(signature, 'hex') AS signature
+		FROM audit.checkpoints
+		WHERE org_id = $1 AND seq >= $2
+		ORDER BY seq > $3, CASE WHEN seq <= $3 THEN -seq ELSE seq END, signed_at DESC
+		LIMIT 1`, orgID, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint covering seq %d to %d of org %s: %w", first, last, orgID, err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Checkpoint])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint covering seq %d to %d of org %s: %w", first, last, orgID, err)
+	}
+	return c, nil
+}
+
+// Manifest ends an export (docs/api.md): what it holds and the proof of
+// it. The NDJSON export's last line is {"manifest": ...}; the CSV export
+// sends it as the Audit-Manifest trailer.
+type Manifest struct {
+	OrgID string `json:"org_id"`
+	// Rows counts the events exported; Sealed those with a seq.
+	Rows   int64 `json:"rows"`
+	Sealed int64 `json:"sealed"`
+	// FirstSeq and LastSeq are the lowest and highest seq exported (0: none
+	// sealed); HeadHash is the hash at LastSeq, the head of the chain the
+	// export holds.
+	FirstSeq int64  `json:"first_seq"`
+	LastSeq  int64  `json:"last_seq"`
+	HeadHash string `json:"head_hash"`
+	// BodySHA256 is the SHA-256 of every byte before the manifest, in hex.
+	BodySHA256 string `json:"body_sha256"`
+	// Checkpoint is the signed checkpoint that best covers the seqs
+	// (CheckpointCovering); nil if none.
+	Checkpoint *Checkpoint `json:"checkpoint"`
+}

@@ -159,6 +159,17 @@ type Event struct {
 	Metadata   json.RawMessage `json:"metadata" db:"metadata"`
 }
 
+// ListedEvent is an event as the listing and the exports show it: with its
+// seal, once the sealer has given it one (docs/feed.md). Seq, Hash and
+// PrevHash are nil until then; PrevHash also when retention pruned the
+// previous seal.
+type ListedEvent struct {
+	Event
+	Seq      *int64  `json:"seq" db:"seq"`
+	Hash     *string `json:"hash" db:"hash"`           // hex
+	PrevHash *string `json:"prev_hash" db:"prev_hash"` // hex: the hash of seq-1
+}
+
 // Position is a place in an org's events, newest first: an event's
 // (occurred_at, id). Pages start strictly below one.
 type Position struct {
@@ -277,7 +288,7 @@ func planSQL(w Query) string {
 // they arrive, and stops reading when each returns false: the caller decides
 // how much to hold. It reads the first part alone, and the rest of the
 // range only if the page is not full.
-func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error {
+func (s *Store) Page(ctx context.Context, q Query, each func(ListedEvent) bool) error {
 	if q.matchesNothing() {
 		return nil
 	}
@@ -289,7 +300,7 @@ func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error 
 		part.Limit = want
 		err := s.read(ctx, []Query{part}, pageQuery, func(rows pgx.Rows) error {
 			for want > 0 && !stopped && rows.Next() {
-				e, err := pgx.RowToStructByName[Event](rows)
+				e, err := pgx.RowToStructByName[ListedEvent](rows)
 				if err != nil {
 					return err
 				}
@@ -343,6 +354,10 @@ func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect fu
 		}
 		batch.Queue("BEGIN READ ONLY")
 		batch.Queue(planSQL(w))
+		if kind == streamQuery {
+			// It runs as long as its client reads (the caller's ctx bounds it).
+			batch.Queue("SELECT set_config('statement_timeout', '0', true)")
+		}
 		batch.Queue(sql, args...).Query(collect)
 		batch.Queue("COMMIT")
 	}
@@ -449,6 +464,31 @@ func ExportStatements(q Query) ([]Statement, error) {
 	return stmts, nil
 }
 
+// Stream hands every event q selects, with its seal, to each, newest first,
+// as rows arrive: window by window (windows), each a query in a read-only
+// transaction of its own, as Export's. It stops at the first error each
+// returns.
+func (s *Store) Stream(ctx context.Context, q Query, each func(ListedEvent) error) error {
+	for _, w := range q.windows() {
+		err := s.read(ctx, []Query{w}, streamQuery, func(rows pgx.Rows) error {
+			for rows.Next() {
+				e, err := pgx.RowToStructByName[ListedEvent](rows)
+				if err != nil {
+					return err
+				}
+				if err := each(e); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("export events of org %s: %w", q.OrgID, err)
+		}
+	}
+	return nil
+}
+
 // Export writes every event q selects to w as CSV with a header row (RFC
 // 4180, cells neutralised against spreadsheet formulas), streamed straight
 // from PostgreSQL's COPY: memory use does not grow with the number of rows.
@@ -536,6 +576,7 @@ type queryKind int
 const (
 	pageQuery   queryKind = iota // a page of events, as JSON rows
 	exportQuery                  // every event, as CSV cells
+	streamQuery                  // every event, as JSON rows (the NDJSON export)
 	countQuery                   // the number of events per UTC day
 )
 

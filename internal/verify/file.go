@@ -81,8 +81,13 @@ func ReadCheckpoints(r io.Reader) ([]chain.Checkpoint, error) {
 	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&body); err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
-	out := make([]chain.Checkpoint, len(body.Checkpoints))
-	for i, c := range body.Checkpoints {
+	return checkpointsOf(body.Checkpoints)
+}
+
+// checkpointsOf reads checkpoints as the API shows them.
+func checkpointsOf(cps []store.Checkpoint) ([]chain.Checkpoint, error) {
+	out := make([]chain.Checkpoint, len(cps))
+	for i, c := range cps {
 		h, err := parseHexHash(c.Hash)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint %d: %w", i+1, err)

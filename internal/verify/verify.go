@@ -1,5 +1,6 @@
 // Package verify recomputes an org's hash chain from the database and
-// checks it against the signed checkpoints (auditlog verify --org).
+// checks it against the signed checkpoints (auditlog verify --org), and
+// verifies saved feeds and exports offline (auditlog verify FILE).
 package verify
 
 import (

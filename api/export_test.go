@@ -1,0 +1,154 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/chain"
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/sealer"
+)
+
+// sealedExport is an org with three sealed events, a signed checkpoint at
+// seq 3, and a fourth event recorded once the sealer stopped, so never
+// sealed. It returns the seals by event id.
+func sealedExport(t *testing.T, b *testBundle, org string) map[string][2]string {
+	t.Helper()
+	ctx := context.Background()
+	stop := sealtest.Start(t, b.url, sealer.Config{CheckpointEvery: 50 * time.Millisecond})
+	for range 3 {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Metadata: `{"b": [1.50, "x"], "a": {"z": null}}`})
+	}
+	sealtest.WaitSealed(t, b.admin, org, 3)
+	sealtest.WaitCheckpoint(t, b.admin, org, 3)
+	stop()
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	seals := map[string][2]string{}
+	rows, err := b.admin.Query(ctx, "SELECT event_id::text, seq::text, encode(hash, 'hex') FROM audit.seals WHERE org_id = $1", org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id, seq, hash string
+	for rows.Next() {
+		if err := rows.Scan(&id, &seq, &hash); err != nil {
+			t.Fatal(err)
+		}
+		seals[id] = [2]string{seq, hash}
+	}
+	if err := rows.Err(); err != nil || len(seals) != 3 {
+		t.Fatalf("%d seals: %v", len(seals), err)
+	}
+	return seals
+}
+
+// checkManifest checks an export's manifest against the body it ends and
+// the seals: three of four rows sealed, seq 1 to 3, the head's hash, and
+// the checkpoint at seq 3, signed.
+func checkManifest(t *testing.T, m store.Manifest, org string, body []byte, seals map[string][2]string) {
+	t.Helper()
+	head := ""
+	for _, s := range seals {
+		if s[0] == "3" {
+			head = s[1]
+		}
+	}
+	sum := sha256.Sum256(body)
+	if m.OrgID != org || m.Rows != 4 || m.Sealed != 3 || m.FirstSeq != 1 || m.LastSeq != 3 || m.HeadHash != head ||
+		m.BodySHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("manifest %+v, want org %s, 4 rows, 3 sealed, seq 1 to 3, head %s, body SHA-256 %x", m, org, head, sum)
+	}
+	if c := m.Checkpoint; c == nil || c.Seq != 3 || c.Hash != head || c.OrgID != org || len(c.Signature) != 128 {
+		t.Errorf("checkpoint %+v, want the one signed at seq 3", c)
+	}
+}
+
+// Both exports carry each event's seq, hash and previous hash (empty or
+// null for the event not sealed yet), each row's hash recomputes from its
+// previous hash, and the export ends with its manifest: a last NDJSON
+// line, a CSV trailer.
+func TestExportsCarryTheProof(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	seals := sealedExport(t, b, org)
+
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=ndjson", token)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	lines := bytes.SplitAfter(body, []byte("\n"))
+	if len(lines) != 6 || len(lines[5]) != 0 {
+		t.Fatalf("%d lines, want 4 events and the manifest:\n%s", len(lines)-1, body)
+	}
+	unsealed := 0
+	for i, line := range lines[:4] {
+		var e store.ListedEvent
+		if err := decodeJSON(line, &e); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		want, ok := seals[e.ID]
+		if !ok {
+			unsealed++
+			if e.Seq != nil || e.Hash != nil || e.PrevHash != nil || !bytes.Contains(line, []byte(`"seq":null,"hash":null,"prev_hash":null`)) {
+				t.Errorf("line %d, not sealed: %s", i+1, line)
+			}
+			continue
+		}
+		if e.Seq == nil || e.Hash == nil || e.PrevHash == nil || strconv.FormatInt(*e.Seq, 10) != want[0] || *e.Hash != want[1] {
+			t.Fatalf("line %d: seal %v %v, want %v", i+1, e.Seq, e.Hash, want)
+		}
+		prev, _ := hex.DecodeString(*e.PrevHash)
+		p, err := chain.ParseHash(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		canonical, err := chain.Canonical(e.Event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := chain.Next(p, *e.Seq, canonical).String(); got != *e.Hash {
+			t.Errorf("line %d: hash %s recomputes as %s from prev_hash", i+1, *e.Hash, got)
+		}
+	}
+	if unsealed != 1 {
+		t.Errorf("%d unsealed lines, want 1", unsealed)
+	}
+	var last struct{ Manifest store.Manifest }
+	if err := decodeJSON(lines[4], &last); err != nil {
+		t.Fatalf("last line %s: %v", lines[4], err)
+	}
+	checkManifest(t, last.Manifest, org, slices.Concat(lines[:4]...), seals)
+
+	resp, body = b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 5 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	n := len(rows[0])
+	for _, row := range rows[1:] {
+		want, ok := seals[row[0]]
+		got := [3]string{row[n-3], row[n-2], row[n-1]}
+		if !ok && got != [3]string{} || ok && (got[0] != want[0] || got[1] != want[1] || len(got[2]) != 64) {
+			t.Errorf("event %s: seal cells %q, want %v", row[0], got, want)
+		}
+	}
+	var m store.Manifest
+	if err := decodeJSON([]byte(resp.Trailer.Get("Audit-Manifest")), &m); err != nil {
+		t.Fatalf("trailer %q: %v", resp.Trailer.Get("Audit-Manifest"), err)
+	}
+	checkManifest(t, m, org, body, seals)
+}
