@@ -163,6 +163,8 @@ func TestActivityPage(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#sign-in-form button")),
 		chromedp.Poll[chromedp.Void](`document.querySelector('#rows tr.event') !== null`, chromedp.WithPollingTimeout(20*time.Second)))
 	first := waitRows(ctx, t, 50)
+	// The action dropdown offers the catalog at once, without a reload.
+	do(ctx, t, chromedp.Poll[chromedp.Void](`document.querySelectorAll('#action-list option').length > 0`, chromedp.WithPollingTimeout(10*time.Second)))
 	// The rows show as their page arrives, the summary once its own request
 	// has answered too.
 	do(ctx, t, chromedp.Poll[chromedp.Void](`document.querySelectorAll('#chart .bar').length > 0`, chromedp.WithPollingTimeout(20*time.Second)))

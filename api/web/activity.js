@@ -141,6 +141,7 @@ async function load() {
     if (gen !== generation) return;
     showSummary(summary);
     show("content");
+    loadCatalog();
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
@@ -287,12 +288,19 @@ function navigate(f) {
   load();
 }
 
+// loadCatalog fills the action dropdown once, after the API has let the
+// visitor in: before sign-in it would only get a 401.
+let catalogLoaded = false;
 async function loadCatalog() {
+  if (catalogLoaded) return;
+  catalogLoaded = true;
   try {
     const body = await get("/api/audit/actions");
     const list = $("action-list");
     for (const a of body.actions || body) list.append(el("option", { value: a.action }, a.description || ""));
-  } catch (_) { /* the dropdown is a convenience; free text still works */ }
+  } catch (_) {
+    catalogLoaded = false; // try again with the next query
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -311,6 +319,5 @@ document.addEventListener("DOMContentLoaded", () => {
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) more();
   }, { rootMargin: "200px" }).observe($("more"));
-  loadCatalog();
   load();
 });
