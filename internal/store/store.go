@@ -186,6 +186,9 @@ type Query struct {
 	Actor string
 	// Limit is the page size (Page only).
 	Limit int
+	// Bucket (hour, day or week) and Zone (an IANA time zone name) group a
+	// count (CountByBucket only).
+	Bucket, Zone string
 	// Now is the present, where a read's first window starts (windows);
 	// zero: at Before. It decides how a read is cut, not what it returns.
 	Now time.Time
@@ -305,29 +308,38 @@ func (s *Store) Page(ctx context.Context, q Query, each func(Event) bool) error 
 	return nil
 }
 
-// DayCount is how many events one UTC day has.
-type DayCount struct {
-	Day   time.Time `db:"day"`
+// BucketCount is how many events one bucket (an hour, day or week of
+// Query.Zone) has.
+type BucketCount struct {
+	Start time.Time `db:"start"`
 	Count int64     `db:"count"`
 }
 
-// CountByDay counts the events q selects per UTC day, for the days that
-// have any, oldest first. q.Limit is ignored.
-func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
+// Buckets are the values of Query.Bucket.
+var Buckets = []string{"hour", "day", "week"}
+
+// CountByBucket counts the events q selects per q.Bucket of q.Zone, for the
+// buckets that have any, by start. A bucket cut by two statements (parts
+// are cut at UTC midnights) is returned once per statement; the caller
+// adds them up. q.Limit is ignored.
+func (s *Store) CountByBucket(ctx context.Context, q Query) ([]BucketCount, error) {
 	if q.matchesNothing() {
 		return nil, nil
 	}
-	var days []DayCount
+	if !slices.Contains(Buckets, q.Bucket) {
+		return nil, fmt.Errorf("count events of org %s: unknown bucket %q", q.OrgID, q.Bucket)
+	}
+	var counts []BucketCount
 	err := s.read(ctx, q.parts(), countQuery, func(rows pgx.Rows) error {
-		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
-		// Parts go back in time and never split a UTC day.
-		days = append(counts, days...)
+		part, err := pgx.CollectRows(rows, pgx.RowToStructByName[BucketCount])
+		counts = append(counts, part...)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count events of org %s: %w", q.OrgID, err)
 	}
-	return days, nil
+	slices.SortFunc(counts, func(a, b BucketCount) int { return a.Start.Compare(b.Start) })
+	return counts, nil
 }
 
 // read runs the statements of parts ws of the given kind, with bind
@@ -371,6 +383,9 @@ func statement(w Query, kind queryKind) (string, []any, error) {
 	}
 	if kind == pageQuery {
 		p.Limit = bind(w.Limit)
+	}
+	if kind == countQuery {
+		p.Bucket, p.Zone = bind(w.Bucket), bind(w.Zone)
 	}
 	sql, err := render(w, p, kind)
 	return sql, args, err
@@ -516,7 +531,7 @@ func textArray(values []string) string {
 
 // placeholders are what events.sql puts where each input goes.
 type placeholders struct {
-	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit string
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
 }
 
 //go:embed events.sql
@@ -536,7 +551,7 @@ type queryKind int
 const (
 	pageQuery   queryKind = iota // a page of events, as JSON rows
 	exportQuery                  // every event, as CSV cells
-	countQuery                   // the number of events per UTC day
+	countQuery                   // the number of events per bucket
 )
 
 // shape is what events.sql needs to write the query for one kind of
@@ -591,7 +606,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	}
 	name := "events"
 	if kind == countQuery {
-		name = "day_counts"
+		name = "bucket_counts"
 	}
 	var b strings.Builder
 	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {
