@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/auditlog/auditlog/internal/fixture"
@@ -171,8 +172,8 @@ func TestActivityPage(t *testing.T) {
 	if r := text(ctx, t, "retention"); !strings.Contains(r, "30 days") || !strings.Contains(r, "Team plan") {
 		t.Errorf("retention stated as %q", r)
 	}
-	if name, bars := text(ctx, t, "org-name"), eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`); !strings.HasPrefix(name, "org-") || bars != 8 {
-		t.Errorf("org name %q, %d bars, want 8 (the last 7 days and today)", name, bars)
+	if name, bars := text(ctx, t, "org-name"), eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`); !strings.HasPrefix(name, "org-") || bars != 7 {
+		t.Errorf("org name %q, %d bars, want 7 (the last 6 days and today)", name, bars)
 	}
 	if first[0] != "auth.signin" {
 		t.Errorf("newest row %q", first[0])
@@ -246,6 +247,97 @@ func TestActivityPage(t *testing.T) {
 
 	// Sign out: the form again.
 	do(ctx, t, chromedp.Click(chromedp.ID("sign-out")), chromedp.WaitVisible(chromedp.ID("token")))
+}
+
+// TestActivityPageSaysWhatItShows, in a browser on New York time: every
+// time is in UTC and says so until the reader switches to their own zone,
+// which the page remembers; the range is said in words with the total of
+// matching events, each filter is a chip that removes it, a range longer
+// than the plan keeps says so, a range the page does not know falls back
+// to the default, and an empty result offers to clear the filters.
+func TestActivityPageSaysWhatItShows(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate("about:blank"))
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/New_York"}); err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "total", "61 events")
+
+	// Times: UTC everywhere, and labelled.
+	labels := func() []string {
+		return eval[[]string](ctx, t, `[document.getElementById('range-words').textContent, document.getElementById('chart-caption').textContent,
+			...[...document.querySelectorAll('#rows .abs, #rows tr.details dd')].filter(e => /\d:\d\d/.test(e.textContent)).map(e => e.textContent)]`)
+	}
+	for _, l := range labels() {
+		if !strings.Contains(l, "UTC") {
+			t.Errorf("in UTC, %q names no zone", l)
+		}
+	}
+	if r := text(ctx, t, "range-words"); !strings.HasPrefix(r, "Last 7 days: ") {
+		t.Errorf("range said as %q", r)
+	}
+	// The reader's zone, kept across a reload.
+	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'local'; s.dispatchEvent(new Event('change')) })(document.getElementById('f-tz'))`))
+	waitText(ctx, t, "chart-caption", "New York")
+	do(ctx, t, chromedp.Reload())
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "chart-caption", "New York")
+	for _, l := range labels() {
+		if !strings.Contains(l, "America/New York") {
+			t.Errorf("in New York time, %q names another zone", l)
+		}
+	}
+
+	// A filter is a chip; removing it removes the filter.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-actor"), "ann@example.com\r"))
+	waitRows(ctx, t, 20)
+	waitText(ctx, t, "chips", "Actor: ann@example.com")
+	do(ctx, t, chromedp.Click(chromedp.CSS("#chips button")))
+	waitRows(ctx, t, 50)
+	if u, _ := chromedp.Run(ctx, chromedp.Location()); strings.Contains(u, "actor") || !eval[bool](ctx, t, `document.getElementById('chips').hidden`) {
+		t.Errorf("after removing the chip: %s", u)
+	}
+
+	// Longer than the plan keeps: the page says so.
+	do(ctx, t, chromedp.Navigate(b.page+"?range=1y"))
+	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days")
+	// Not a range: the default, and a word why.
+	do(ctx, t, chromedp.Navigate(b.page+"?range=2y"))
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "status", "range=2y")
+	if r, org := eval[string](ctx, t, `document.getElementById('f-range').value`), text(ctx, t, "org-name"); r != "7d" || !strings.HasPrefix(org, "org-") {
+		t.Errorf("after range=2y: range %q, org %q", r, org)
+	}
+
+	// Nothing matches: say so, offer to clear, nothing to export.
+	do(ctx, t, chromedp.Navigate(b.page+"?actor=nobody@example.com"), chromedp.WaitVisible(chromedp.ID("empty")))
+	if !eval[bool](ctx, t, `document.getElementById('export').getAttribute('aria-disabled') === 'true' && !document.getElementById('clear-empty').hidden`) {
+		t.Error("no match: export still active, or no way to clear the filters")
+	}
+	do(ctx, t, chromedp.Click(chromedp.ID("clear-empty")))
+	waitRows(ctx, t, 50)
+}
+
+// signIn signs in on the page with token.
+func signIn(ctx context.Context, t *testing.T, token string) {
+	t.Helper()
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("token")), chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("sign-in-button")))
+}
+
+// waitText waits until the element with this id shows want.
+func waitText(ctx context.Context, t *testing.T, id, want string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](
+		fmt.Sprintf(`document.getElementById(%q).textContent.includes(%q)`, id, want), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("#%s never showed %q: it shows %q", id, want, text(ctx, t, id))
+	}
 }
 
 // A member who is not an owner is told why the log is closed to them.

@@ -260,6 +260,7 @@ func TestActivityPageServed(t *testing.T) {
 		"/orgs/00000000-0000-0000-0000-000000000001/activity": "text/html",
 		"/static/activity.js":  "text/javascript",
 		"/static/activity.css": "text/css",
+		"/static/favicon.svg":  "image/svg+xml",
 	} {
 		resp, body := b.get(t, path, "")
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) || len(body) == 0 {
