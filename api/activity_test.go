@@ -89,7 +89,7 @@ func setupActivity(t *testing.T) activityBundle {
 }
 
 // eventRowsJS lists the actions of the log's rows, as shown.
-const eventRowsJS = `[...document.querySelectorAll('#rows tr.event td.action')].map(td => td.textContent)`
+const eventRowsJS = `[...document.querySelectorAll('#rows tr.event code.action')].map(c => c.textContent)`
 
 // waitRows waits until the log shows n rows, and returns their actions.
 func waitRows(ctx context.Context, t *testing.T, n int) []string {
@@ -208,6 +208,12 @@ func TestActivityPage(t *testing.T) {
 		}
 	}
 
+	// Each row reads as a sentence, from the catalog and the metadata.
+	sentences := eval[[]string](ctx, t, `[...document.querySelectorAll('#rows .sentence')].map(s => s.textContent)`)
+	if !slices.Contains(sentences, `ann@example.com registered cluster "prod-eu"`) {
+		t.Errorf("ann's rows read %q", sentences)
+	}
+
 	// The view can be shared: reloading its URL shows the same log.
 	do(ctx, t, chromedp.Reload())
 	if got := waitRows(ctx, t, 20); !slices.Equal(got, annRows) {
@@ -224,14 +230,13 @@ func TestActivityPage(t *testing.T) {
 		t.Errorf("opened row shows %q", details)
 	}
 
-	shoot(ctx, t, "activity-owner.png")
+	shoot(ctx, t, "activity-event")
 
 	// On a phone the log reflows to the width of the screen.
 	do(ctx, t, chromedp.EmulateViewport(390, 844))
 	if w := eval[int](ctx, t, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("on a 390 px screen the page is %d px wide", w)
 	}
-	shoot(ctx, t, "activity-phone.png")
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
 
 	// Export the filtered log: the browser downloads a CSV of ann's events.
@@ -263,10 +268,12 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/New_York"}); err != nil {
 		t.Fatal(err)
 	}
-	do(ctx, t, chromedp.Navigate(b.page))
+	do(ctx, t, chromedp.Navigate(b.page), chromedp.WaitVisible(chromedp.ID("token")))
+	shoot(ctx, t, "activity-sign-in")
 	signIn(ctx, t, b.ownerToken)
 	waitRows(ctx, t, 50)
 	waitText(ctx, t, "total", "61 events")
+	shoot(ctx, t, "activity")
 
 	// Times: UTC everywhere, and labelled.
 	labels := func() []string {
@@ -297,6 +304,7 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-actor"), "ann@example.com\r"))
 	waitRows(ctx, t, 20)
 	waitText(ctx, t, "chips", "Actor: ann@example.com")
+	shoot(ctx, t, "activity-filtered")
 	do(ctx, t, chromedp.Click(chromedp.CSS("#chips button")))
 	waitRows(ctx, t, 50)
 	if u, _ := chromedp.Run(ctx, chromedp.Location()); strings.Contains(u, "actor") || !eval[bool](ctx, t, `document.getElementById('chips').hidden`) {
@@ -306,6 +314,7 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	// Longer than the plan keeps: the page says so.
 	do(ctx, t, chromedp.Navigate(b.page+"?range=1y"))
 	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days")
+	shoot(ctx, t, "activity-plan-limit")
 	// Not a range: the default, and a word why.
 	do(ctx, t, chromedp.Navigate(b.page+"?range=2y"))
 	waitRows(ctx, t, 50)
@@ -319,6 +328,7 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if !eval[bool](ctx, t, `document.getElementById('export').getAttribute('aria-disabled') === 'true' && !document.getElementById('clear-empty').hidden`) {
 		t.Error("no match: export still active, or no way to clear the filters")
 	}
+	shoot(ctx, t, "activity-empty")
 	do(ctx, t, chromedp.Click(chromedp.ID("clear-empty")))
 	waitRows(ctx, t, 50)
 }
@@ -354,7 +364,7 @@ func TestActivityPageRefusesMember(t *testing.T) {
 	if message := text(ctx, t, "denied"); !strings.Contains(message, "not an owner") {
 		t.Fatalf("member sees %q", message)
 	}
-	shoot(ctx, t, "activity-member.png")
+	shoot(ctx, t, "activity-member")
 }
 
 // download clicks the link and returns the CSV the browser saved.
@@ -394,18 +404,27 @@ func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) 
 	return rows
 }
 
-// shoot saves a screenshot into $AUDITLOG_SCREENSHOTS, if set, to look at.
+// shoot saves what the screen shows, at a desktop's 1440x900 and a
+// phone's 390x844, into $AUDITLOG_SCREENSHOTS (make screenshots sets it to
+// docs/screenshots), if set, as name-desktop.png and name-phone.png; the
+// page is left at the desktop's width.
 func shoot(ctx context.Context, t *testing.T, name string) {
 	t.Helper()
 	dir := os.Getenv("AUDITLOG_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
+	for _, screen := range []struct {
+		suffix        string
+		width, height int64
+	}{{"phone", 390, 844}, {"desktop", 1440, 900}} {
+		do(ctx, t, chromedp.EmulateViewport(screen.width, screen.height), chromedp.Sleep(300*time.Millisecond))
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+screen.suffix+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // TestSummaryCountsPerDay: the summary names the org and its plan and
@@ -273,6 +276,35 @@ func TestActivityPageServed(t *testing.T) {
 	for _, path := range []string{"/static/activity.html", "/static/nope.js", "/static/..%2fapi.go"} {
 		if resp, body := b.get(t, path, ""); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestEveryActionHasASentence: the catalog served gives every action a
+// sentence, and each of its placeholders names who acted, the target, or
+// metadata the action requires (with {a|b}, the last one), so no sentence
+// renders with a hole.
+func TestEveryActionHasASentence(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	_, token := b.owner(t, "free")
+	resp, body := b.get(t, "/api/audit/actions", token)
+	var catalog struct {
+		Actions []store.Action `json:"actions"`
+	}
+	if err := decodeJSON(body, &catalog); err != nil || resp.StatusCode != http.StatusOK || len(catalog.Actions) == 0 {
+		t.Fatalf("%d %v: %s", resp.StatusCode, err, body)
+	}
+	placeholder := regexp.MustCompile(`\{([a-z_|]+)\}`)
+	for _, a := range catalog.Actions {
+		if !strings.HasPrefix(a.Sentence, "{actor} ") {
+			t.Errorf("%s: sentence %q does not start with who acted", a.Action, a.Sentence)
+		}
+		for _, m := range placeholder.FindAllStringSubmatch(a.Sentence, -1) {
+			keys := strings.Split(m[1], "|")
+			if last := keys[len(keys)-1]; last != "actor" && last != "target" && !slices.Contains(a.RequiredKeys, last) {
+				t.Errorf("%s: {%s} may be missing (required keys %v)", a.Action, m[1], a.RequiredKeys)
+			}
 		}
 	}
 }

@@ -235,7 +235,10 @@ async function load() {
   sq.set("tz", zone());
   sq.set("bucket", b.bucket);
   try {
-    const [summary, page] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q)]);
+    const [summary, page] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
+      await loadCatalog(); // the rows' sentences come from it; signed in by now
+      return p;
+    })]);
     if (gen !== generation) return;
     $("rows").textContent = "";
     showSummary(summary, f, b);
@@ -243,7 +246,6 @@ async function load() {
     setExport(q, summary.total);
     if (f.warning) setStatus(f.warning, true);
     show("content");
-    loadCatalog();
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
@@ -337,6 +339,51 @@ function isoInZone(date) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}.${ms} ${zoneLabel()}`;
 }
 
+// sentence writes event e as the catalog's sentence for its action says
+// (audit.action_sentences): who acted in bold, then what they did. Without
+// one it is who acted and the action's code.
+function sentence(e, actor) {
+  const template = catalog.get(e.action)?.sentence || "{actor} {action}";
+  const value = (key) => {
+    if (key === "actor") return actor;
+    if (key === "target") return e.target_id;
+    if (key === "action") return e.action;
+    const v = e.metadata ? e.metadata[key] : undefined;
+    if (v && typeof v === "object") return Array.isArray(v) ? v.join(", ") : Object.keys(v).join(", ");
+    return v;
+  };
+  const out = el("span", { class: "sentence" });
+  let at = 0;
+  for (const m of template.matchAll(/\{([a-z_|]+)\}/g)) {
+    out.append(template.slice(at, m.index));
+    const v = m[1].split("|").map(value).find((x) => x !== undefined && x !== null && x !== "");
+    out.append(m[1] === "actor" ? el("strong", {}, String(v)) : String(v ?? "…"));
+    at = m.index + m[0].length;
+  }
+  out.append(template.slice(at));
+  return out;
+}
+
+// copyButton copies text to the clipboard, and says it did.
+function copyButton(what, text) {
+  const b = el("button", { type: "button", class: "copy", "aria-label": `Copy the ${what.toLowerCase()}` }, "Copy");
+  b.addEventListener("click", async (ev) => {
+    ev.stopPropagation();
+    try {
+      await navigator.clipboard.writeText(text);
+      b.textContent = "Copied";
+    } catch (_) {
+      b.textContent = "Copy failed";
+    }
+    setTimeout(() => { b.textContent = "Copy"; }, 1500);
+  });
+  return b;
+}
+
+// targetNames are the target types as people say them.
+const targetNames = { cluster: "Cluster", org: "Organization", org_member: "Member", org_invitation: "Invitation",
+  pat: "Access token", billing: "Billing", auth: "Sign-in" };
+
 // renderEvent returns the event's row and its (hidden) details row.
 function renderEvent(e) {
   const at = new Date(e.occurred_at);
@@ -344,21 +391,26 @@ function renderEvent(e) {
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
   const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
+    el("td", { class: "event" }, sentence(e, actor),
+      el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
       el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
       el("span", { class: "abs" }, `${fmtDateTime(at)} ${zoneLabel()}`)),
-    el("td", { class: "actor" }, actor, via),
-    el("td", { class: "action" }, el("code", {}, e.action)),
-    el("td", { class: "target" }, e.target_type, e.target_id ? el("div", { class: "muted" }, e.target_id) : null));
+    el("td", { class: "target" }, targetNames[e.target_type] || e.target_type,
+      e.target_id ? el("div", { class: "muted id", title: e.target_id }, e.target_id) : null));
 
-  const fields = [["Event id", e.id], ["Time", isoInZone(at)], ["Actor type", e.actor_type],
-    ["Actor id", e.actor_id], ["Actor email", e.actor_email], ["IP address", e.ip], ["User agent", e.user_agent],
-    ["Request id", e.request_id], ["Target", `${e.target_type}${e.target_id ? " " + e.target_id : ""}`]];
+  const fields = [["Event id", e.id, true], ["Time", isoInZone(at)], ["Action", `${e.action}${catalog.get(e.action) ? " — " + catalog.get(e.action).description : ""}`],
+    ["Actor", actor, true], ["Actor type", e.actor_type], ["Actor id", e.actor_id], ["IP address", e.ip], ["User agent", e.user_agent],
+    ["Request id", e.request_id, true], ["Target", `${e.target_type}${e.target_id ? " " + e.target_id : ""}`]];
   const dl = el("dl");
-  for (const [k, v] of fields) if (v) dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+  for (const [k, v, copy] of fields) {
+    if (v) dl.append(el("dt", {}, k), el("dd", {}, el("span", {}, String(v)), copy ? copyButton(k, String(v)) : null));
+  }
+  const metadata = JSON.stringify(e.metadata || {}, null, 2);
   const details = el("tr", { class: "details", id, hidden: "" },
-    el("td", { colspan: "4" }, el("div", { class: "details" }, dl,
-      el("pre", { "aria-label": "Metadata" }, JSON.stringify(e.metadata || {}, null, 2)))));
+    el("td", { colspan: "3" }, el("div", { class: "details" }, dl,
+      el("div", { class: "metadata-head" }, el("span", {}, "Metadata"), copyButton("Metadata", metadata)),
+      el("pre", { "aria-label": "Metadata", tabindex: "0" }, metadata))));
 
   const toggle = () => {
     const open = row.getAttribute("aria-expanded") !== "true";
@@ -495,19 +547,22 @@ function navigate(f) {
   load();
 }
 
-// loadCatalog fills the action dropdown once, after the API has let the
-// visitor in: before sign-in it would only get a 401.
-let catalogLoaded = false;
-async function loadCatalog() {
-  if (catalogLoaded) return;
-  catalogLoaded = true;
-  try {
-    const body = await get("/api/audit/actions");
+// catalog maps each action to its catalog entry (description, sentence).
+// It is fetched once, after the API has let the visitor in (before sign-in
+// it would only get a 401), and fills the action dropdown.
+const catalog = new Map();
+let catalogRequest = null;
+function loadCatalog() {
+  catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
-    for (const a of body.actions || body) list.append(el("option", { value: a.action }, a.description || ""));
-  } catch (_) {
-    catalogLoaded = false; // try again with the next query
-  }
+    for (const a of body.actions) {
+      catalog.set(a.action, a);
+      list.append(el("option", { value: a.action }, a.description || ""));
+    }
+  }, () => {
+    catalogRequest = null; // try again with the next query; rows show the action's code meanwhile
+  });
+  return catalogRequest;
 }
 
 const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });

@@ -115,11 +115,15 @@ type Action struct {
 	TargetType   string   `json:"target_type" db:"target_type"`
 	Description  string   `json:"description" db:"description"`
 	RequiredKeys []string `json:"required_keys" db:"required_keys"`
+	// Sentence is how an event of the action reads (audit.action_sentences).
+	Sentence string `json:"sentence" db:"sentence"`
 }
 
 // Actions returns the catalog, by action name.
 func (s *Store) Actions(ctx context.Context) ([]Action, error) {
-	rows, err := s.pool.Query(ctx, "SELECT action, target_type, description, required_keys FROM audit.actions ORDER BY action")
+	rows, err := s.pool.Query(ctx, `
+		SELECT action, target_type, description, required_keys, coalesce(sentence, '') AS sentence
+		FROM audit.actions LEFT JOIN audit.action_sentences USING (action) ORDER BY action`)
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
