@@ -485,24 +485,117 @@ function showChips(f) {
     chips.append(el("li", {}, remove));
   }
   chips.hidden = !chips.firstChild;
+  const n = chips.childElementCount;
+  $("filters-toggle").textContent = n ? `Filters (${n})` : "Filters";
 }
 
-// drawChart charts the counts as bars; it is filled in by the chart code.
+// The chart: an SVG of one bar per bucket with a y axis, a tooltip that
+// follows the pointer, a tap, or the arrow keys, and a table of the same
+// counts for screen readers.
+const svgNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+let chartData = { days: [], bucket: "day" };
+let chartIndex = -1; // the bar the tooltip shows, -1 for none
+
+// bucketLabel names a bucket as the tooltip and the table say it.
+function bucketLabel(start, bucket) {
+  const d = new Date(start);
+  if (bucket === "hour") return `${fmt(d, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })} ${zoneLabel()}`;
+  if (bucket === "week") return `Week of ${fmt(d, { month: "short", day: "numeric", year: "numeric" })}`;
+  return fmt(d, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
+}
+
+// niceMax rounds the largest count up to 1, 2 or 5 times a power of ten, so
+// the axis's ticks are round numbers.
+function niceMax(n) {
+  if (n <= 4) return 4;
+  const p = 10 ** Math.floor(Math.log10(n));
+  return [1, 2, 5, 10].map((m) => m * p).find((m) => m >= n);
+}
+
 function drawChart(days, bucket) {
-  const unit = { hour: "hour", day: "day", week: "week" }[bucket] || "day";
+  chartData = { days, bucket };
+  chartIndex = -1;
+  const unit = bucket === "hour" ? "hour" : bucket === "week" ? "week" : "day";
   $("chart-caption").textContent = `Events per ${unit} (${zoneLabel()})`;
-  const chart = $("chart");
-  chart.textContent = "";
-  const max = Math.max(1, ...days.map((d) => d.count));
-  for (const d of days) {
-    const bar = el("div", { class: d.count ? "bar" : "bar zero", title: `${d.day}: ${d.count} event${d.count === 1 ? "" : "s"}` });
-    bar.style.height = `${Math.max(2, (d.count / max) * 100)}%`; // a style property, which the page's CSP allows
-    chart.append(bar);
+  const box = $("chart");
+  box.textContent = "";
+  $("chart-tip").hidden = true;
+  const width = Math.max(200, box.clientWidth), height = 128;
+  const left = 44, right = 4, top = 8, bottom = 22;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const max = niceMax(Math.max(0, ...days.map((d) => d.count)));
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, "aria-hidden": "true", focusable: "false" });
+  for (const tick of [0, max / 2, max]) {
+    const y = top + plotH - (tick / max) * plotH;
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, class: tick ? "grid" : "baseline" }),
+      svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "tick" }, tick.toLocaleString()));
   }
-  $("chart-from").textContent = days.length ? fmtDate(new Date(days[0].start)) : "";
-  $("chart-to").textContent = days.length > 1 ? fmtDate(new Date(days[days.length - 1].start)) : "";
+  const step = plotW / Math.max(1, days.length);
+  const gap = step > 6 ? Math.min(4, step * 0.2) : 0.5;
+  days.forEach((d, i) => {
+    const h = d.count ? Math.max(2, (d.count / max) * plotH) : 0;
+    chart.append(svg("rect", { x: left + i * step + gap / 2, y: top + plotH - h, width: Math.max(1, step - gap), height: h,
+      class: "bar", "data-i": i }));
+  });
+  if (days.length) {
+    const label = (i, anchor) => svg("text", { x: anchor === "end" ? width - right : left + i * step, y: height - 6,
+      "text-anchor": anchor, class: "tick" }, fmt(new Date(days[i].start), bucket === "hour"
+      ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric" }));
+    chart.append(label(0, "start"));
+    if (days.length > 1) chart.append(label(days.length - 1, "end"));
+  }
+  box.append(chart);
+
+  const table = $("chart-table");
+  table.tBodies[0].textContent = "";
+  table.caption.textContent = `Events per ${unit} (${zoneLabel()})`;
+  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d.start, bucket)), el("td", {}, String(d.count))));
   const sum = days.reduce((n, d) => n + d.count, 0);
-  chart.setAttribute("aria-label", `${sum} events over ${days.length} ${unit}s`);
+  box.setAttribute("aria-label", `Chart of ${sum.toLocaleString()} events over ${days.length} ${unit}s: focus it and use the arrow keys to read each ${unit}`);
+}
+
+// pointChart shows bar i's count in the tooltip and highlights it.
+function pointChart(i) {
+  const { days, bucket } = chartData;
+  const tip = $("chart-tip");
+  for (const r of $("chart").querySelectorAll("rect.bar.on")) r.classList.remove("on");
+  if (i < 0 || i >= days.length) {
+    chartIndex = -1;
+    tip.hidden = true;
+    return;
+  }
+  chartIndex = i;
+  const rect = $("chart").querySelector(`rect[data-i="${i}"]`);
+  rect.classList.add("on");
+  const d = days[i];
+  tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
+  tip.hidden = false;
+  const x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2;
+  const room = $("chart").clientWidth;
+  tip.style.left = `${Math.min(Math.max(0, x - tip.offsetWidth / 2), room - tip.offsetWidth)}px`;
+}
+
+// barAt is the index of the bar under a pointer event, -1 for none.
+function barAt(ev) {
+  const box = $("chart").getBoundingClientRect();
+  const step = (box.width - 48) / Math.max(1, chartData.days.length);
+  const i = Math.floor((ev.clientX - box.left - 44) / step);
+  return i >= 0 && i < chartData.days.length ? i : -1;
+}
+
+function chartKeys(ev) {
+  const n = chartData.days.length;
+  const moves = { ArrowLeft: -1, ArrowRight: 1, Home: -n, End: n };
+  if (!(ev.key in moves) || !n) return;
+  ev.preventDefault();
+  const from = chartIndex < 0 ? (moves[ev.key] < 0 ? n : -1) : chartIndex;
+  pointChart(Math.min(n - 1, Math.max(0, from + moves[ev.key])));
 }
 
 async function signIn(ev) {
@@ -583,6 +676,25 @@ document.addEventListener("DOMContentLoaded", () => {
     // The URL's instants stay; the page shows them in the new zone.
     try { localStorage.setItem(zoneKey, $("f-tz").value); } catch (_) { /* private mode: nothing kept */ }
     load();
+  });
+  const chart = $("chart");
+  chart.addEventListener("pointermove", (ev) => pointChart(barAt(ev)));
+  chart.addEventListener("pointerdown", (ev) => pointChart(barAt(ev)));
+  chart.addEventListener("pointerleave", (ev) => { if (ev.pointerType === "mouse") pointChart(-1); });
+  chart.addEventListener("keydown", chartKeys);
+  chart.addEventListener("focus", () => { if (chartIndex < 0) pointChart(chartData.days.length - 1); });
+  chart.addEventListener("blur", () => pointChart(-1));
+  let width = 0;
+  new ResizeObserver(() => {
+    if (chart.clientWidth !== width && !$("content").hidden) {
+      width = chart.clientWidth;
+      drawChart(chartData.days, chartData.bucket);
+    }
+  }).observe(chart);
+  $("filters-toggle").addEventListener("click", () => {
+    const open = !$("filters").classList.contains("open");
+    $("filters").classList.toggle("open", open);
+    $("filters-toggle").setAttribute("aria-expanded", String(open));
   });
   $("clear").addEventListener("click", clearAll);
   $("clear-empty").addEventListener("click", clearAll);
