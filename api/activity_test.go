@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/auditlog/auditlog/internal/fixture"
 )
@@ -232,10 +233,13 @@ func TestActivityPage(t *testing.T) {
 
 	shoot(ctx, t, "activity-event")
 
-	// On a phone the log reflows to the width of the screen.
-	do(ctx, t, chromedp.EmulateViewport(390, 844))
-	if w := eval[int](ctx, t, `document.documentElement.scrollWidth`); w > 390 {
-		t.Errorf("on a 390 px screen the page is %d px wide", w)
+	// From a small phone to a desktop, the page (an event open) fits the
+	// screen's width: nothing scrolls sideways.
+	for _, width := range []int64{320, 390, 768, 1024, 1440} {
+		do(ctx, t, chromedp.EmulateViewport(width, 900), chromedp.Sleep(100*time.Millisecond))
+		if w := eval[int64](ctx, t, `document.documentElement.scrollWidth`); w > width {
+			t.Errorf("on a %d px screen the page is %d px wide", width, w)
+		}
 	}
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
 
@@ -288,6 +292,13 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if r := text(ctx, t, "range-words"); !strings.HasPrefix(r, "Last 7 days: ") {
 		t.Errorf("range said as %q", r)
 	}
+	// The chart reads by keyboard: each bar's count in a tooltip.
+	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
+	waitText(ctx, t, "chart-tip", "events")
+	if tip, last := text(ctx, t, "chart-tip"), eval[string](ctx, t, `document.querySelector('#chart-table tbody tr:nth-last-child(2)').textContent`); !strings.HasPrefix(last, strings.Split(tip, ":")[0]) {
+		t.Errorf("the tooltip says %q for the bar before the last, the table %q", tip, last)
+	}
+
 	// The reader's zone, kept across a reload.
 	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'local'; s.dispatchEvent(new Event('change')) })(document.getElementById('f-tz'))`))
 	waitText(ctx, t, "chart-caption", "New York")
