@@ -118,10 +118,11 @@ LIMIT {{ . }}
 {{- end }}
 {{- end -}}
 
-{{- /* Events per UTC day, for the days that have any: the chart of the
-  Activity page. It reads what an export would, along the same index. */ -}}
-{{- define "day_counts" -}}
-SELECT (date_trunc('day', e.occurred_at AT TIME ZONE 'UTC'))::date AS day, count(*) AS count
+{{- /* Events per bucket (an hour, day or week of a time zone), for the
+  buckets that have any: the chart of the Activity page. It reads what an
+  export would, along the same index. */ -}}
+{{- define "bucket_counts" -}}
+SELECT date_trunc({{ .P.Bucket }}, e.occurred_at, {{ .P.Zone }}) AS start, count(*) AS count
 FROM {{ template "tiers" . }} e
 {{ template "conditions" . }}
 GROUP BY 1

@@ -115,11 +115,15 @@ type Action struct {
 	TargetType   string   `json:"target_type" db:"target_type"`
 	Description  string   `json:"description" db:"description"`
 	RequiredKeys []string `json:"required_keys" db:"required_keys"`
+	// Sentence is how an event of the action reads (audit.action_sentences).
+	Sentence string `json:"sentence" db:"sentence"`
 }
 
 // Actions returns the catalog, by action name.
 func (s *Store) Actions(ctx context.Context) ([]Action, error) {
-	rows, err := s.pool.Query(ctx, "SELECT action, target_type, description, required_keys FROM audit.actions ORDER BY action")
+	rows, err := s.pool.Query(ctx, `
+		SELECT action, target_type, description, required_keys, coalesce(sentence, '') AS sentence
+		FROM audit.actions LEFT JOIN audit.action_sentences USING (action) ORDER BY action`)
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
@@ -197,6 +201,9 @@ type Query struct {
 	Actor string
 	// Limit is the page size (Page only).
 	Limit int
+	// Bucket (hour, day or week) and Zone (an IANA time zone name) group a
+	// count (CountByBucket only).
+	Bucket, Zone string
 	// Now is the present, where a read's first window starts (windows);
 	// zero: at Before. It decides how a read is cut, not what it returns.
 	Now time.Time
@@ -316,29 +323,38 @@ func (s *Store) Page(ctx context.Context, q Query, each func(ListedEvent) bool) 
 	return nil
 }
 
-// DayCount is how many events one UTC day has.
-type DayCount struct {
-	Day   time.Time `db:"day"`
+// BucketCount is how many events one bucket (an hour, day or week of
+// Query.Zone) has.
+type BucketCount struct {
+	Start time.Time `db:"start"`
 	Count int64     `db:"count"`
 }
 
-// CountByDay counts the events q selects per UTC day, for the days that
-// have any, oldest first. q.Limit is ignored.
-func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
+// Buckets are the values of Query.Bucket.
+var Buckets = []string{"hour", "day", "week"}
+
+// CountByBucket counts the events q selects per q.Bucket of q.Zone, for the
+// buckets that have any, by start. A bucket cut by two statements (parts
+// are cut at UTC midnights) is returned once per statement; the caller
+// adds them up. q.Limit is ignored.
+func (s *Store) CountByBucket(ctx context.Context, q Query) ([]BucketCount, error) {
 	if q.matchesNothing() {
 		return nil, nil
 	}
-	var days []DayCount
+	if !slices.Contains(Buckets, q.Bucket) {
+		return nil, fmt.Errorf("count events of org %s: unknown bucket %q", q.OrgID, q.Bucket)
+	}
+	var counts []BucketCount
 	err := s.read(ctx, q.parts(), countQuery, func(rows pgx.Rows) error {
-		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
-		// Parts go back in time and never split a UTC day.
-		days = append(counts, days...)
+		part, err := pgx.CollectRows(rows, pgx.RowToStructByName[BucketCount])
+		counts = append(counts, part...)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count events of org %s: %w", q.OrgID, err)
 	}
-	return days, nil
+	slices.SortFunc(counts, func(a, b BucketCount) int { return a.Start.Compare(b.Start) })
+	return counts, nil
 }
 
 // read runs the statements of parts ws of the given kind, with bind
@@ -386,6 +402,9 @@ func statement(w Query, kind queryKind) (string, []any, error) {
 	}
 	if kind == pageQuery {
 		p.Limit = bind(w.Limit)
+	}
+	if kind == countQuery {
+		p.Bucket, p.Zone = bind(w.Bucket), bind(w.Zone)
 	}
 	sql, err := render(w, p, kind)
 	return sql, args, err
@@ -556,7 +575,7 @@ func textArray(values []string) string {
 
 // placeholders are what events.sql puts where each input goes.
 type placeholders struct {
-	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit string
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
 }
 
 //go:embed events.sql
@@ -577,7 +596,7 @@ const (
 	pageQuery   queryKind = iota // a page of events, as JSON rows
 	exportQuery                  // every event, as CSV cells
 	streamQuery                  // every event, as JSON rows (the NDJSON export)
-	countQuery                   // the number of events per UTC day
+	countQuery                   // the number of events per bucket
 )
 
 // shape is what events.sql needs to write the query for one kind of
@@ -632,7 +651,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	}
 	name := "events"
 	if kind == countQuery {
-		name = "day_counts"
+		name = "bucket_counts"
 	}
 	var b strings.Builder
 	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {
