@@ -617,7 +617,7 @@ func textArray(values []string) string {
 // when set, are literal bounds on occurred_at for the planner to prune on.
 type placeholders struct {
 	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
-	From, To string
+	From, To                                                                    string
 }
 
 //go:embed events.sql
