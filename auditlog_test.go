@@ -466,12 +466,14 @@ func TestLogRefusesBadViaPATInMetadata(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	conn, org := writer(t)
-	for _, viaPAT := range []any{strings.Repeat("x", 5000), map[string]any{"name": "ci"}, nil} {
+	// The message says what is wrong with the metadata's via_pat.
+	for says, viaPAT := range map[string]any{"not 5000 characters": strings.Repeat("x", 5000),
+		"not a JSON object": map[string]any{"name": "ci"}, "not a JSON null": nil} {
 		md := map[string]any{"via_pat": viaPAT}
 		_, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, md)
 		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.Contains(pgErr.Message, "via_pat") {
-			t.Errorf("log_event with metadata.via_pat %.40v: %v, want the via_pat error (AL005)", viaPAT, err)
+		if !errors.As(err, &pgErr) || pgErr.Code != "AL005" || !strings.HasSuffix(pgErr.Message, "via_pat must be a string of at most 100 characters, "+says) {
+			t.Errorf("log_event with metadata.via_pat %.40v: %v, want the via_pat error (AL005) ending %q", viaPAT, err, says)
 		}
 	}
 	if _, err := conn.Exec(ctx, "SELECT audit.log_event($1, 'auth.signout', metadata => $2)", org, map[string]any{"via_pat": "ci"}); err != nil {

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/auditlog/auditlog/internal/fixture"
 )
@@ -88,7 +90,7 @@ func setupActivity(t *testing.T) activityBundle {
 }
 
 // eventRowsJS lists the actions of the log's rows, as shown.
-const eventRowsJS = `[...document.querySelectorAll('#rows tr.event td.action')].map(td => td.textContent)`
+const eventRowsJS = `[...document.querySelectorAll('#rows tr.event code.action')].map(c => c.textContent)`
 
 // waitRows waits until the log shows n rows, and returns their actions.
 func waitRows(ctx context.Context, t *testing.T, n int) []string {
@@ -163,14 +165,16 @@ func TestActivityPage(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#sign-in-form button")),
 		chromedp.Poll[chromedp.Void](`document.querySelector('#rows tr.event') !== null`, chromedp.WithPollingTimeout(20*time.Second)))
 	first := waitRows(ctx, t, 50)
+	// The action dropdown offers the catalog at once, without a reload.
+	do(ctx, t, chromedp.Poll[chromedp.Void](`document.querySelectorAll('#action-list option').length > 0`, chromedp.WithPollingTimeout(10*time.Second)))
 	// The rows show as their page arrives, the summary once its own request
 	// has answered too.
 	do(ctx, t, chromedp.Poll[chromedp.Void](`document.querySelectorAll('#chart .bar').length > 0`, chromedp.WithPollingTimeout(20*time.Second)))
 	if r := text(ctx, t, "retention"); !strings.Contains(r, "30 days") || !strings.Contains(r, "Team plan") {
 		t.Errorf("retention stated as %q", r)
 	}
-	if name, bars := text(ctx, t, "org-name"), eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`); !strings.HasPrefix(name, "org-") || bars != 8 {
-		t.Errorf("org name %q, %d bars, want 8 (the last 7 days and today)", name, bars)
+	if name, bars := text(ctx, t, "org-name"), eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`); !strings.HasPrefix(name, "org-") || bars != 7 {
+		t.Errorf("org name %q, %d bars, want 7 (the last 6 days and today)", name, bars)
 	}
 	if first[0] != "auth.signin" {
 		t.Errorf("newest row %q", first[0])
@@ -205,6 +209,12 @@ func TestActivityPage(t *testing.T) {
 		}
 	}
 
+	// Each row reads as a sentence, from the catalog and the metadata.
+	sentences := eval[[]string](ctx, t, `[...document.querySelectorAll('#rows .sentence')].map(s => s.textContent)`)
+	if !slices.Contains(sentences, `ann@example.com registered cluster "prod-eu"`) {
+		t.Errorf("ann's rows read %q", sentences)
+	}
+
 	// The view can be shared: reloading its URL shows the same log.
 	do(ctx, t, chromedp.Reload())
 	if got := waitRows(ctx, t, 20); !slices.Equal(got, annRows) {
@@ -221,14 +231,16 @@ func TestActivityPage(t *testing.T) {
 		t.Errorf("opened row shows %q", details)
 	}
 
-	shoot(ctx, t, "activity-owner.png")
+	shoot(ctx, t, "activity-event")
 
-	// On a phone the log reflows to the width of the screen.
-	do(ctx, t, chromedp.EmulateViewport(390, 844))
-	if w := eval[int](ctx, t, `document.documentElement.scrollWidth`); w > 390 {
-		t.Errorf("on a 390 px screen the page is %d px wide", w)
+	// From a small phone to a desktop, the page (an event open) fits the
+	// screen's width: nothing scrolls sideways.
+	for _, width := range []int64{320, 390, 768, 1024, 1440} {
+		do(ctx, t, chromedp.EmulateViewport(width, 900), chromedp.Sleep(100*time.Millisecond))
+		if w := eval[int64](ctx, t, `document.documentElement.scrollWidth`); w > width {
+			t.Errorf("on a %d px screen the page is %d px wide", width, w)
+		}
 	}
-	shoot(ctx, t, "activity-phone.png")
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
 
 	// Export the filtered log: the browser downloads a CSV of ann's events.
@@ -246,6 +258,109 @@ func TestActivityPage(t *testing.T) {
 	do(ctx, t, chromedp.Click(chromedp.ID("sign-out")), chromedp.WaitVisible(chromedp.ID("token")))
 }
 
+// TestActivityPageSaysWhatItShows, in a browser on New York time: every
+// time is in UTC and says so until the reader switches to their own zone,
+// which the page remembers; the range is said in words with the total of
+// matching events, each filter is a chip that removes it, a range longer
+// than the plan keeps says so, a range the page does not know falls back
+// to the default, and an empty result offers to clear the filters.
+func TestActivityPageSaysWhatItShows(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate("about:blank"))
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/New_York"}); err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(b.page), chromedp.WaitVisible(chromedp.ID("token")))
+	shoot(ctx, t, "activity-sign-in")
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "total", "61 events")
+	shoot(ctx, t, "activity")
+
+	// Times: UTC everywhere, and labelled.
+	labels := func() []string {
+		return eval[[]string](ctx, t, `[document.getElementById('range-words').textContent, document.getElementById('chart-caption').textContent,
+			...[...document.querySelectorAll('#rows .abs, #rows tr.details dd')].filter(e => /\d:\d\d/.test(e.textContent)).map(e => e.textContent)]`)
+	}
+	for _, l := range labels() {
+		if !strings.Contains(l, "UTC") {
+			t.Errorf("in UTC, %q names no zone", l)
+		}
+	}
+	if r := text(ctx, t, "range-words"); !strings.HasPrefix(r, "Last 7 days: ") {
+		t.Errorf("range said as %q", r)
+	}
+	// The chart reads by keyboard: each bar's count in a tooltip.
+	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
+	waitText(ctx, t, "chart-tip", "events")
+	if tip, last := text(ctx, t, "chart-tip"), eval[string](ctx, t, `document.querySelector('#chart-table tbody tr:nth-last-child(2)').textContent`); !strings.HasPrefix(last, strings.Split(tip, ":")[0]) {
+		t.Errorf("the tooltip says %q for the bar before the last, the table %q", tip, last)
+	}
+
+	// The reader's zone, kept across a reload.
+	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'local'; s.dispatchEvent(new Event('change')) })(document.getElementById('f-tz'))`))
+	waitText(ctx, t, "chart-caption", "New York")
+	do(ctx, t, chromedp.Reload())
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "chart-caption", "New York")
+	for _, l := range labels() {
+		if !strings.Contains(l, "America/New York") {
+			t.Errorf("in New York time, %q names another zone", l)
+		}
+	}
+
+	// A filter is a chip; removing it removes the filter.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-actor"), "ann@example.com\r"))
+	waitRows(ctx, t, 20)
+	waitText(ctx, t, "chips", "Actor: ann@example.com")
+	shoot(ctx, t, "activity-filtered")
+	do(ctx, t, chromedp.Click(chromedp.CSS("#chips button")))
+	waitRows(ctx, t, 50)
+	if u, _ := chromedp.Run(ctx, chromedp.Location()); strings.Contains(u, "actor") || !eval[bool](ctx, t, `document.getElementById('chips').hidden`) {
+		t.Errorf("after removing the chip: %s", u)
+	}
+
+	// Longer than the plan keeps: the page says so.
+	do(ctx, t, chromedp.Navigate(b.page+"?range=1y"))
+	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days")
+	shoot(ctx, t, "activity-plan-limit")
+	// Not a range: the default, and a word why.
+	do(ctx, t, chromedp.Navigate(b.page+"?range=2y"))
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "status", "range=2y")
+	if r, org := eval[string](ctx, t, `document.getElementById('f-range').value`), text(ctx, t, "org-name"); r != "7d" || !strings.HasPrefix(org, "org-") {
+		t.Errorf("after range=2y: range %q, org %q", r, org)
+	}
+
+	// Nothing matches: say so, offer to clear, nothing to export.
+	do(ctx, t, chromedp.Navigate(b.page+"?actor=nobody@example.com"), chromedp.WaitVisible(chromedp.ID("empty")))
+	if !eval[bool](ctx, t, `document.getElementById('export').getAttribute('aria-disabled') === 'true' && !document.getElementById('clear-empty').hidden`) {
+		t.Error("no match: export still active, or no way to clear the filters")
+	}
+	shoot(ctx, t, "activity-empty")
+	do(ctx, t, chromedp.Click(chromedp.ID("clear-empty")))
+	waitRows(ctx, t, 50)
+}
+
+// signIn signs in on the page with token.
+func signIn(ctx context.Context, t *testing.T, token string) {
+	t.Helper()
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("token")), chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("sign-in-button")))
+}
+
+// waitText waits until the element with this id shows want.
+func waitText(ctx context.Context, t *testing.T, id, want string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](
+		fmt.Sprintf(`document.getElementById(%q).textContent.includes(%q)`, id, want), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("#%s never showed %q: it shows %q", id, want, text(ctx, t, id))
+	}
+}
+
 // A member who is not an owner is told why the log is closed to them.
 func TestActivityPageRefusesMember(t *testing.T) {
 	t.Parallel()
@@ -260,7 +375,7 @@ func TestActivityPageRefusesMember(t *testing.T) {
 	if message := text(ctx, t, "denied"); !strings.Contains(message, "not an owner") {
 		t.Fatalf("member sees %q", message)
 	}
-	shoot(ctx, t, "activity-member.png")
+	shoot(ctx, t, "activity-member")
 }
 
 // download clicks the link and returns the CSV the browser saved.
@@ -300,18 +415,27 @@ func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) 
 	return rows
 }
 
-// shoot saves a screenshot into $AUDITLOG_SCREENSHOTS, if set, to look at.
+// shoot saves what the screen shows, at a desktop's 1440x900 and a
+// phone's 390x844, into $AUDITLOG_SCREENSHOTS (make screenshots sets it to
+// docs/screenshots), if set, as name-desktop.png and name-phone.png; the
+// page is left at the desktop's width.
 func shoot(ctx context.Context, t *testing.T, name string) {
 	t.Helper()
 	dir := os.Getenv("AUDITLOG_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
+	for _, screen := range []struct {
+		suffix        string
+		width, height int64
+	}{{"phone", 390, 844}, {"desktop", 1440, 900}} {
+		do(ctx, t, chromedp.EmulateViewport(screen.width, screen.height), chromedp.Sleep(300*time.Millisecond))
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+screen.suffix+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

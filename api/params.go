@@ -15,8 +15,13 @@ import (
 // openapi.json (a test keeps the two in step).
 var listParamNames = []string{"action", "target_type", "actor", "range", "since", "until", "limit", "cursor", "format"}
 
-// ranges are the values of the range parameter: the last 24 hours, 7 or 30 days.
-var ranges = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour}
+// rangeNames are the values of the range parameter, shortest first: the
+// last 24 hours, 7, 30 or 90 days, a year (365 days).
+var rangeNames = []string{"24h", "7d", "30d", "90d", "1y"}
+
+// ranges are the windows of rangeNames.
+var ranges = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour,
+	"90d": 90 * 24 * time.Hour, "1y": 365 * 24 * time.Hour}
 
 // targetTypes are the values of target_type: audit.actions' check constraint.
 var targetTypes = []string{"cluster", "org", "org_member", "org_invitation", "pat", "billing", "auth"}
@@ -78,7 +83,7 @@ func (p *filterParams) set(name, v string, badf func(name, format string, args .
 // listParams are the parsed query parameters of GET /api/orgs/{id}/audit.
 type listParams struct {
 	filterParams
-	rangeName string        // 24h, 7d, 30d; empty: none
+	rangeName string        // one of rangeNames; empty: none
 	window    time.Duration // of rangeName
 	since     time.Time     // zero: none
 	until     time.Time     // zero: none
@@ -105,7 +110,7 @@ func parseListParams(q url.Values) (listParams, error) {
 		case "range":
 			w, ok := ranges[v]
 			if !ok {
-				badf(name, "must be one of 24h, 7d, 30d (or use since and until)")
+				badf(name, "must be one of %s (or use since and until)", strings.Join(rangeNames, ", "))
 			}
 			p.rangeName, p.window = v, w
 		case "since", "until":

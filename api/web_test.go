@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // TestSummaryCountsPerDay: the summary names the org and its plan and
@@ -31,18 +35,7 @@ func TestSummaryCountsPerDay(t *testing.T) {
 		fixture.Event(t, b.admin, e)
 	}
 
-	get := func(query string) summary {
-		t.Helper()
-		resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?"+query, token)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d %s", query, resp.StatusCode, body)
-		}
-		var s summary
-		if err := decodeJSON(body, &s); err != nil {
-			t.Fatalf("%v: %s", err, body)
-		}
-		return s
-	}
+	get := func(query string) summary { t.Helper(); return b.summary(t, org, token, query) }
 	counts := func(s summary) map[string]int64 {
 		m := map[string]int64{}
 		for _, d := range s.Days {
@@ -82,6 +75,97 @@ func TestSummaryCountsPerDay(t *testing.T) {
 	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "admin"})
 	resp, body = b.get(t, "/api/orgs/"+org+"/audit/summary", b.token(t, member, tokenOpts{}))
 	wantProblem(t, resp, body, http.StatusForbidden)
+}
+
+// summary gets org's summary with query, failing the test on anything but
+// a 200.
+func (b *testBundle) summary(t *testing.T, org, token, query string) summary {
+	t.Helper()
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?"+query, token)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s", query, resp.StatusCode, body)
+	}
+	var s summary
+	if err := decodeJSON(body, &s); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	return s
+}
+
+// utcDay is the UTC midnight starting t's day.
+func utcDay(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// TestSummaryGroupsByZoneAndBucket: tz makes the buckets the zone's days
+// (02:00 UTC is the evening before in New York), bucket=hour and week
+// group by hour and by week from Monday, total adds every bucket up, and a
+// zone or bucket the API cannot use, or too many buckets, is a 400.
+func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	d := utcDay(time.Now()).AddDate(0, 0, -2)
+	for _, h := range []int{2, 14} {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, OccurredAt: d.Add(time.Duration(h) * time.Hour)})
+	}
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rfc := func(t time.Time) string { return url.QueryEscape(t.Format(time.RFC3339)) }
+	window := "since=" + rfc(d.AddDate(0, 0, -3)) + "&until=" + rfc(d.AddDate(0, 0, 1))
+	nonZero := func(s summary) map[string]int64 {
+		m := map[string]int64{}
+		for _, e := range s.Days {
+			if e.Count > 0 {
+				m[e.Start.UTC().Format(time.RFC3339)] = e.Count
+			}
+		}
+		return m
+	}
+	utc := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	dayIn := func(t time.Time, loc *time.Location) time.Time {
+		y, m, dd := t.In(loc).Date()
+		return time.Date(y, m, dd, 0, 0, 0, 0, loc)
+	}
+
+	s := b.summary(t, org, token, window)
+	if s.TimeZone != "UTC" || s.Bucket != "day" || s.Total != 2 || len(s.Days) != 4 ||
+		!equalCounts(nonZero(s), map[string]int64{utc(d): 2}) {
+		t.Errorf("UTC days: %+v", s)
+	}
+	s = b.summary(t, org, token, window+"&tz=America/New_York")
+	nyD := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, ny) // d's date, in New York
+	wantNY := map[string]int64{utc(nyD.AddDate(0, 0, -1)): 1, utc(nyD): 1}
+	if s.TimeZone != "America/New_York" || s.Total != 2 || len(s.Days) != 5 || !equalCounts(nonZero(s), wantNY) ||
+		s.Days[0].Start.Hour() != 0 || s.Days[0].Day != dayIn(d.AddDate(0, 0, -3), ny).Format(time.DateOnly) {
+		t.Errorf("New York days: %+v, want counts %v", s, wantNY)
+	}
+	s = b.summary(t, org, token, "since="+rfc(d)+"&until="+rfc(d.AddDate(0, 0, 1))+"&bucket=hour")
+	if len(s.Days) != 24 || s.Days[2].Count != 1 || s.Days[14].Count != 1 || s.Total != 2 {
+		t.Errorf("hours: %+v", s)
+	}
+	s = b.summary(t, org, token, "range=1y&bucket=week&tz=America/New_York")
+	for _, e := range s.Days[1:] {
+		if l := e.Start.In(ny); l.Weekday() != time.Monday || l.Hour() != 0 {
+			t.Errorf("a week starts at %s", l)
+		}
+	}
+	if s.Total != 2 || len(s.Days) < 53 || len(s.Days) > 54 {
+		t.Errorf("weeks of a year: %d, total %d", len(s.Days), s.Total)
+	}
+
+	for query, param := range map[string]string{
+		"tz=Mars/Olympus": "tz", "tz=Local": "tz", "tz=UTC&tz=UTC": "tz", "bucket=minute": "bucket",
+		"range=1y&bucket=hour": "bucket", "range=2y": "range",
+	} {
+		resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?"+query, token)
+		if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != param {
+			t.Errorf("%s: %s, want %s named", query, body, param)
+		}
+	}
 }
 
 func equalCounts(a, b map[string]int64) bool {
@@ -179,6 +263,7 @@ func TestActivityPageServed(t *testing.T) {
 		"/orgs/00000000-0000-0000-0000-000000000001/activity": "text/html",
 		"/static/activity.js":  "text/javascript",
 		"/static/activity.css": "text/css",
+		"/static/favicon.svg":  "image/svg+xml",
 	} {
 		resp, body := b.get(t, path, "")
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) || len(body) == 0 {
@@ -191,6 +276,35 @@ func TestActivityPageServed(t *testing.T) {
 	for _, path := range []string{"/static/activity.html", "/static/nope.js", "/static/..%2fapi.go"} {
 		if resp, body := b.get(t, path, ""); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestEveryActionHasASentence: the catalog served gives every action a
+// sentence, and each of its placeholders names who acted, the target, or
+// metadata the action requires (with {a|b}, the last one), so no sentence
+// renders with a hole.
+func TestEveryActionHasASentence(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	_, token := b.owner(t, "free")
+	resp, body := b.get(t, "/api/audit/actions", token)
+	var catalog struct {
+		Actions []store.Action `json:"actions"`
+	}
+	if err := decodeJSON(body, &catalog); err != nil || resp.StatusCode != http.StatusOK || len(catalog.Actions) == 0 {
+		t.Fatalf("%d %v: %s", resp.StatusCode, err, body)
+	}
+	placeholder := regexp.MustCompile(`\{([a-z_|]+)\}`)
+	for _, a := range catalog.Actions {
+		if !strings.HasPrefix(a.Sentence, "{actor} ") {
+			t.Errorf("%s: sentence %q does not start with who acted", a.Action, a.Sentence)
+		}
+		for _, m := range placeholder.FindAllStringSubmatch(a.Sentence, -1) {
+			keys := strings.Split(m[1], "|")
+			if last := keys[len(keys)-1]; last != "actor" && last != "target" && !slices.Contains(a.RequiredKeys, last) {
+				t.Errorf("%s: {%s} may be missing (required keys %v)", a.Action, m[1], a.RequiredKeys)
+			}
 		}
 	}
 }

@@ -3,8 +3,9 @@
 # installed, installing what is missing when this machine allows it.
 #
 #   postgresql  PostgreSQL 15 or newer's server binaries (initdb, pg_ctl,
-#               postgres), looked for where internal/pglocal/bindir.go looks;
-#               not needed when TEST_DATABASE_URL names a server.
+#               postgres), looked for where internal/pglocal/bindir.go looks
+#               (with TEST_DATABASE_URL too: the dev and pglocal tests start
+#               clusters of their own).
 #   chromium    a Chromium or Chrome for the Activity page's browser tests;
 #               without one they are skipped, unless AUDITLOG_REQUIRE_BROWSER
 #               is set (CI), when a missing browser is an error.
@@ -19,26 +20,28 @@ set -u
 root=${AUDITLOG_DEPS_ROOT:-}
 log=${TMPDIR:-/tmp}/auditlog-install-deps.log
 
-# pg_major DIR: the major version of DIR's postgres, or nothing.
-pg_major() {
-	[ -f "$1/initdb" ] && [ -f "$1/pg_ctl" ] && [ -f "$1/postgres" ] || return 0
-	v=$("$1/postgres" --version 2>/dev/null) || return 0
+# pg_ok DIR: DIR holds the server binaries of PostgreSQL 15 or newer.
+pg_ok() {
+	[ -f "$1/initdb" ] && [ -f "$1/pg_ctl" ] && [ -f "$1/postgres" ] || return 1
+	v=$("$1/postgres" --version 2>/dev/null) || return 1
 	v=${v#*) }
-	echo "${v%%[!0-9]*}"
+	v=${v%%[!0-9]*}
+	[ -n "$v" ] && [ "$v" -ge 15 ]
 }
 
+# Each directory is checked as it is found, never split on spaces.
 have_postgresql() {
-	[ -n "${TEST_DATABASE_URL:-}" ] && return 0
-	dirs=${PG_BINDIR:-}
-	p=$(command -v pg_ctl) && dirs="$dirs ${p%/*}"
-	p=$(pg_config --bindir 2>/dev/null) && dirs="$dirs $p"
+	[ -n "${PG_BINDIR:-}" ] && pg_ok "$PG_BINDIR" && return 0
+	if p=$(command -v pg_ctl); then
+		# A pg_ctl linked onto PATH (Homebrew, Nix) stands for its target's
+		# directory, as in bindir.go.
+		p=$(readlink -f "$p" 2>/dev/null) || p=$(command -v pg_ctl)
+		pg_ok "${p%/*}" && return 0
+	fi
+	p=$(pg_config --bindir 2>/dev/null) && pg_ok "$p" && return 0
 	for d in "$root"/usr/lib/postgresql/*/bin "$root"/opt/homebrew/opt/postgresql*/bin \
 		"$root"/usr/local/opt/postgresql*/bin "$root/Applications/Postgres.app/Contents/Versions/latest/bin"; do
-		dirs="$dirs $d"
-	done
-	for d in $dirs; do
-		v=$(pg_major "$d")
-		[ -n "$v" ] && [ "$v" -ge 15 ] && return 0
+		pg_ok "$d" && return 0
 	done
 	return 1
 }
@@ -56,9 +59,10 @@ have_chromium() {
 
 browser_required() { [ -n "${AUDITLOG_REQUIRE_BROWSER:-}" ]; }
 
-# candidate PKG: the version apt would install, or nothing.
+# candidate PKG: the version apt would install, or nothing. apt translates
+# the "Candidate:" it prints: ask in English.
 candidate() {
-	apt-cache policy "$1" 2>/dev/null | while read -r k v; do
+	LC_ALL=C apt-cache policy "$1" 2>/dev/null | while read -r k v; do
 		[ "$k" = Candidate: ] && [ "$v" != "(none)" ] && echo "$v"
 	done
 }
@@ -83,6 +87,15 @@ done
 [ -z "$missing" ] && exit 0
 missing=${missing# }
 
+# brew_install DEP: the Homebrew command that installs DEP.
+brew_install() {
+	case $1 in
+	postgresql) echo "brew install postgresql@15" ;;
+	chromium) echo "brew install --cask google-chrome" ;;
+	esac
+}
+
+# The advice names what is missing only.
 os=$(uname -s)
 if [ "$os" = Linux ] && [ -f "$root/etc/debian_version" ] && command -v apt-get >/dev/null; then
 	if [ "$(id -u)" = 0 ]; then
@@ -93,9 +106,23 @@ if [ "$os" = Linux ] && [ -f "$root/etc/debian_version" ] && command -v apt-get 
 elif [ "$os" = Darwin ] && command -v brew >/dev/null; then
 	how=brew
 elif [ "$os" = Darwin ]; then
-	how="install Homebrew (https://brew.sh), then run: brew install postgresql@15 && brew install --cask google-chrome"
+	how="install Homebrew (https://brew.sh), then run:"
+	sep=
+	for dep in $missing; do
+		how="$how$sep $(brew_install "$dep")"
+		sep=" &&"
+	done
 else
-	how="install them with your package manager (PostgreSQL's server binaries, or set PG_BINDIR to them)"
+	how="install with your package manager:"
+	sep=
+	for dep in $missing; do
+		case $dep in
+		postgresql) what="PostgreSQL 15 or newer's server binaries (or set PG_BINDIR to them)" ;;
+		chromium) what="Chromium or Chrome" ;;
+		esac
+		how="$how$sep $what"
+		sep=" and"
+	done
 fi
 
 case $how in
@@ -123,10 +150,8 @@ apt)
 brew)
 	echo "installing $missing with Homebrew ..."
 	for dep in $missing; do
-		case $dep in
-		postgresql) quietly brew install postgresql@15 ;;
-		chromium) quietly brew install --cask google-chrome ;;
-		esac
+		# Word splitting makes the command of brew_install's line.
+		quietly $(brew_install "$dep")
 	done
 	;;
 *)

@@ -32,3 +32,32 @@ ON CONFLICT (action) DO UPDATE
       required_keys = EXCLUDED.required_keys
   WHERE (actions.target_type, actions.description, actions.required_keys)
         IS DISTINCT FROM (EXCLUDED.target_type, EXCLUDED.description, EXCLUDED.required_keys);
+
+-- How each action reads as a sentence, for people (the Activity page):
+-- {actor} is who acted, {target} the target's id, any other {key} the
+-- metadata's value, {a|b} the first of them present. The page and any other
+-- reader render the same text (GET /api/audit/actions serves it).
+CREATE OR REPLACE VIEW audit.action_sentences (action, sentence) AS VALUES
+  ('cluster.created',                 '{actor} registered cluster "{name}"'),
+  ('cluster.updated',                 '{actor} changed the {changes} of cluster {name|target}'),
+  ('cluster.deleted',                 '{actor} deleted cluster "{name}"'),
+  ('cluster.token_rotated',           '{actor} rotated the install token of cluster {name|target}'),
+  ('cluster.action_denied',           '{actor} was denied {operation} on cluster {name|target}: {reason}'),
+  ('cluster.agent.upgrade_requested', '{actor} asked to upgrade the agent of cluster {name|target} from {from_version} to {to_version}'),
+  ('org.created',                     '{actor} created the organization "{name}"'),
+  ('org.updated',                     '{actor} changed the organization''s {changes}'),
+  ('org.sso.portal_opened',           '{actor} opened the SSO admin portal'),
+  ('org_invitation.created',          '{actor} invited {email} as {role}'),
+  ('org_invitation.accepted',         '{actor} accepted the invitation for {email}'),
+  ('org_invitation.revoked',          '{actor} revoked the invitation for {email}'),
+  ('org_member.joined',               '{actor} joined as {role}, invited by {invited_by}'),
+  ('org_member.auto_joined',          '{actor} joined as {role} through the domain {domain}'),
+  ('org_member.sso_joined',           '{actor} joined as {role} through SSO'),
+  ('org_member.removed',              '{actor} removed {email} from the organization'),
+  ('org_member.role_changed',         '{actor} changed {email|target}''s role from {previous_role} to {new_role}'),
+  ('pat.created',                     '{actor} created token "{name}"'),
+  ('pat.revoked',                     '{actor} revoked token "{name}"'),
+  ('billing.checkout_started',        '{actor} started a checkout for the {plan} plan'),
+  ('billing.subscription_changed',    '{actor} changed the subscription from {previous_plan} to {new_plan}'),
+  ('auth.signin',                     '{actor} signed in with {method}'),
+  ('auth.signout',                    '{actor} signed out');

@@ -16,7 +16,7 @@ GRANT EXECUTE ON FUNCTION audit.import_begin(), audit.import_batch() TO audit_ma
 
 -- audit_reader: read everything, write nothing. Leaves get SELECT from
 -- audit.protect_leaf as they are made.
-GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.tiers, audit.plan_changes,
+GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.action_sentences, audit.tiers, audit.plan_changes,
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;

@@ -172,7 +172,7 @@ BEGIN
     v_fault := audit.event_fault(log_event.org_id, log_event.action,
                                  (SELECT o.plan FROM cloud.orgs o WHERE o.id = log_event.org_id),
                                  (SELECT a.required_keys FROM audit.actions a WHERE a.action = log_event.action),
-                                 log_event.target_id, v_metadata, audit.jsonb_bytes(v_metadata), v_via_pat, v_actor_email);
+                                 log_event.target_id, v_metadata, audit.jsonb_bytes(v_metadata), v_metadata ->> 'via_pat', v_actor_email);
     IF v_fault IS NOT NULL THEN
       RAISE EXCEPTION USING ERRCODE = v_fault[1], MESSAGE = 'audit.log_event: ' || v_fault[2], HINT = v_fault[3];
     END IF;

@@ -1,40 +1,120 @@
 // The Activity page: an org's audit log, read through the JSON API with the
 // session cookie set at sign-in. The URL holds the filters, so a view can be
-// shared and reloaded.
+// shared and reloaded; the time zone (UTC, or the browser's) is the
+// reader's own choice, kept in this browser.
 "use strict";
 
 const orgID = decodeURIComponent(location.pathname.split("/")[2] || "");
 const api = (path) => `/api/orgs/${encodeURIComponent(orgID)}${path}`;
 const $ = (id) => document.getElementById(id);
 const pageSize = 50;
+const dayMs = 86400000;
+
+// presets are the ranges offered, with the days each needs the plan to keep.
+const presets = {
+  "24h": { label: "Last 24 hours", days: 1 },
+  "7d": { label: "Last 7 days", days: 7 },
+  "30d": { label: "Last 30 days", days: 30 },
+  "90d": { label: "Last 90 days", days: 90 },
+  "1y": { label: "Last year", days: 365 },
+};
+const defaultRange = "7d";
 
 let cursor = "";       // next page of the current query, "" when none
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
+let total = 0;         // events matching the current query, from the summary
+let lastSummary = null;
 
-// filtersFromURL reads the filters from the page's query string.
+// The time zone every time on the page is shown in: UTC unless the reader
+// switched to the browser's, which this browser remembers.
+const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const zoneKey = "auditlog.activity.zone";
+function zone() {
+  try {
+    return localStorage.getItem(zoneKey) === "local" ? localZone : "UTC";
+  } catch (_) {
+    return "UTC";
+  }
+}
+const isUTC = () => zone() === "UTC";
+const zoneLabel = () => (isUTC() ? "UTC" : localZone.replace(/_/g, " "));
+
+// fmt formats an instant in the chosen zone.
+function fmt(date, opts) {
+  return new Intl.DateTimeFormat(undefined, { timeZone: zone(), ...opts }).format(date);
+}
+const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" });
+
+// filtersFromURL reads the filters from the page's query string. A range
+// the page does not know falls back to the default, and says so.
 function filtersFromURL() {
   const q = new URLSearchParams(location.search);
   const f = {
     action: q.get("action") || "",
     target_type: q.get("target_type") || "",
     actor: q.get("actor") || "",
-    range: q.get("range") || "7d",
+    range: q.get("range") || defaultRange,
     since: q.get("since") || "",
     until: q.get("until") || "",
+    warning: "",
   };
   if (f.since || f.until) f.range = "custom";
+  else if (!presets[f.range]) {
+    f.warning = `The link asks for range=${f.range}, which is not a range of this page: showing the ${presets[defaultRange].label.toLowerCase()}.`;
+    f.range = defaultRange;
+  }
   return f;
+}
+
+// bounds turns the filters into the instants and chart buckets asked for.
+// Presets are aligned on the chosen zone's hours and days, so the chart's
+// bars cover the range exactly: 24 hours, 7 days up to today, a year by
+// week.
+function bounds(f) {
+  const now = new Date();
+  if (f.range === "custom") {
+    const since = f.since ? new Date(f.since) : null;
+    const until = f.until ? new Date(f.until) : null;
+    const span = ((until || now) - (since || now)) / dayMs;
+    return { since, until, bucket: span <= 2 ? "hour" : span <= 120 ? "day" : "week" };
+  }
+  if (f.range === "24h") {
+    const hour = new Date(now);
+    if (isUTC()) hour.setUTCMinutes(0, 0, 0);
+    else hour.setMinutes(0, 0, 0);
+    return { since: new Date(hour - 23 * 3600000), until: null, bucket: "hour" };
+  }
+  const days = presets[f.range].days;
+  return { since: startOfDay(now, -(days - 1)), until: null, bucket: f.range === "1y" ? "week" : "day" };
+}
+
+// startOfDay is the midnight, in the chosen zone, that starts the day
+// offset days from date's.
+function startOfDay(date, offset) {
+  if (isUTC()) return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate() + offset));
+  return new Date(date.getFullYear(), date.getMonth(), date.getDate() + offset);
 }
 
 // query turns filters into the API's query parameters.
 function query(f) {
   const q = new URLSearchParams();
   for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
+  const b = bounds(f);
+  if (b.since) q.set("since", b.since.toISOString());
+  if (b.until) q.set("until", b.until.toISOString());
+  return q;
+}
+
+// urlQuery is the page's own query string for filters: the range by name.
+function urlQuery(f) {
+  const q = new URLSearchParams();
+  for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
   if (f.range === "custom") {
     if (f.since) q.set("since", f.since);
     if (f.until) q.set("until", f.until);
-  } else {
+  } else if (f.range !== defaultRange) {
     q.set("range", f.range);
   }
   return q;
@@ -45,9 +125,11 @@ function showFilters(f) {
   $("f-target").value = f.target_type;
   $("f-actor").value = f.actor;
   $("f-range").value = f.range;
-  $("f-since").value = toLocalInput(f.since);
-  $("f-until").value = toLocalInput(f.until);
-  for (const el of document.querySelectorAll(".custom")) el.hidden = f.range !== "custom";
+  $("f-since").value = toInput(f.since);
+  $("f-until").value = toInput(f.until);
+  $("f-tz").value = isUTC() ? "UTC" : "local";
+  for (const id of ["f-since-zone", "f-until-zone"]) $(id).textContent = `(${zoneLabel()})`;
+  $("custom").hidden = f.range !== "custom";
 }
 
 function readFilters() {
@@ -57,35 +139,37 @@ function readFilters() {
     target_type: $("f-target").value,
     actor: $("f-actor").value.trim(),
     range,
-    since: range === "custom" ? fromLocalInput($("f-since").value) : "",
-    until: range === "custom" ? fromLocalInput($("f-until").value) : "",
+    since: range === "custom" ? fromInput($("f-since").value) : "",
+    until: range === "custom" ? fromInput($("f-until").value) : "",
   };
 }
 
-// toLocalInput and fromLocalInput convert between RFC 3339 and the value of
-// a datetime-local input, which is in the browser's time zone.
-function toLocalInput(rfc3339) {
+// toInput and fromInput convert between RFC 3339 and the value of a
+// datetime-local input, which is read in the chosen zone: UTC, or the
+// browser's (the input's own).
+function toInput(rfc3339) {
   if (!rfc3339) return "";
   const d = new Date(rfc3339);
   if (isNaN(d)) return "";
+  if (isUTC()) return d.toISOString().slice(0, 16);
   const pad = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
-function fromLocalInput(v) {
+function fromInput(v) {
   if (!v) return "";
-  const d = new Date(v);
+  const d = new Date(isUTC() ? v + "Z" : v);
   return isNaN(d) ? "" : d.toISOString();
 }
 
 // get fetches JSON from the API; a problem+json error becomes an Error with
-// its status and the server's explanation.
+// its status and the server's explanation, every invalid parameter named.
 async function get(url) {
   const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (!res.ok) {
     let detail = res.statusText;
     try {
       const p = await res.json();
-      detail = p.detail || p.title || detail;
+      detail = p.invalid_params ? p.invalid_params.map((x) => `${x.name}: ${x.reason}`).join("; ") : (p.detail || p.title || detail);
     } catch (_) { /* not JSON */ }
     const err = new Error(detail);
     err.status = res.status;
@@ -106,6 +190,7 @@ function show(state, message) {
   $("denied").hidden = state !== "denied";
   $("content").hidden = state !== "content";
   $("sign-out").hidden = state === "sign-in";
+  if (state !== "content") showOrg(null); // nothing of another session stays
   if (state === "denied") $("denied").textContent = message;
   if (state === "sign-in") $("token").focus();
 }
@@ -126,59 +211,106 @@ function handleAuthError(err) {
   return false;
 }
 
+// busy marks the results as being replaced: the form's button says so and
+// the old results fade until the new ones arrive.
+function busy(on) {
+  const apply = $("apply");
+  apply.disabled = on;
+  apply.textContent = on ? "Loading…" : "Apply";
+  $("results").setAttribute("aria-busy", String(on));
+}
+
 // load starts a new query from the filters in the URL.
 async function load() {
   const f = filtersFromURL();
   showFilters(f);
   const q = query(f);
-  $("export").href = api(`/audit?${q}&format=csv`);
-  $("rows").textContent = "";
+  const b = bounds(f);
   cursor = "";
+  total = 0;
   const gen = ++generation;
+  busy(true);
   setStatus("Loading…");
+  const sq = new URLSearchParams(q);
+  sq.set("tz", zone());
+  sq.set("bucket", b.bucket);
   try {
-    const [summary] = await Promise.all([get(api(`/audit/summary?${q}`)), loadPage(q, gen)]);
+    const [summary, page] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
+      await loadCatalog(); // the rows' sentences come from it; signed in by now
+      return p;
+    })]);
     if (gen !== generation) return;
-    showSummary(summary);
+    $("rows").textContent = "";
+    showSummary(summary, f, b);
+    showPage(page);
+    setExport(q, summary.total);
+    if (f.warning) setStatus(f.warning, true);
     show("content");
     showCheckpoint();
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
+      $("rows").textContent = "";
+      showSummary(null, f, b);
+      setExport(q, 0);
       show("content");
-      setStatus(err.message, true);
+      setStatus(`This view cannot be shown: ${err.message}`, true);
+      get(api("/audit/summary?range=24h")).then((s) => showOrg(s.org), () => {});
     }
+  } finally {
+    if (gen === generation) busy(false);
   }
 }
 
-// loadPage fetches the next page of the query and appends its rows.
-async function loadPage(q, gen) {
+// fetchPage fetches the next page of the query.
+function fetchPage(q) {
+  const page = new URLSearchParams(q);
+  page.set("limit", pageSize);
+  if (cursor) page.set("cursor", cursor);
+  return get(api(`/audit?${page}`));
+}
+
+// showPage appends a page's rows and says how many of the matching events
+// are shown.
+function showPage(body) {
+  for (const e of body.events) $("rows").append(...renderEvent(e));
+  cursor = body.next_cursor || "";
+  $("more").hidden = !cursor;
+  const n = $("rows").querySelectorAll("tr.event").length;
+  $("empty").hidden = n > 0;
+  $("log").hidden = n === 0;
+  $("clear-empty").hidden = !hasFilters(filtersFromURL());
+  const count = (k) => `${k.toLocaleString()} event${k === 1 ? "" : "s"}`;
+  setStatus(n === 0 ? "" : cursor ? `Showing the newest ${n.toLocaleString()} of ${count(total)}.` : `Showing all ${count(n)}.`);
+}
+
+async function more() {
+  if (loading || !cursor) return;
   loading = true;
-  $("more").hidden = true;
+  const gen = generation;
+  setStatus("Loading more…");
   try {
-    const page = new URLSearchParams(q);
-    page.set("limit", pageSize);
-    if (cursor) page.set("cursor", cursor);
-    const body = await get(api(`/audit?${page}`));
-    if (gen !== generation) return;
-    for (const e of body.events) $("rows").append(...renderEvent(e));
-    cursor = body.next_cursor || "";
-    $("more").hidden = !cursor;
-    const n = $("rows").querySelectorAll("tr.event").length;
-    setStatus(n === 0 ? "No events match these filters." : `${n} event${n === 1 ? "" : "s"}${cursor ? ", more below" : ""}.`);
+    const body = await fetchPage(query(filtersFromURL()));
+    if (gen === generation) showPage(body);
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus(err.message, true);
   } finally {
     loading = false;
   }
 }
 
-async function more() {
-  if (loading || !cursor) return;
-  const gen = generation;
-  setStatus("Loading more…");
-  try {
-    await loadPage(query(filtersFromURL()), gen);
-  } catch (err) {
-    if (!handleAuthError(err)) setStatus(err.message, true);
+// setExport points the export link at the current query, or disables it
+// when there is nothing to export.
+function setExport(q, n) {
+  const link = $("export");
+  if (n > 0) {
+    const e = new URLSearchParams(q);
+    e.set("format", "csv");
+    link.href = api(`/audit?${e}`);
+    link.removeAttribute("aria-disabled");
+  } else {
+    link.removeAttribute("href");
+    link.setAttribute("aria-disabled", "true");
   }
 }
 
@@ -197,6 +329,62 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// isoInZone writes an instant as date and time in the chosen zone, to the
+// millisecond, with the zone's name: what the details show.
+function isoInZone(date) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-US", {
+    timeZone: zone(), hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }).formatToParts(date).map((p) => [p.type, p.value]));
+  const ms = String(date.getUTCMilliseconds()).padStart(3, "0");
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}.${ms} ${zoneLabel()}`;
+}
+
+// sentence writes event e as the catalog's sentence for its action says
+// (audit.action_sentences): who acted in bold, then what they did. Without
+// one it is who acted and the action's code.
+function sentence(e, actor) {
+  const template = catalog.get(e.action)?.sentence || "{actor} {action}";
+  const value = (key) => {
+    if (key === "actor") return actor;
+    if (key === "target") return e.target_id;
+    if (key === "action") return e.action;
+    const v = e.metadata ? e.metadata[key] : undefined;
+    if (v && typeof v === "object") return Array.isArray(v) ? v.join(", ") : Object.keys(v).join(", ");
+    return v;
+  };
+  const out = el("span", { class: "sentence" });
+  let at = 0;
+  for (const m of template.matchAll(/\{([a-z_|]+)\}/g)) {
+    out.append(template.slice(at, m.index));
+    const v = m[1].split("|").map(value).find((x) => x !== undefined && x !== null && x !== "");
+    out.append(m[1] === "actor" ? el("strong", {}, String(v)) : String(v ?? "…"));
+    at = m.index + m[0].length;
+  }
+  out.append(template.slice(at));
+  return out;
+}
+
+// copyButton copies text to the clipboard, and says it did.
+function copyButton(what, text) {
+  const b = el("button", { type: "button", class: "copy", "aria-label": `Copy the ${what.toLowerCase()}` }, "Copy");
+  b.addEventListener("click", async (ev) => {
+    ev.stopPropagation();
+    try {
+      await navigator.clipboard.writeText(text);
+      b.textContent = "Copied";
+    } catch (_) {
+      b.textContent = "Copy failed";
+    }
+    setTimeout(() => { b.textContent = "Copy"; }, 1500);
+  });
+  return b;
+}
+
+// targetNames are the target types as people say them.
+const targetNames = { cluster: "Cluster", org: "Organization", org_member: "Member", org_invitation: "Invitation",
+  pat: "Access token", billing: "Billing", auth: "Sign-in" };
+
 // renderEvent returns the event's row and its (hidden) details row.
 function renderEvent(e) {
   const at = new Date(e.occurred_at);
@@ -204,58 +392,211 @@ function renderEvent(e) {
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
   const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
+    el("td", { class: "event" }, sentence(e, actor),
+      el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
-      el("time", { datetime: e.occurred_at, title: at.toISOString() }, relative(at)),
-      el("span", { class: "abs" }, at.toLocaleString())),
-    el("td", { class: "actor" }, actor, via),
-    el("td", { class: "action" }, el("code", {}, e.action)),
-    el("td", { class: "target" }, e.target_type, e.target_id ? el("div", { class: "muted" }, e.target_id) : null));
+      el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
+      el("span", { class: "abs" }, `${fmtDateTime(at)} ${zoneLabel()}`)),
+    el("td", { class: "target" }, targetNames[e.target_type] || e.target_type,
+      e.target_id ? el("div", { class: "muted id", title: e.target_id }, e.target_id) : null));
 
-  const fields = [["Event id", e.id], ["Seq", e.seq ?? "Not sealed yet"], ["Time (UTC)", at.toISOString()], ["Actor type", e.actor_type],
-    ["Actor id", e.actor_id], ["Actor email", e.actor_email], ["IP address", e.ip], ["User agent", e.user_agent],
-    ["Request id", e.request_id], ["Target", `${e.target_type}${e.target_id ? " " + e.target_id : ""}`]];
+  const fields = [["Event id", e.id, true], ["Seq", e.seq ?? "Not sealed yet"], ["Time", isoInZone(at)], ["Action", `${e.action}${catalog.get(e.action) ? " — " + catalog.get(e.action).description : ""}`],
+    ["Actor", actor, true], ["Actor type", e.actor_type], ["Actor id", e.actor_id], ["IP address", e.ip], ["User agent", e.user_agent],
+    ["Request id", e.request_id, true], ["Target", `${e.target_type}${e.target_id ? " " + e.target_id : ""}`]];
   const dl = el("dl");
-  for (const [k, v] of fields) if (v) dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+  for (const [k, v, copy] of fields) {
+    if (v) dl.append(el("dt", {}, k), el("dd", {}, el("span", {}, String(v)), copy ? copyButton(k, String(v)) : null));
+  }
+  const metadata = JSON.stringify(e.metadata || {}, null, 2);
   const details = el("tr", { class: "details", id, hidden: "" },
-    el("td", { colspan: "4" }, el("div", { class: "details" }, dl,
-      el("pre", { "aria-label": "Metadata" }, JSON.stringify(e.metadata || {}, null, 2)))));
+    el("td", { colspan: "3" }, el("div", { class: "details" }, dl,
+      el("div", { class: "metadata-head" }, el("span", {}, "Metadata"), copyButton("Metadata", metadata)),
+      el("pre", { "aria-label": "Metadata", tabindex: "0" }, metadata))));
 
   const toggle = () => {
     const open = row.getAttribute("aria-expanded") !== "true";
     row.setAttribute("aria-expanded", String(open));
     details.hidden = !open;
+    if (open) details.scrollIntoView({ block: "nearest" });
   };
   row.addEventListener("click", toggle);
   row.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); toggle(); }
+    if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggle(); }
   });
   return [row, details];
 }
 
-// showSummary states the plan's retention and draws events per day.
-function showSummary(s) {
-  if (s.org && s.org.name) {
-    $("org-name").textContent = s.org.name;
-    document.title = `Activity · ${s.org.name}`;
+// showOrg names the org and its plan, or forgets them (null).
+function showOrg(org) {
+  $("org-name").textContent = org ? org.name : "Organization";
+  document.title = org ? `Activity · ${org.name}` : "Activity · Organization settings";
+  if (!org) {
+    $("retention").textContent = "Every change made in this organization, newest first.";
+    return;
   }
-  if (s.org) {
+  const plan = org.plan.charAt(0).toUpperCase() + org.plan.slice(1);
+  $("retention").textContent = `Every change made in ${org.name}, newest first. The ${plan} plan keeps ${org.retention_days} days of activity.`;
+  // Offer only the presets the plan keeps (and the one asked for).
+  for (const opt of $("f-range").options) {
+    const p = presets[opt.value];
+    opt.hidden = opt.disabled = !!p && p.days > org.retention_days && opt.value !== $("f-range").value;
+  }
+}
+
+// hasFilters says whether anything but the range narrows the log.
+function hasFilters(f) {
+  return !!(f.action || f.target_type || f.actor);
+}
+
+// showSummary says what the log shows (range, total, filters, the plan's
+// limit) and charts it; s is null when the query failed.
+function showSummary(s, f, b) {
+  lastSummary = s;
+  if (s) {
+    total = s.total;
+    showOrg(s.org);
+  }
+  const since = s ? new Date(s.since) : b.since;
+  const until = s ? new Date(s.until) : (b.until || new Date());
+  const label = f.range === "custom" ? "Custom range" : presets[f.range].label;
+  const dates = since ? `${fmtDateTime(since)} – ${fmtDateTime(until)}` : `up to ${fmtDateTime(until)}`;
+  $("range-words").textContent = `${label}: ${dates} ${zoneLabel()}`;
+  $("total").textContent = s ? `${s.total.toLocaleString()} event${s.total === 1 ? "" : "s"}` : "";
+  const clipped = s && b.since && new Date(s.since) - b.since > 60000;
+  $("plan-limit").hidden = !clipped;
+  if (clipped) {
     const plan = s.org.plan.charAt(0).toUpperCase() + s.org.plan.slice(1);
-    $("retention").textContent = `Showing up to ${s.org.retention_days} days of activity — ${plan} plan.`;
+    $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(since)} ${zoneLabel()} is shown.`;
   }
-  const chart = $("chart");
-  chart.textContent = "";
-  const days = s.days || [];
-  const max = Math.max(1, ...days.map((d) => d.count));
-  for (const d of days) {
-    const bar = el("div", { class: d.count ? "bar" : "bar zero", title: `${d.day}: ${d.count} event${d.count === 1 ? "" : "s"}` });
-    bar.style.height = `${Math.max(2, (d.count / max) * 100)}%`; // a style property, which the page's CSP allows
-    chart.append(bar);
+  showChips(f);
+  drawChart(s ? s.days : [], s ? s.bucket : b.bucket);
+}
+
+// showChips lists the active filters, each with a button that removes it.
+function showChips(f) {
+  const chips = $("chips");
+  chips.textContent = "";
+  const names = { action: "Action", target_type: "Target type", actor: "Actor" };
+  for (const [k, name] of Object.entries(names)) {
+    if (!f[k]) continue;
+    const shown = k === "target_type" ? $("f-target").selectedOptions[0]?.textContent || f[k] : f[k];
+    const remove = el("button", { type: "button", class: "chip", "aria-label": `Remove the filter ${name}: ${shown}` },
+      el("span", {}, `${name}: `), el("strong", {}, shown), el("span", { "aria-hidden": "true", class: "x" }, "×"));
+    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), [k]: "" }));
+    chips.append(el("li", {}, remove));
   }
-  $("chart-from").textContent = days.length ? days[0].day : "";
-  $("chart-to").textContent = days.length > 1 ? days[days.length - 1].day : "";
-  const total = days.reduce((n, d) => n + d.count, 0);
-  chart.setAttribute("aria-label", `${total} events over ${days.length} days` +
-    (days.length ? `, busiest day ${days.reduce((a, b) => (b.count > a.count ? b : a)).day}` : ""));
+  chips.hidden = !chips.firstChild;
+  const n = chips.childElementCount;
+  $("filters-toggle").textContent = n ? `Filters (${n})` : "Filters";
+}
+
+// The chart: an SVG of one bar per bucket with a y axis, a tooltip that
+// follows the pointer, a tap, or the arrow keys, and a table of the same
+// counts for screen readers.
+const svgNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+let chartData = { days: [], bucket: "day" };
+let chartIndex = -1; // the bar the tooltip shows, -1 for none
+
+// bucketLabel names a bucket as the tooltip and the table say it.
+function bucketLabel(start, bucket) {
+  const d = new Date(start);
+  if (bucket === "hour") return `${fmt(d, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })} ${zoneLabel()}`;
+  if (bucket === "week") return `Week of ${fmt(d, { month: "short", day: "numeric", year: "numeric" })}`;
+  return fmt(d, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
+}
+
+// niceMax rounds the largest count up to 1, 2 or 5 times a power of ten, so
+// the axis's ticks are round numbers.
+function niceMax(n) {
+  if (n <= 4) return 4;
+  const p = 10 ** Math.floor(Math.log10(n));
+  return [1, 2, 5, 10].map((m) => m * p).find((m) => m >= n);
+}
+
+function drawChart(days, bucket) {
+  chartData = { days, bucket };
+  chartIndex = -1;
+  const unit = bucket === "hour" ? "hour" : bucket === "week" ? "week" : "day";
+  $("chart-caption").textContent = `Events per ${unit} (${zoneLabel()})`;
+  const box = $("chart");
+  box.textContent = "";
+  $("chart-tip").hidden = true;
+  const width = Math.max(200, box.clientWidth), height = 128;
+  const left = 44, right = 4, top = 8, bottom = 22;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const max = niceMax(Math.max(0, ...days.map((d) => d.count)));
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, "aria-hidden": "true", focusable: "false" });
+  for (const tick of [0, max / 2, max]) {
+    const y = top + plotH - (tick / max) * plotH;
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, class: tick ? "grid" : "baseline" }),
+      svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "tick" }, tick.toLocaleString()));
+  }
+  const step = plotW / Math.max(1, days.length);
+  const gap = step > 6 ? Math.min(4, step * 0.2) : 0.5;
+  days.forEach((d, i) => {
+    const h = d.count ? Math.max(2, (d.count / max) * plotH) : 0;
+    chart.append(svg("rect", { x: left + i * step + gap / 2, y: top + plotH - h, width: Math.max(1, step - gap), height: h,
+      class: "bar", "data-i": i }));
+  });
+  if (days.length) {
+    const label = (i, anchor) => svg("text", { x: anchor === "end" ? width - right : left + i * step, y: height - 6,
+      "text-anchor": anchor, class: "tick" }, fmt(new Date(days[i].start), bucket === "hour"
+      ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric" }));
+    chart.append(label(0, "start"));
+    if (days.length > 1) chart.append(label(days.length - 1, "end"));
+  }
+  box.append(chart);
+
+  const table = $("chart-table");
+  table.tBodies[0].textContent = "";
+  table.caption.textContent = `Events per ${unit} (${zoneLabel()})`;
+  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d.start, bucket)), el("td", {}, String(d.count))));
+  const sum = days.reduce((n, d) => n + d.count, 0);
+  box.setAttribute("aria-label", `Chart of ${sum.toLocaleString()} events over ${days.length} ${unit}s: focus it and use the arrow keys to read each ${unit}`);
+}
+
+// pointChart shows bar i's count in the tooltip and highlights it.
+function pointChart(i) {
+  const { days, bucket } = chartData;
+  const tip = $("chart-tip");
+  for (const r of $("chart").querySelectorAll("rect.bar.on")) r.classList.remove("on");
+  if (i < 0 || i >= days.length) {
+    chartIndex = -1;
+    tip.hidden = true;
+    return;
+  }
+  chartIndex = i;
+  const rect = $("chart").querySelector(`rect[data-i="${i}"]`);
+  rect.classList.add("on");
+  const d = days[i];
+  tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
+  tip.hidden = false;
+  const x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2;
+  const room = $("chart").clientWidth;
+  tip.style.left = `${Math.min(Math.max(0, x - tip.offsetWidth / 2), room - tip.offsetWidth)}px`;
+}
+
+// barAt is the index of the bar under a pointer event, -1 for none.
+function barAt(ev) {
+  const box = $("chart").getBoundingClientRect();
+  const step = (box.width - 48) / Math.max(1, chartData.days.length);
+  const i = Math.floor((ev.clientX - box.left - 44) / step);
+  return i >= 0 && i < chartData.days.length ? i : -1;
+}
+
+function chartKeys(ev) {
+  const n = chartData.days.length;
+  const moves = { ArrowLeft: -1, ArrowRight: 1, Home: -n, End: n };
+  if (!(ev.key in moves) || !n) return;
+  ev.preventDefault();
+  const from = chartIndex < 0 ? (moves[ev.key] < 0 ? n : -1) : chartIndex;
+  pointChart(Math.min(n - 1, Math.max(0, from + moves[ev.key])));
 }
 
 // showCheckpoint states the org's latest signed checkpoint next to the
@@ -265,7 +606,7 @@ async function showCheckpoint() {
   try {
     const cps = (await get(api("/audit/checkpoints"))).checkpoints;
     const c = cps[cps.length - 1];
-    span.textContent = c ? `Latest signed checkpoint: seq ${c.seq}, ${new Date(c.signed_at).toLocaleString()}` : "No signed checkpoint yet";
+    span.textContent = c ? `Latest signed checkpoint: seq ${c.seq}, ${fmtDateTime(new Date(c.signed_at))} ${zoneLabel()}` : "No signed checkpoint yet";
     span.title = c ? `Signed ${c.signed_at} with key ${c.key_id}; chain hash ${c.hash}` : "";
   } catch (_) {
     span.textContent = ""; // the log shows without it
@@ -275,19 +616,29 @@ async function showCheckpoint() {
 async function signIn(ev) {
   ev.preventDefault();
   $("sign-in-error").textContent = "";
-  const res = await fetch("/api/session", {
-    method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ token: $("token").value.trim() }),
-  });
-  if (!res.ok) {
-    let detail = "That token was not accepted.";
-    try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
-    $("sign-in-error").textContent = detail;
-    return;
+  const button = $("sign-in-button");
+  button.disabled = true;
+  button.textContent = "Signing in…";
+  try {
+    const res = await fetch("/api/session", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: $("token").value.trim() }),
+    });
+    if (!res.ok) {
+      let detail = "That token was not accepted.";
+      try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
+      $("sign-in-error").textContent = detail;
+      return;
+    }
+    $("token").value = "";
+    await load();
+  } catch (_) {
+    $("sign-in-error").textContent = "The server did not answer; try again.";
+  } finally {
+    button.disabled = false;
+    button.textContent = "Sign in";
   }
-  $("token").value = "";
-  load();
 }
 
 async function signOut() {
@@ -295,30 +646,74 @@ async function signOut() {
   show("sign-in");
 }
 
+// navigate shows the log for filters f, unless it already does.
 function navigate(f) {
-  const q = query(f);
-  if (f.range === "7d") q.delete("range"); // the default stays out of the URL
-  history.pushState(null, "", `${location.pathname}${q.size ? "?" + q : ""}`);
+  const q = urlQuery(f);
+  const url = `${location.pathname}${q.size ? "?" + q : ""}`;
+  if (url === location.pathname + location.search && !f.force) return;
+  history.pushState(null, "", url);
   load();
 }
 
-async function loadCatalog() {
-  try {
-    const body = await get("/api/audit/actions");
+// catalog maps each action to its catalog entry (description, sentence).
+// It is fetched once, after the API has let the visitor in (before sign-in
+// it would only get a 401), and fills the action dropdown.
+const catalog = new Map();
+let catalogRequest = null;
+function loadCatalog() {
+  catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
-    for (const a of body.actions || body) list.append(el("option", { value: a.action }, a.description || ""));
-  } catch (_) { /* the dropdown is a convenience; free text still works */ }
+    for (const a of body.actions) {
+      catalog.set(a.action, a);
+      list.append(el("option", { value: a.action }, a.description || ""));
+    }
+  }, () => {
+    catalogRequest = null; // try again with the next query; rows show the action's code meanwhile
+  });
+  return catalogRequest;
 }
 
+const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });
+
 document.addEventListener("DOMContentLoaded", () => {
-  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); navigate(readFilters()); });
+  $("f-tz").options[1].textContent = `Your time zone (${localZone.replace(/_/g, " ")})`;
+  // Every filter applies as soon as it changes (a text box when you press
+  // Enter or leave it); Apply does the same.
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); navigate({ ...readFilters(), force: true }); });
+  for (const id of ["f-action", "f-actor", "f-target"]) $(id).addEventListener("change", () => navigate(readFilters()));
   $("f-range").addEventListener("change", () => {
     const custom = $("f-range").value === "custom";
-    for (const e of document.querySelectorAll(".custom")) e.hidden = !custom;
-    if (!custom) navigate(readFilters());
+    $("custom").hidden = !custom;
+    if (custom) $("f-since").focus();
+    else navigate(readFilters());
   });
-  for (const id of ["f-target"]) $(id).addEventListener("change", () => navigate(readFilters()));
-  $("clear").addEventListener("click", () => navigate({ action: "", target_type: "", actor: "", range: "7d" }));
+  $("f-tz").addEventListener("change", () => {
+    // The URL's instants stay; the page shows them in the new zone.
+    try { localStorage.setItem(zoneKey, $("f-tz").value); } catch (_) { /* private mode: nothing kept */ }
+    load();
+  });
+  const chart = $("chart");
+  chart.addEventListener("pointermove", (ev) => pointChart(barAt(ev)));
+  chart.addEventListener("pointerdown", (ev) => pointChart(barAt(ev)));
+  chart.addEventListener("pointerleave", (ev) => { if (ev.pointerType === "mouse") pointChart(-1); });
+  chart.addEventListener("keydown", chartKeys);
+  chart.addEventListener("focus", () => { if (chartIndex < 0) pointChart(chartData.days.length - 1); });
+  chart.addEventListener("blur", () => pointChart(-1));
+  let width = 0;
+  new ResizeObserver(() => {
+    if (chart.clientWidth !== width && !$("content").hidden) {
+      width = chart.clientWidth;
+      drawChart(chartData.days, chartData.bucket);
+    }
+  }).observe(chart);
+  $("filters-toggle").addEventListener("click", () => {
+    const open = !$("filters").classList.contains("open");
+    $("filters").classList.toggle("open", open);
+    $("filters-toggle").setAttribute("aria-expanded", String(open));
+  });
+  $("clear").addEventListener("click", clearAll);
+  $("clear-empty").addEventListener("click", clearAll);
+  $("export").addEventListener("click", (ev) => { if (!$("export").href) ev.preventDefault(); });
   $("more").addEventListener("click", more);
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
@@ -326,6 +721,5 @@ document.addEventListener("DOMContentLoaded", () => {
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) more();
   }, { rootMargin: "200px" }).observe($("more"));
-  loadCatalog();
   load();
 });

@@ -28,8 +28,9 @@ import (
 const devDatabase = "auditlog"
 
 // devBannerFile, in the cluster's directory, holds the banner of the running
-// `auditlog dev` for `auditlog dev --print`; dev holds a lock on it while it
-// runs, so a file left by a killed dev is not taken for a running one.
+// `auditlog dev` for `auditlog dev --print`; dev holds a lock on it from its
+// start, so a second dev for the checkout stops at once and a file left by a
+// killed dev is not taken for a running one.
 const devBannerFile = "dev-banner"
 
 // devConfig is what `auditlog dev` runs with.
@@ -69,6 +70,11 @@ func runDev(ctx context.Context, e env, args []string) error {
 // with its time, then the banner, then what it stopped. Only warnings and
 // errors are logged, and the API's requests when cfg.logRequests.
 func dev(ctx context.Context, e env, cfg devConfig) error {
+	claim, err := claimDev(cfg.dir)
+	if err != nil {
+		return err
+	}
+	defer claim.release()
 	out := e.stdout
 	scfg := serveConfig{addr: cfg.addr}
 	if cfg.logRequests {
@@ -113,14 +119,12 @@ func dev(ctx context.Context, e env, cfg devConfig) error {
 		var b strings.Builder
 		printDev(&b, a.String(), cluster.Dir(), os.Getpid(), info)
 		banner := b.String()
-		unpublish, err := publishBanner(cluster.Dir(), banner)
-		if err != nil {
+		if err := claim.publish(banner); err != nil {
 			e.logger.Warn("auditlog dev --print will not find this banner", "err", err)
-			unpublish = func() {}
 		}
 		// Listening for SIGUSR1 before the banner invites it.
 		stopSignals := reprintOnSignal(out, banner)
-		stopReprint = func() { stopSignals(); unpublish() }
+		stopReprint = func() { stopSignals(); claim.release() }
 		io.WriteString(out, banner)
 	}
 	err = serve(ctx, e, scfg)
@@ -237,10 +241,18 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 	return info, err
 }
 
-// publishBanner writes the banner to the cluster directory for --print,
-// readable by its owner only (it holds the token), and locks it; the func
-// returned removes it.
-func publishBanner(dir, banner string) (func(), error) {
+// devClaim is a dev's lock on the banner file of the cluster in its
+// directory: one dev per checkout.
+type devClaim struct {
+	f *os.File // nil once released
+}
+
+// claimDev takes the banner file in dir, emptied (it may hold a killed dev's
+// banner), or says that another dev holds it.
+func claimDev(dir string) (*devClaim, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, devBannerFile)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -248,20 +260,33 @@ func publishBanner(dir, banner string) (func(), error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("another auditlog dev holds %s: %w", path, err)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("an auditlog dev is already running for this checkout (its cluster is %s); bin/auditlog dev --print prints its URLs and token", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := f.Truncate(0); err != nil {
 		f.Close()
 		return nil, err
 	}
-	if _, err := f.WriteString(banner); err != nil {
-		f.Close()
-		return nil, err
+	return &devClaim{f: f}, nil
+}
+
+// publish writes the banner for --print, readable by its owner only (it
+// holds the token).
+func (c *devClaim) publish(banner string) error {
+	_, err := c.f.WriteString(banner)
+	return err
+}
+
+// release removes the banner file and lets another dev start; once.
+func (c *devClaim) release() {
+	if c.f == nil {
+		return
 	}
-	return func() {
-		os.Remove(path)
-		f.Close()
-	}, nil
+	os.Remove(c.f.Name())
+	c.f.Close()
+	c.f = nil
 }
 
 // printRunningBanner prints the banner of the dev running on the cluster in
@@ -283,7 +308,10 @@ func printRunningBanner(w io.Writer, dir string) error {
 	case !errors.Is(err, syscall.EWOULDBLOCK):
 		return fmt.Errorf("lock %s: %w", path, err)
 	}
-	_, err = io.Copy(w, io.LimitReader(f, 64<<10))
+	n, err := io.Copy(w, io.LimitReader(f, 64<<10))
+	if err == nil && n == 0 {
+		return errors.New("the auditlog dev for this checkout is still starting: it prints its banner once it serves")
+	}
 	return err
 }
 

@@ -200,3 +200,30 @@ $`)
 		t.Errorf("--log-requests logged no request:\n%s", second.stderr)
 	}
 }
+
+// While a dev runs for a checkout, a second one stops before it does
+// anything, pointing at --print; --print, until the first one serves, says
+// that it is starting.
+func TestSecondDevForTheCheckoutStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := claimDev(dir) // what a running dev holds from its start
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.release()
+	if err := printRunningBanner(io.Discard, dir); err == nil || !strings.Contains(err.Error(), "still starting") {
+		t.Errorf("--print while the first dev starts: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, out := testEnv(t)
+	err = dev(ctx, e, devConfig{addr: "127.0.0.1:0", dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "already running for this checkout") || !strings.Contains(err.Error(), "dev --print") {
+		t.Errorf("second dev: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("the second dev went ahead:\n%s", out)
+	}
+}

@@ -12,8 +12,10 @@ import (
 // that the terminal's foreground group, when it shares its group with a
 // parent such as make. A Ctrl-C then reaches auditlog alone, which stops
 // cleanly and exits 0, and make reports that status: hit by the signal
-// itself, make fails whatever its child does. The func returned hands the
-// terminal back to the parent's group.
+// itself, make fails whatever its child does. A Ctrl-Z is ignored: stopped,
+// this process would keep the terminal while make, not stopped, keeps the
+// shell waiting, and nothing typed would reach either. The func returned
+// hands the terminal back to the parent's group.
 func takeTerminal() (restore func()) {
 	fd := int(os.Stdin.Fd())
 	parent := unix.Getpgrp()
@@ -33,5 +35,6 @@ func takeTerminal() (restore func()) {
 		unix.Setpgid(0, parent)
 		return func() {}
 	}
+	signal.Ignore(syscall.SIGTSTP)
 	return func() { unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, parent) }
 }

@@ -13,10 +13,11 @@
   (occurred_at, id) the window starts below: the end of the range, the last
   event of the previous page, or the start of the window above.
 
-  Every input is a placeholder the caller renders: bind parameters for the
-  pages and counts (run on custom plans, which see the bounds), or for the
-  export, because COPY takes no parameters, the time bounds as literals and
-  the rest as settings of its transaction.
+  Every input is a placeholder the caller renders: for the pages and counts,
+  bind parameters, and the UTC days of the window as literal bounds, which
+  the generic plan of the prepared statement prunes on when it is made; for
+  the export, because COPY takes no parameters, the time bounds as literals
+  and the rest as settings of its transaction.
 */ -}}
 {{- define "page_columns" -}}
 id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
@@ -76,6 +77,9 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
 {{- define "conditions" -}}
 WHERE org_id = {{ .P.Org }}
     AND occurred_at >= {{ .P.Since }} AND occurred_at {{ if .Below }}<{{ else }}<={{ end }} {{ .P.BeforeAt }}
+{{- with .P.From }}
+    AND occurred_at >= {{ . }} AND occurred_at < {{ $.P.To }}
+{{- end }}
     AND (org_id, {{ with .KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ .P.Org }}, {{ with .KeyVal }}{{ . }}, {{ end }}{{ .P.BeforeAt }}, {{ .P.BeforeID }})
 {{- if .Nothing }}
     AND false
@@ -118,10 +122,11 @@ LIMIT {{ . }}
 {{- end }}
 {{- end -}}
 
-{{- /* Events per UTC day, for the days that have any: the chart of the
-  Activity page. It reads what an export would, along the same index. */ -}}
-{{- define "day_counts" -}}
-SELECT (date_trunc('day', e.occurred_at AT TIME ZONE 'UTC'))::date AS day, count(*) AS count
+{{- /* Events per bucket (an hour, day or week of a time zone), for the
+  buckets that have any: the chart of the Activity page. It reads what an
+  export would, along the same index. */ -}}
+{{- define "bucket_counts" -}}
+SELECT date_trunc({{ .P.Bucket }}, e.occurred_at, {{ .P.Zone }}) AS start, count(*) AS count
 FROM {{ template "tiers" . }} e
 {{ template "conditions" . }}
 GROUP BY 1

@@ -115,11 +115,15 @@ type Action struct {
 	TargetType   string   `json:"target_type" db:"target_type"`
 	Description  string   `json:"description" db:"description"`
 	RequiredKeys []string `json:"required_keys" db:"required_keys"`
+	// Sentence is how an event of the action reads (audit.action_sentences).
+	Sentence string `json:"sentence" db:"sentence"`
 }
 
 // Actions returns the catalog, by action name.
 func (s *Store) Actions(ctx context.Context) ([]Action, error) {
-	rows, err := s.pool.Query(ctx, "SELECT action, target_type, description, required_keys FROM audit.actions ORDER BY action")
+	rows, err := s.pool.Query(ctx, `
+		SELECT action, target_type, description, required_keys, coalesce(sentence, '') AS sentence
+		FROM audit.actions LEFT JOIN audit.action_sentences USING (action) ORDER BY action`)
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
@@ -197,6 +201,9 @@ type Query struct {
 	Actor string
 	// Limit is the page size (Page only).
 	Limit int
+	// Bucket (hour, day or week) and Zone (an IANA time zone name) group a
+	// count (CountByBucket only).
+	Bucket, Zone string
 	// Now is the present, where a read's first window starts (windows);
 	// zero: at Before. It decides how a read is cut, not what it returns.
 	Now time.Time
@@ -208,97 +215,135 @@ func (q Query) matchesNothing() bool {
 	return (q.Actions != nil && len(q.Actions) == 0) || q.Since.After(q.Before.OccurredAt)
 }
 
-// maxWindowDays is the most UTC days one statement of an export covers.
+// maxWindowDays is the most UTC days one statement reads.
 const maxWindowDays = 8
 
-// windows cuts q's range into the ranges an export's statements read,
-// newest first: from the UTC day of Now (or of Before, if earlier) up to
-// Before, then whole UTC days below, 1, 2, 4 and then maxWindowDays at a
-// time, down to Since. Each is a COPY in a transaction of its own, planned
-// with its bounds known: PostgreSQL then opens and locks only the leaves of
-// that window (and their indexes), where a statement planned without them
-// locks every leaf of the tier table for as long as it runs, which for an
-// export is as long as its client reads.
+// windows cuts q's range into the ranges a read's statements cover, newest
+// first, on a grid of UTC days anchored at the day of Now (or of Before, when
+// Now is zero): that day and any after it, then the days below, 1, 2, 4 and
+// then maxWindowDays at a time, down to Since; a window wholly above Before
+// is left out. Each statement runs in a transaction of its own and its plan
+// prunes the leaves outside its window before it opens them, so a read
+// holds the locks of a few leaves at a time, where a statement planned
+// without its bounds locks every leaf of the tier table. The grid keeps a
+// window's bounds, and so its statement's text and cached plan, the same
+// for every read of the day but the range's first and last window.
 func (q Query) windows() []Query {
 	if q.matchesNothing() {
 		return []Query{q}
 	}
-	top := q.Before.OccurredAt
-	if !q.Now.IsZero() && q.Now.Before(top) {
-		top = q.Now
+	anchor := q.Now
+	if anchor.IsZero() {
+		anchor = q.Before.OccurredAt
 	}
-	y, m, d := top.UTC().Date()
+	y, m, d := anchor.UTC().Date()
 	lo := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	var hi time.Time // zero: the first window has no top but Before
 	var ws []Query
 	for span := 1; ; span = min(2*span, maxWindowDays) {
-		w := q
-		if !lo.After(q.Since) {
-			return append(ws, w)
+		// A position at the window's start with an id still has the events of
+		// that instant below it.
+		if lo.Before(q.Before.OccurredAt) || lo.Equal(q.Before.OccurredAt) && q.Before.ID != MinID {
+			w := q
+			if lo.After(q.Since) {
+				w.Since = lo
+			}
+			if !hi.IsZero() && !hi.After(w.Before.OccurredAt) {
+				w.Before = Position{OccurredAt: hi, ID: MinID}
+			}
+			ws = append(ws, w)
 		}
-		w.Since = lo
-		ws = append(ws, w)
-		q.Before = Position{OccurredAt: lo, ID: MinID}
-		lo = lo.AddDate(0, 0, -span)
+		if !lo.After(q.Since) {
+			return ws
+		}
+		hi, lo = lo, lo.AddDate(0, 0, -span)
 	}
 }
 
-// parts cuts a page's or a count's range into its statements: a range of
-// customPlanDays or less is one; a longer one is two, the first window
-// (today's leaf and any ahead of it, where most pages fill up) and the rest.
-func (q Query) parts() []Query {
-	ws := q.windows()
-	if len(ws) == 1 || q.span() <= customPlanDays*24*time.Hour {
+// pageWindows are the statements of a page or a count: one for a range of
+// up to maxWindowDays, the windows of a longer one.
+func (q Query) pageWindows() []Query {
+	if q.end().Sub(q.Since) <= maxWindowDays*24*time.Hour {
 		return []Query{q}
 	}
-	rest := q
-	rest.Before = Position{OccurredAt: ws[0].Since, ID: MinID}
-	return []Query{ws[0], rest}
+	return q.windows()
 }
 
-// span is how long q's range is, up to Now.
-func (q Query) span() time.Duration {
-	end := q.Before.OccurredAt
-	if !q.Now.IsZero() && q.Now.Before(end) {
-		end = q.Now
+// end is where q's range ends: Before, or Now if earlier.
+func (q Query) end() time.Time {
+	if !q.Now.IsZero() && q.Now.Before(q.Before.OccurredAt) {
+		return q.Now
 	}
-	return end.Sub(q.Since)
+	return q.Before.OccurredAt
 }
 
-// customPlanDays is the longest range a page or count statement is planned
-// for its values: planning costs about 0.1 ms a leaf, so a longer one runs
-// on its prepared statement's generic plan, which prunes leaves only as it
-// starts and so locks every leaf of the tier table for the few
-// milliseconds it runs (docs/dba.md sizes max_locks_per_transaction for
-// it).
-const customPlanDays = 8
-
-// planSQL sets, for w's statement alone, the plan it runs on: one made for
-// its values, whose partition pruning at plan time keeps it from opening
-// and locking leaves outside its range, unless its range is longer than
-// customPlanDays. Either way a prepared statement never drifts from one to
-// the other, as PostgreSQL's default would after five runs.
-func planSQL(w Query) string {
-	if w.span() > customPlanDays*24*time.Hour {
-		return "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+// nextRound is how many of windows ws, the next ones of a page, to read in
+// one round trip, given that the rounds so far read from end down to read
+// and found found events, want more. It reaches as far as the density seen
+// so far says the page needs, and half again, or four times as far as read
+// so far (8 days at least) when nothing was found: a sparse page takes two
+// or three round trips, and a window read for nothing costs its scans of a
+// few leaves, up to want rows.
+func nextRound(ws []Query, end, read time.Time, found, want int) int {
+	if found == 0 && read.IsZero() {
+		return 1
 	}
-	return "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+	done := end.Sub(read)
+	reach := max(4*done, maxWindowDays*24*time.Hour)
+	if found > 0 {
+		// In float, capped: a year's nanoseconds times want overflow a Duration.
+		const farthest = 100 * 365 * 24 * time.Hour
+		reach = time.Duration(min(float64(done)*(1+1.5*float64(want)/float64(found)), float64(farthest)))
+	}
+	n := 1
+	for n < len(ws) && ws[n].Before.OccurredAt.After(end.Add(-reach)) {
+		n++
+	}
+	return n
+}
+
+// genericPlanSQL makes the statement after it, in its transaction alone,
+// run on its prepared statement's generic plan: planned once per
+// connection and text, and pruned at plan time on the window's bounds,
+// which the statement carries as literals (dayBounds).
+const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+// dayBounds are the literal bounds of w's statement: the UTC days its
+// range touches, from the start of Since's day to the end of Before's (its
+// start, when the range ends strictly below a midnight). Whole days keep the
+// text the same from one read to the next; the exact bounds are bind
+// parameters.
+func dayBounds(w Query) (from, to string) {
+	y, m, d := w.Since.UTC().Date()
+	lo := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	y, m, d = w.Before.OccurredAt.UTC().Date()
+	hi := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	if !(hi.Equal(w.Before.OccurredAt) && w.Before.ID == MinID) {
+		hi = hi.AddDate(0, 0, 1)
+	}
+	return timeLiteral(lo), timeLiteral(hi)
 }
 
 // Page hands up to q.Limit events to each, newest first, one at a time as
 // they arrive, and stops reading when each returns false: the caller decides
-// how much to hold. It reads the first part alone, and the rest of the
-// range only if the page is not full.
+// how much to hold. It reads the windows of the range (pageWindows) in
+// pipelined rounds (nextRound) and stops when the page is full: most pages
+// fill up in the first window.
 func (s *Store) Page(ctx context.Context, q Query, each func(ListedEvent) bool) error {
 	if q.matchesNothing() {
 		return nil
 	}
 	want, stopped := q.Limit, false
-	for _, part := range q.parts() {
-		if want == 0 || stopped {
-			break
+	ws := q.pageWindows()
+	var read time.Time
+	for len(ws) > 0 && want > 0 && !stopped {
+		round := ws[:nextRound(ws, q.end(), read, q.Limit-want, want)]
+		ws = ws[len(round):]
+		for i := range round {
+			round[i].Limit = want
 		}
-		part.Limit = want
-		err := s.read(ctx, []Query{part}, pageQuery, func(rows pgx.Rows) error {
+		read = round[len(round)-1].Since
+		err := s.read(ctx, round, pageQuery, func(rows pgx.Rows) error {
 			for want > 0 && !stopped && rows.Next() {
 				e, err := pgx.RowToStructByName[ListedEvent](rows)
 				if err != nil {
@@ -316,35 +361,44 @@ func (s *Store) Page(ctx context.Context, q Query, each func(ListedEvent) bool) 
 	return nil
 }
 
-// DayCount is how many events one UTC day has.
-type DayCount struct {
-	Day   time.Time `db:"day"`
+// BucketCount is how many events one bucket (an hour, day or week of
+// Query.Zone) has.
+type BucketCount struct {
+	Start time.Time `db:"start"`
 	Count int64     `db:"count"`
 }
 
-// CountByDay counts the events q selects per UTC day, for the days that
-// have any, oldest first. q.Limit is ignored.
-func (s *Store) CountByDay(ctx context.Context, q Query) ([]DayCount, error) {
+// Buckets are the values of Query.Bucket.
+var Buckets = []string{"hour", "day", "week"}
+
+// CountByBucket counts the events q selects per q.Bucket of q.Zone, for the
+// buckets that have any, by start. A bucket cut by two statements (windows
+// are cut at UTC midnights) is returned once per statement; the caller
+// adds them up. q.Limit is ignored.
+func (s *Store) CountByBucket(ctx context.Context, q Query) ([]BucketCount, error) {
 	if q.matchesNothing() {
 		return nil, nil
 	}
-	var days []DayCount
-	err := s.read(ctx, q.parts(), countQuery, func(rows pgx.Rows) error {
-		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
-		// Parts go back in time and never split a UTC day.
-		days = append(counts, days...)
+	if !slices.Contains(Buckets, q.Bucket) {
+		return nil, fmt.Errorf("count events of org %s: unknown bucket %q", q.OrgID, q.Bucket)
+	}
+	var counts []BucketCount
+	err := s.read(ctx, q.pageWindows(), countQuery, func(rows pgx.Rows) error {
+		part, err := pgx.CollectRows(rows, pgx.RowToStructByName[BucketCount])
+		counts = append(counts, part...)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count events of org %s: %w", q.OrgID, err)
 	}
-	return days, nil
+	slices.SortFunc(counts, func(a, b BucketCount) int { return a.Start.Compare(b.Start) })
+	return counts, nil
 }
 
-// read runs the statements of parts ws of the given kind, with bind
+// read runs the statements of windows ws of the given kind, with bind
 // parameters, in one round trip, and hands each one's rows to collect, in
 // order. Each runs in a transaction of its own, so its locks go before the
-// next one starts, on the plan planSQL picks.
+// next one starts, on its generic plan (genericPlanSQL).
 func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect func(pgx.Rows) error) error {
 	batch := &pgx.Batch{}
 	for _, w := range ws {
@@ -353,7 +407,7 @@ func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect fu
 			return err
 		}
 		batch.Queue("BEGIN READ ONLY")
-		batch.Queue(planSQL(w))
+		batch.Queue(genericPlanSQL)
 		if kind == streamQuery {
 			// It runs as long as its client reads (the caller's ctx bounds it).
 			batch.Queue("SELECT set_config('statement_timeout', '0', true)")
@@ -365,7 +419,8 @@ func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect fu
 }
 
 // statement renders window w's statement of the given kind with bind
-// parameters, and returns it with their values.
+// parameters and its day bounds as literals, and returns it with the
+// parameters' values.
 func statement(w Query, kind queryKind) (string, []any, error) {
 	var args []any
 	bind := func(v any) string {
@@ -375,6 +430,7 @@ func statement(w Query, kind queryKind) (string, []any, error) {
 	p := placeholders{
 		Org: bind(w.OrgID), Since: bind(w.Since), BeforeAt: bind(w.Before.OccurredAt), BeforeID: bind(w.Before.ID),
 	}
+	p.From, p.To = dayBounds(w)
 	switch {
 	case len(w.Actions) == 1:
 		p.Action = bind(w.Actions[0])
@@ -386,6 +442,9 @@ func statement(w Query, kind queryKind) (string, []any, error) {
 	}
 	if kind == pageQuery {
 		p.Limit = bind(w.Limit)
+	}
+	if kind == countQuery {
+		p.Bucket, p.Zone = bind(w.Bucket), bind(w.Zone)
 	}
 	sql, err := render(w, p, kind)
 	return sql, args, err
@@ -554,9 +613,11 @@ func textArray(values []string) string {
 	return "{" + strings.Join(quoted, ",") + "}"
 }
 
-// placeholders are what events.sql puts where each input goes.
+// placeholders are what events.sql puts where each input goes. From and To,
+// when set, are literal bounds on occurred_at for the planner to prune on.
 type placeholders struct {
-	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit string
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
+	From, To                                                                    string
 }
 
 //go:embed events.sql
@@ -577,7 +638,7 @@ const (
 	pageQuery   queryKind = iota // a page of events, as JSON rows
 	exportQuery                  // every event, as CSV cells
 	streamQuery                  // every event, as JSON rows (the NDJSON export)
-	countQuery                   // the number of events per UTC day
+	countQuery                   // the number of events per bucket
 )
 
 // shape is what events.sql needs to write the query for one kind of
@@ -632,7 +693,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	}
 	name := "events"
 	if kind == countQuery {
-		name = "day_counts"
+		name = "bucket_counts"
 	}
 	var b strings.Builder
 	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {
