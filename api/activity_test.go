@@ -233,6 +233,22 @@ func TestActivityPage(t *testing.T) {
 
 	shoot(ctx, t, "activity-event")
 
+	// Each event has a link that opens the page on it.
+	link := eval[string](ctx, t, `document.querySelector('#rows tr.details:not([hidden]) a').href`)
+	eventID := eval[string](ctx, t, `document.querySelector('#rows tr.details:not([hidden])').id.slice(3)`)
+	list, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("linked-"+eventID)))
+	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked tr.event').getAttribute('aria-expanded') === 'true'`) {
+		t.Errorf("the link %s does not open its event", link)
+	}
+	shoot(ctx, t, "activity-linked")
+	do(ctx, t, chromedp.Navigate(list))
+	waitRows(ctx, t, 20)
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
+
 	// From a small phone to a desktop, the page (an event open) fits the
 	// screen's width: nothing scrolls sideways.
 	for _, width := range []int64{320, 390, 768, 1024, 1440} {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -81,6 +82,60 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 		q.Actions = actionFilter(actions, p.action, p.targetType)
 	}
 	return q, scope, nil
+}
+
+// getEvent serves GET /api/orgs/{id}/audit/events/{event_id}: one event of
+// the org, what a link to it shows. With at (the event's occurred_at, which
+// the page's links carry) it is one index probe; without it the org's
+// retention is searched. An id that is not the org's, or older than the plan
+// keeps, is a 404.
+func (s *server) getEvent(c *gin.Context) {
+	id, err := uuid.Parse(c.Param("event_id"))
+	if err != nil {
+		s.writeProblem(c, errEventNotFound)
+		return
+	}
+	var at time.Time
+	var bad []invalidParam
+	badf := func(name, format string, args ...any) {
+		bad = append(bad, invalidParam{Name: name, Reason: fmt.Sprintf(format, args...)})
+	}
+	eachParam(c.Request.URL.Query(), []string{"at"}, badf, func(_, v string) {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			badf("at", "not an RFC 3339 time such as 2026-01-02T15:04:05.123456Z")
+		}
+		at = t.UTC()
+	})
+	if len(bad) > 0 {
+		s.fail(c, invalidParams(bad))
+		return
+	}
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	scope, err := s.store.Scope(ctx, orgOf(c).String(), s.asOf())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	q := store.Query{OrgID: orgOf(c).String(), Tiers: scope.Tiers, Since: scope.Floor, Before: store.Position{OccurredAt: endOfTime}}
+	if !at.IsZero() {
+		q.Since, q.Before.OccurredAt = maxTime(at, scope.Floor), at
+	}
+	e, err := s.store.Event(ctx, q, id.String())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, e)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // page is the JSON body of a page.

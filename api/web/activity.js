@@ -6,6 +6,9 @@
 
 const orgID = decodeURIComponent(location.pathname.split("/")[2] || "");
 const api = (path) => `/api/orgs/${encodeURIComponent(orgID)}${path}`;
+const pagePath = `/orgs/${encodeURIComponent(orgID)}/activity`;
+// linkedEvent is the event a link opened the page on (/events/{id}), if any.
+const linkedEvent = () => (location.pathname.match(/\/activity\/events\/([^/]+)$/) || [])[1] || "";
 const $ = (id) => document.getElementById(id);
 const pageSize = 50;
 const dayMs = 86400000;
@@ -235,12 +238,13 @@ async function load() {
   sq.set("tz", zone());
   sq.set("bucket", b.bucket);
   try {
-    const [summary, page] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
+    const [summary, page, linked] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
       await loadCatalog(); // the rows' sentences come from it; signed in by now
       return p;
-    })]);
+    }), fetchLinked()]);
     if (gen !== generation) return;
     $("rows").textContent = "";
+    showLinked(linked);
     showSummary(summary, f, b);
     showPage(page);
     setExport(q, summary.total);
@@ -260,6 +264,40 @@ async function load() {
     if (gen === generation) busy(false);
   }
 }
+
+// fetchLinked fetches the event the page was opened on, if any: null when
+// there is none, an Error when it cannot be read.
+async function fetchLinked() {
+  const id = linkedEvent();
+  if (!id) return null;
+  const at = new URLSearchParams(location.search).get("at");
+  try {
+    return await get(api(`/audit/events/${encodeURIComponent(id)}${at ? "?at=" + encodeURIComponent(at) : ""}`));
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) throw err;
+    return err;
+  }
+}
+
+// showLinked shows the linked event open above the log, and moves there.
+function showLinked(e) {
+  const box = $("linked");
+  $("linked-rows").textContent = "";
+  box.hidden = !e;
+  if (!e) return;
+  if (e instanceof Error) {
+    $("linked-rows").append(el("tr", {}, el("td", { class: "error" }, `This link's event cannot be shown: ${e.message}.`)));
+  } else {
+    const [row, details] = renderEvent(e, "linked-");
+    $("linked-rows").append(row, details);
+    row.click();
+  }
+  box.scrollIntoView({ block: "start" });
+  box.focus();
+}
+
+// eventLink is the address of the page opened on event e.
+const eventLink = (e) => `${location.origin}${pagePath}/events/${encodeURIComponent(e.id)}?at=${encodeURIComponent(e.occurred_at)}`;
 
 // fetchPage fetches the next page of the query.
 function fetchPage(q) {
@@ -384,10 +422,11 @@ function copyButton(what, text) {
 const targetNames = { cluster: "Cluster", org: "Organization", org_member: "Member", org_invitation: "Invitation",
   pat: "Access token", billing: "Billing", auth: "Sign-in" };
 
-// renderEvent returns the event's row and its (hidden) details row.
-function renderEvent(e) {
+// renderEvent returns the event's row and its (hidden) details row, whose
+// id starts with prefix.
+function renderEvent(e, prefix = "ev-") {
   const at = new Date(e.occurred_at);
-  const id = `ev-${e.id}`;
+  const id = `${prefix}${e.id}`;
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
   const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
@@ -406,6 +445,7 @@ function renderEvent(e) {
   for (const [k, v, copy] of fields) {
     if (v) dl.append(el("dt", {}, k), el("dd", {}, el("span", {}, String(v)), copy ? copyButton(k, String(v)) : null));
   }
+  dl.append(el("dt", {}, "Link"), el("dd", {}, el("a", { href: eventLink(e) }, "Link to this event"), copyButton("Link", eventLink(e))));
   const metadata = JSON.stringify(e.metadata || {}, null, 2);
   const details = el("tr", { class: "details", id, hidden: "" },
     el("td", { colspan: "3" }, el("div", { class: "details" }, dl,
@@ -634,7 +674,7 @@ async function signOut() {
 // navigate shows the log for filters f, unless it already does.
 function navigate(f) {
   const q = urlQuery(f);
-  const url = `${location.pathname}${q.size ? "?" + q : ""}`;
+  const url = `${pagePath}${q.size ? "?" + q : ""}`;
   if (url === location.pathname + location.search && !f.force) return;
   history.pushState(null, "", url);
   load();

@@ -346,6 +346,28 @@ func (s *Store) CountByBucket(ctx context.Context, q Query) ([]BucketCount, erro
 	return counts, nil
 }
 
+// ErrNoSuchEvent means the org has no event of that id in the range asked.
+var ErrNoSuchEvent = errors.New("no such event")
+
+// Event returns the event of org q.OrgID with this id, if it is within
+// [q.Since, q.Before.OccurredAt] (give both its time, when known, to find it
+// with one index probe); ErrNoSuchEvent if not.
+func (s *Store) Event(ctx context.Context, q Query, id string) (Event, error) {
+	sql, err := render(q, placeholders{Org: "$1", Event: "$2", Since: "$3", BeforeAt: "$4"}, eventQuery)
+	if err != nil {
+		return Event{}, err
+	}
+	rows, _ := s.pool.Query(ctx, sql, q.OrgID, id, q.Since, q.Before.OccurredAt)
+	e, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Event])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Event{}, ErrNoSuchEvent
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("read event %s of org %s: %w", id, q.OrgID, err)
+	}
+	return e, nil
+}
+
 // read runs the statements of parts ws of the given kind, with bind
 // parameters, in one round trip, and hands each one's rows to collect, in
 // order. Each runs in a transaction of its own, so its locks go before the
@@ -535,7 +557,7 @@ func textArray(values []string) string {
 
 // placeholders are what events.sql puts where each input goes.
 type placeholders struct {
-	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone, Event string
 }
 
 //go:embed events.sql
@@ -556,6 +578,7 @@ const (
 	pageQuery   queryKind = iota // a page of events, as JSON rows
 	exportQuery                  // every event, as CSV cells
 	countQuery                   // the number of events per bucket
+	eventQuery                   // one event, by id
 )
 
 // shape is what events.sql needs to write the query for one kind of
@@ -608,9 +631,9 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
 	}
-	name := "events"
-	if kind == countQuery {
-		name = "bucket_counts"
+	name := map[queryKind]string{countQuery: "bucket_counts", eventQuery: "event"}[kind]
+	if name == "" {
+		name = "events"
 	}
 	var b strings.Builder
 	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {
