@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -424,7 +425,14 @@ func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) 
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
+	// The page's export starts with a byte-order mark, for spreadsheets.
+	r := bufio.NewReader(f)
+	if bom, _ := r.Peek(3); string(bom) != "\ufeff" {
+		t.Errorf("the download starts with %q, not a byte-order mark", bom)
+	} else {
+		r.Discard(3)
+	}
+	rows, err := csv.NewReader(r).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func (s *server) listEvents(c *gin.Context) {
 		return
 	}
 	if params.csv {
-		s.exportEvents(c, q)
+		s.exportEvents(c, q, params.bom)
 		return
 	}
 	s.pageEvents(c, q, params.limit)
@@ -206,11 +206,12 @@ func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 }
 
 // exportEvents streams every event of q as CSV, straight from PostgreSQL's
-// COPY through a fixed buffer. Headers go out with the first bytes, so an
+// COPY through a fixed buffer, after a UTF-8 byte-order mark if bom (Excel
+// and LibreOffice then read accents right). Headers go out with the first bytes, so an
 // error before any row is still a problem response; an error after it cuts
 // the response short (no final chunk), which clients see as a failed
 // download rather than a complete file.
-func (s *server) exportEvents(c *gin.Context, q store.Query) {
+func (s *server) exportEvents(c *gin.Context, q store.Query, bom bool) {
 	if !s.orgExports.acquire(q.OrgID) {
 		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d CSV exports of this org are running, the most one org may run at once; retry when one ends", s.orgExports.max), 10*time.Second))
 		return
@@ -229,7 +230,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query) {
 	h.Set("Content-Type", "text/csv; charset=utf-8; header=present")
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now())))
 	h.Set("Cache-Control", "no-store")
-	w := &exportWriter{c: c, cancel: cancel}
+	w := &exportWriter{c: c, cancel: cancel, bom: bom}
 	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
 	_, err := s.store.Export(ctx, q, w)
 	if w.rows > 1 {
@@ -271,6 +272,7 @@ type exportWriter struct {
 	c       *gin.Context
 	buf     *bufio.Writer
 	cancel  context.CancelFunc
+	bom     bool // write a UTF-8 byte-order mark first
 	started bool
 	rows    int64
 }
@@ -280,6 +282,9 @@ func (w *exportWriter) Write(p []byte) (int, error) {
 		w.started = true
 		w.c.Status(http.StatusOK)
 		w.c.Writer.WriteHeaderNow()
+		if w.bom {
+			w.buf.WriteString("\ufeff") // the buffer is empty: cannot fail
+		}
 	}
 	w.rows++
 	// COPY ends each row with LF; RFC 4180 wants CRLF. Each Write is one

@@ -343,6 +343,7 @@ function setExport(q, n) {
   if (n > 0) {
     const e = new URLSearchParams(q);
     e.set("format", "csv");
+    e.set("bom", "1"); // so that spreadsheets read accents right
     link.href = api(`/audit?${e}`);
     link.removeAttribute("aria-disabled");
   } else {
