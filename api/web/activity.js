@@ -48,6 +48,10 @@ function fmt(date, opts) {
   return new Intl.DateTimeFormat(undefined, { timeZone: zone(), ...opts }).format(date);
 }
 const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+// fmtShort is a row's time: no year when it is this year's, the zone's
+// short name (UTC, EST).
+const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
+  month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
 const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" });
 
 // filtersFromURL reads the filters from the page's query string. A range
@@ -435,7 +439,7 @@ function renderEvent(e, prefix = "ev-") {
       el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
       el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
-      el("span", { class: "abs" }, `${fmtDateTime(at)} ${zoneLabel()}`)),
+      el("span", { class: "abs" }, fmtShort(at))),
     el("td", { class: "target" }, targetNames[e.target_type] || e.target_type,
       e.target_id ? el("div", { class: "muted id", title: e.target_id }, e.target_id) : null));
 
@@ -702,7 +706,7 @@ function loadCatalog() {
 const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("f-tz").options[1].textContent = `Your time zone (${localZone.replace(/_/g, " ")})`;
+  $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;
   // Every filter applies as soon as it changes (a text box when you press
   // Enter or leave it); Apply does the same.
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); navigate({ ...readFilters(), force: true }); });
