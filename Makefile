@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run test bench lint build
+.PHONY: help run test bench lint build screenshots
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,10 @@ test: ## run every test against a real PostgreSQL, with the race detector
 
 bench: ## run the benchmarks on a local PostgreSQL and print the results table
 	$(GO) run ./bench
+
+screenshots: ## redraw docs/screenshots/: the Activity page's states at 1440x900 and 390x844, from its browser tests
+	@scripts/install-deps.sh postgresql chromium
+	AUDITLOG_SCREENSHOTS=$(CURDIR)/docs/screenshots AUDITLOG_REQUIRE_BROWSER=1 $(GO) test -count=1 -run 'TestActivityPage' ./api
 
 lint: ## check formatting (gofmt) and run go vet
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

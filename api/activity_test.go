@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -233,6 +234,22 @@ func TestActivityPage(t *testing.T) {
 
 	shoot(ctx, t, "activity-event")
 
+	// Each event has a link that opens the page on it.
+	link := eval[string](ctx, t, `document.querySelector('#rows tr.details:not([hidden]) a').href`)
+	eventID := eval[string](ctx, t, `document.querySelector('#rows tr.details:not([hidden])').id.slice(3)`)
+	list, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("linked-"+eventID)))
+	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked tr.event').getAttribute('aria-expanded') === 'true'`) {
+		t.Errorf("the link %s does not open its event", link)
+	}
+	shoot(ctx, t, "activity-linked")
+	do(ctx, t, chromedp.Navigate(list))
+	waitRows(ctx, t, 20)
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
+
 	// From a small phone to a desktop, the page (an event open) fits the
 	// screen's width: nothing scrolls sideways.
 	for _, width := range []int64{320, 390, 768, 1024, 1440} {
@@ -306,7 +323,7 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	waitRows(ctx, t, 50)
 	waitText(ctx, t, "chart-caption", "New York")
 	for _, l := range labels() {
-		if !strings.Contains(l, "America/New York") {
+		if !strings.Contains(l, "America/New York") && !strings.HasSuffix(l, " EST") && !strings.HasSuffix(l, " EDT") {
 			t.Errorf("in New York time, %q names another zone", l)
 		}
 	}
@@ -408,7 +425,14 @@ func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) 
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
+	// The page's export starts with a byte-order mark, for spreadsheets.
+	r := bufio.NewReader(f)
+	if bom, _ := r.Peek(3); string(bom) != "\ufeff" {
+		t.Errorf("the download starts with %q, not a byte-order mark", bom)
+	} else {
+		r.Discard(3)
+	}
+	rows, err := csv.NewReader(r).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

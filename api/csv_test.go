@@ -377,3 +377,24 @@ func TestCSVFiltersAsPages(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVByteOrderMark: bom=1 starts the export with a UTF-8 byte-order mark
+// and nothing else changes; without it there is none; it is for CSV only.
+func TestCSVByteOrderMark(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "zoë@example.com"})
+	_, plain := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
+	resp, marked := b.get(t, "/api/orgs/"+org+"/audit?format=csv&bom=1", token)
+	if resp.StatusCode != http.StatusOK || bytes.HasPrefix(plain, []byte("\ufeff")) || !bytes.Equal(marked, append([]byte("\ufeff"), plain...)) ||
+		!bytes.Contains(plain, []byte("zoë@example.com")) {
+		t.Errorf("with bom=1: %d %q; without: %q", resp.StatusCode, marked, plain)
+	}
+	for _, query := range []string{"bom=1", "format=csv&bom=yes"} {
+		resp, body := b.get(t, "/api/orgs/"+org+"/audit?"+query, token)
+		if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != "bom" {
+			t.Errorf("%s: %s", query, body)
+		}
+	}
+}

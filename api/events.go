@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -36,7 +37,7 @@ func (s *server) listEvents(c *gin.Context) {
 		return
 	}
 	if params.export() {
-		s.exportEvents(c, q, params.format == "ndjson")
+		s.exportEvents(c, q, params.format == "ndjson", params.bom)
 		return
 	}
 	s.pageEvents(c, q, params.limit)
@@ -87,6 +88,60 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 		q.Actions = actionFilter(actions, p.action, p.targetType)
 	}
 	return q, scope, nil
+}
+
+// getEvent serves GET /api/orgs/{id}/audit/events/{event_id}: one event of
+// the org, what a link to it shows. With at (the event's occurred_at, which
+// the page's links carry) it is one index probe; without it the org's
+// retention is searched. An id that is not the org's, or older than the plan
+// keeps, is a 404.
+func (s *server) getEvent(c *gin.Context) {
+	id, err := uuid.Parse(c.Param("event_id"))
+	if err != nil {
+		s.writeProblem(c, errEventNotFound)
+		return
+	}
+	var at time.Time
+	var bad []invalidParam
+	badf := func(name, format string, args ...any) {
+		bad = append(bad, invalidParam{Name: name, Reason: fmt.Sprintf(format, args...)})
+	}
+	eachParam(c.Request.URL.Query(), []string{"at"}, badf, func(_, v string) {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			badf("at", "not an RFC 3339 time such as 2026-01-02T15:04:05.123456Z")
+		}
+		at = t.UTC()
+	})
+	if len(bad) > 0 {
+		s.fail(c, invalidParams(bad))
+		return
+	}
+	ctx, cancel := s.queryContext(c)
+	defer cancel()
+	scope, err := s.store.Scope(ctx, orgOf(c).String(), s.asOf())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	q := store.Query{OrgID: orgOf(c).String(), Tiers: scope.Tiers, Since: scope.Floor, Before: store.Position{OccurredAt: endOfTime}}
+	if !at.IsZero() {
+		q.Since, q.Before.OccurredAt = maxTime(at, scope.Floor), at
+	}
+	e, err := s.store.Event(ctx, q, id.String())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, e)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // page is the JSON body of a page.
@@ -157,13 +212,15 @@ func (s *server) pageEvents(c *gin.Context, q store.Query, limit int) {
 }
 
 // exportEvents streams every event of q as CSV, straight from PostgreSQL's
-// COPY through a fixed buffer, or as NDJSON, one line per row as it
-// arrives, each event with its seal, and ends with the manifest (NDJSON: the
-// last line; CSV: the Audit-Manifest trailer). Headers go out with the first
+// COPY through a fixed buffer, after a UTF-8 byte-order mark if bom (Excel
+// and LibreOffice then read accents right), or as NDJSON, one line per row
+// as it arrives, each event with its seal, and ends with the manifest
+// (NDJSON: the last line; CSV: the Audit-Manifest trailer; the body's
+// SHA-256 leaves out the byte-order mark). Headers go out with the first
 // bytes, so an error before any row is still a problem response; an error
 // after it cuts the response short (no final chunk, no manifest), which
 // clients see as a failed download rather than a complete file.
-func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson bool) {
+func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson, bom bool) {
 	if !s.orgExports.acquire(q.OrgID) {
 		s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d exports of this org are running, the most one org may run at once; retry when one ends", s.orgExports.max), 10*time.Second))
 		return
@@ -189,7 +246,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson bool) {
 	}
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, exportFilename(q, s.now(), ext)))
 	h.Set("Cache-Control", "no-store")
-	w := &exportWriter{c: c, cancel: cancel, sum: sha256.New(), m: store.Manifest{OrgID: q.OrgID}}
+	w := &exportWriter{c: c, cancel: cancel, bom: bom, sum: sha256.New(), m: store.Manifest{OrgID: q.OrgID}}
 	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
 	var err error
 	if ndjson {
@@ -279,6 +336,7 @@ type exportWriter struct {
 	cancel  context.CancelFunc
 	sum     hash.Hash // of the body; nil once it has ended
 	m       store.Manifest
+	bom     bool // write a UTF-8 byte-order mark first
 	started bool
 }
 
@@ -333,6 +391,9 @@ func (w *exportWriter) row(row []byte, end string) error {
 		w.started = true
 		w.c.Status(http.StatusOK)
 		w.c.Writer.WriteHeaderNow()
+		if w.bom {
+			w.buf.WriteString("\ufeff") // the buffer is empty: cannot fail
+		}
 	}
 	if w.sum != nil {
 		w.sum.Write(row)

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // knownEvent is an event a test placed, to compute what a filter must return.
@@ -377,4 +380,44 @@ func (b *testBundle) teamIDs(t *testing.T, org string, n int) []string {
 		t.Fatalf("setup: %d events, want %d: %v", len(ids), n, rows.Err())
 	}
 	return ids
+}
+
+// TestGetEventByID: an event's link finds it, with its time or without; an
+// id of another org's event, an unknown or malformed id, a wrong time, or an
+// event older than the plan keeps is a 404, to owners of the org only.
+func TestGetEventByID(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "free")
+	other, _ := b.owner(t, "free")
+	at := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	id := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, OccurredAt: at, Action: "pat.created",
+		ActorEmail: "ann@example.com", Metadata: `{"name": "terraform"}`})
+	old := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().AddDate(0, 0, -8)})
+	theirs := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: other})
+	path := func(event, query string) string { return "/api/orgs/" + org + "/audit/events/" + event + query }
+
+	for _, query := range []string{"", "?at=" + url.QueryEscape(at.Format(time.RFC3339Nano))} {
+		resp, body := b.get(t, path(id, query), token)
+		var e store.ListedEvent
+		if resp.StatusCode != http.StatusOK || decodeJSON(body, &e) != nil || e.ID != id || e.Action != "pat.created" ||
+			!e.OccurredAt.Equal(at) || !strings.Contains(string(e.Metadata), `"terraform"`) {
+			t.Errorf("%s: %d %s", query, resp.StatusCode, body)
+		}
+	}
+	for name, p := range map[string]string{
+		"another org's event": path(theirs, ""), "older than the plan keeps": path(old, ""), "unknown id": path(uuid.NewString(), ""),
+		"not a uuid": path("nope", ""), "a wrong time": path(id, "?at="+url.QueryEscape(at.Add(time.Second).Format(time.RFC3339Nano))),
+	} {
+		if resp, body := b.get(t, p, token); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d %s, want 404", name, resp.StatusCode, body)
+		}
+	}
+	resp, body := b.get(t, path(id, "?at=yesterday"), token)
+	if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != "at" {
+		t.Errorf("bad at: %s", body)
+	}
+	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "member"})
+	resp, body = b.get(t, path(id, ""), b.token(t, member, tokenOpts{}))
+	wantProblem(t, resp, body, http.StatusForbidden)
 }

@@ -13,7 +13,7 @@ import (
 
 // The query parameters of GET /api/orgs/{id}/audit, as documented in
 // openapi.json (a test keeps the two in step).
-var listParamNames = []string{"action", "target_type", "actor", "range", "since", "until", "limit", "cursor", "format"}
+var listParamNames = []string{"action", "target_type", "actor", "range", "since", "until", "limit", "cursor", "format", "bom"}
 
 // rangeNames are the values of the range parameter, shortest first: the
 // last 24 hours, 7, 30 or 90 days, a year (365 days).
@@ -89,6 +89,7 @@ type listParams struct {
 	until     time.Time     // zero: none
 	cursor    string
 	format    string // json, csv or ndjson
+	bom       bool   // a CSV export starts with a UTF-8 byte-order mark
 }
 
 // export says whether the request is an export (every matching event).
@@ -130,6 +131,11 @@ func parseListParams(q url.Values) (listParams, error) {
 				badf(name, "not a cursor this API issued; start again without it")
 			}
 			p.cursor = v
+		case "bom":
+			if v != "0" && v != "1" {
+				badf(name, "must be 1 (start the CSV with a UTF-8 byte-order mark, for Excel) or 0")
+			}
+			p.bom = v == "1"
 		case "format":
 			if !slices.Contains(formats, v) {
 				badf(name, "must be json, csv or ndjson")
@@ -153,6 +159,9 @@ func parseListParams(q url.Values) (listParams, error) {
 	}
 	if p.export() && q.Has("limit") {
 		badf("limit", "an export has every matching event; limit applies to JSON pages only")
+	}
+	if p.bom && p.format != "csv" {
+		badf("bom", "a byte-order mark starts a CSV export only (format=csv)")
 	}
 	if len(bad) > 0 {
 		return listParams{}, invalidParams(bad)

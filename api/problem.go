@@ -73,6 +73,7 @@ func unauthorized(detail string) *problem {
 var (
 	errForbidden        = newProblem(http.StatusForbidden, "forbidden", "only the org's owners may read its audit log")
 	errOrgNotFound      = newProblem(http.StatusNotFound, "not-found", "no such org, or you are not a member of it")
+	errEventNotFound    = newProblem(http.StatusNotFound, "not-found", "no such event in this org's log, or older than its plan keeps")
 	errRouteNotFound    = newProblem(http.StatusNotFound, "not-found", "no such endpoint; see /api/openapi.json")
 	errMethodNotAllowed = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "the API is read-only: GET only (but POST and DELETE /api/session, to sign a browser in and out)")
 	errUnavailable      = newProblem(http.StatusServiceUnavailable, "unavailable", "the database is unavailable or overloaded; try again shortly")
@@ -99,6 +100,8 @@ func problemFor(ctx context.Context, err error) (p *problem, internal bool) {
 		return unauthorized("the token is unknown, expired or revoked"), false
 	case errors.Is(err, store.ErrNoSuchOrg):
 		return errOrgNotFound, false
+	case errors.Is(err, store.ErrNoSuchEvent):
+		return errEventNotFound, false
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return nil, false
 	case errors.Is(err, context.DeadlineExceeded):

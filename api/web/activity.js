@@ -6,6 +6,9 @@
 
 const orgID = decodeURIComponent(location.pathname.split("/")[2] || "");
 const api = (path) => `/api/orgs/${encodeURIComponent(orgID)}${path}`;
+const pagePath = `/orgs/${encodeURIComponent(orgID)}/activity`;
+// linkedEvent is the event a link opened the page on (/events/{id}), if any.
+const linkedEvent = () => (location.pathname.match(/\/activity\/events\/([^/]+)$/) || [])[1] || "";
 const $ = (id) => document.getElementById(id);
 const pageSize = 50;
 const dayMs = 86400000;
@@ -45,6 +48,10 @@ function fmt(date, opts) {
   return new Intl.DateTimeFormat(undefined, { timeZone: zone(), ...opts }).format(date);
 }
 const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+// fmtShort is a row's time: no year when it is this year's, the zone's
+// short name (UTC, EST).
+const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
+  month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
 const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" });
 
 // filtersFromURL reads the filters from the page's query string. A range
@@ -235,12 +242,13 @@ async function load() {
   sq.set("tz", zone());
   sq.set("bucket", b.bucket);
   try {
-    const [summary, page] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
+    const [summary, page, linked] = await Promise.all([get(api(`/audit/summary?${sq}`)), fetchPage(q).then(async (p) => {
       await loadCatalog(); // the rows' sentences come from it; signed in by now
       return p;
-    })]);
+    }), fetchLinked()]);
     if (gen !== generation) return;
     $("rows").textContent = "";
+    showLinked(linked);
     showSummary(summary, f, b);
     showPage(page);
     setExport(q, summary.total);
@@ -261,6 +269,40 @@ async function load() {
     if (gen === generation) busy(false);
   }
 }
+
+// fetchLinked fetches the event the page was opened on, if any: null when
+// there is none, an Error when it cannot be read.
+async function fetchLinked() {
+  const id = linkedEvent();
+  if (!id) return null;
+  const at = new URLSearchParams(location.search).get("at");
+  try {
+    return await get(api(`/audit/events/${encodeURIComponent(id)}${at ? "?at=" + encodeURIComponent(at) : ""}`));
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) throw err;
+    return err;
+  }
+}
+
+// showLinked shows the linked event open above the log, and moves there.
+function showLinked(e) {
+  const box = $("linked");
+  $("linked-rows").textContent = "";
+  box.hidden = !e;
+  if (!e) return;
+  if (e instanceof Error) {
+    $("linked-rows").append(el("tr", {}, el("td", { class: "error" }, `This link's event cannot be shown: ${e.message}.`)));
+  } else {
+    const [row, details] = renderEvent(e, "linked-");
+    $("linked-rows").append(row, details);
+    row.click();
+  }
+  box.scrollIntoView({ block: "start" });
+  box.focus();
+}
+
+// eventLink is the address of the page opened on event e.
+const eventLink = (e) => `${location.origin}${pagePath}/events/${encodeURIComponent(e.id)}?at=${encodeURIComponent(e.occurred_at)}`;
 
 // fetchPage fetches the next page of the query.
 function fetchPage(q) {
@@ -306,6 +348,7 @@ function setExport(q, n) {
   if (n > 0) {
     const e = new URLSearchParams(q);
     e.set("format", "csv");
+    e.set("bom", "1"); // so that spreadsheets read accents right
     link.href = api(`/audit?${e}`);
     link.removeAttribute("aria-disabled");
   } else {
@@ -385,10 +428,11 @@ function copyButton(what, text) {
 const targetNames = { cluster: "Cluster", org: "Organization", org_member: "Member", org_invitation: "Invitation",
   pat: "Access token", billing: "Billing", auth: "Sign-in" };
 
-// renderEvent returns the event's row and its (hidden) details row.
-function renderEvent(e) {
+// renderEvent returns the event's row and its (hidden) details row, whose
+// id starts with prefix.
+function renderEvent(e, prefix = "ev-") {
   const at = new Date(e.occurred_at);
-  const id = `ev-${e.id}`;
+  const id = `${prefix}${e.id}`;
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
   const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
@@ -396,7 +440,7 @@ function renderEvent(e) {
       el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
       el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
-      el("span", { class: "abs" }, `${fmtDateTime(at)} ${zoneLabel()}`)),
+      el("span", { class: "abs" }, fmtShort(at))),
     el("td", { class: "target" }, targetNames[e.target_type] || e.target_type,
       e.target_id ? el("div", { class: "muted id", title: e.target_id }, e.target_id) : null));
 
@@ -407,6 +451,7 @@ function renderEvent(e) {
   for (const [k, v, copy] of fields) {
     if (v) dl.append(el("dt", {}, k), el("dd", {}, el("span", {}, String(v)), copy ? copyButton(k, String(v)) : null));
   }
+  dl.append(el("dt", {}, "Link"), el("dd", {}, el("a", { href: eventLink(e) }, "Link to this event"), copyButton("Link", eventLink(e))));
   const metadata = JSON.stringify(e.metadata || {}, null, 2);
   const details = el("tr", { class: "details", id, hidden: "" },
     el("td", { colspan: "3" }, el("div", { class: "details" }, dl,
@@ -649,7 +694,7 @@ async function signOut() {
 // navigate shows the log for filters f, unless it already does.
 function navigate(f) {
   const q = urlQuery(f);
-  const url = `${location.pathname}${q.size ? "?" + q : ""}`;
+  const url = `${pagePath}${q.size ? "?" + q : ""}`;
   if (url === location.pathname + location.search && !f.force) return;
   history.pushState(null, "", url);
   load();
@@ -676,7 +721,7 @@ function loadCatalog() {
 const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("f-tz").options[1].textContent = `Your time zone (${localZone.replace(/_/g, " ")})`;
+  $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;
   // Every filter applies as soon as it changes (a text box when you press
   // Enter or leave it); Apply does the same.
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); navigate({ ...readFilters(), force: true }); });

@@ -122,6 +122,21 @@ LIMIT {{ . }}
 {{- end }}
 {{- end -}}
 
+{{- /* One event by id, if it is the org's and in its read scope: an event's
+  link. Without its time the scan follows the org's primary key through
+  every leaf of the range; with it (since = before = the time) it is one
+  index probe. */ -}}
+{{- define "event" -}}
+SELECT {{ template "page_columns" }},
+       {{ template "seal_columns" }}
+FROM {{ template "tiers" . }} e
+{{ template "seal_join" }}
+WHERE org_id = {{ .P.Org }} AND id = {{ .P.Event }}
+    AND occurred_at >= {{ .P.Since }} AND occurred_at <= {{ .P.BeforeAt }}
+    AND occurred_at >= {{ .P.From }} AND occurred_at < {{ .P.To }}
+LIMIT 1
+{{- end -}}
+
 {{- /* Events per bucket (an hour, day or week of a time zone), for the
   buckets that have any: the chart of the Activity page. It reads what an
   export would, along the same index. */ -}}

@@ -395,6 +395,31 @@ func (s *Store) CountByBucket(ctx context.Context, q Query) ([]BucketCount, erro
 	return counts, nil
 }
 
+// ErrNoSuchEvent means the org has no event of that id in the range asked.
+var ErrNoSuchEvent = errors.New("no such event")
+
+// Event returns the event of org q.OrgID with this id, with its seal, if
+// it is within [q.Since, q.Before.OccurredAt] (give both its time, when
+// known, to find it with one index probe in one leaf); ErrNoSuchEvent if
+// not.
+func (s *Store) Event(ctx context.Context, q Query, id string) (ListedEvent, error) {
+	p := placeholders{Org: "$1", Event: "$2", Since: "$3", BeforeAt: "$4"}
+	p.From, p.To = dayBounds(q)
+	sql, err := render(q, p, eventQuery)
+	if err != nil {
+		return ListedEvent{}, err
+	}
+	rows, _ := s.pool.Query(ctx, sql, q.OrgID, id, q.Since, q.Before.OccurredAt)
+	e, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[ListedEvent])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ListedEvent{}, ErrNoSuchEvent
+	}
+	if err != nil {
+		return ListedEvent{}, fmt.Errorf("read event %s of org %s: %w", id, q.OrgID, err)
+	}
+	return e, nil
+}
+
 // read runs the statements of windows ws of the given kind, with bind
 // parameters, in one round trip, and hands each one's rows to collect, in
 // order. Each runs in a transaction of its own, so its locks go before the
@@ -616,8 +641,8 @@ func textArray(values []string) string {
 // placeholders are what events.sql puts where each input goes. From and To,
 // when set, are literal bounds on occurred_at for the planner to prune on.
 type placeholders struct {
-	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone string
-	From, To                                                                    string
+	Org, Since, BeforeAt, BeforeID, Action, Actions, Actor, Limit, Bucket, Zone, Event string
+	From, To                                                                           string
 }
 
 //go:embed events.sql
@@ -639,6 +664,7 @@ const (
 	exportQuery                  // every event, as CSV cells
 	streamQuery                  // every event, as JSON rows (the NDJSON export)
 	countQuery                   // the number of events per bucket
+	eventQuery                   // one event, by id
 )
 
 // shape is what events.sql needs to write the query for one kind of
@@ -691,9 +717,9 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
 	}
-	name := "events"
-	if kind == countQuery {
-		name = "bucket_counts"
+	name := map[queryKind]string{countQuery: "bucket_counts", eventQuery: "event"}[kind]
+	if name == "" {
+		name = "events"
 	}
 	var b strings.Builder
 	if err := eventsTemplate.ExecuteTemplate(&b, name, sh); err != nil {

@@ -17,6 +17,9 @@ import (
 	"github.com/auditlog/auditlog/internal/store"
 )
 
+// utf8BOM is the byte-order mark a CSV export starts with when asked (bom=1).
+const utf8BOM = "\ufeff"
+
 // csvColumns are the CSV export's columns, as its header names them.
 var csvColumns = []string{"id", "org_id", "occurred_at", "action", "target_type", "target_id", "actor_type",
 	"actor_id", "actor_email", "ip", "user_agent", "request_id", "metadata", "seq", "hash", "prev_hash"}
@@ -26,11 +29,16 @@ var csvColumns = []string{"id", "org_id", "occurred_at", "action", "target_type"
 // (ParseManifest), as ExportFile does an NDJSON one. A cell a spreadsheet
 // would run carries a leading ' in the export; one that began with ' before
 // such a character already reads the same, so both readings are tried
-// against the row's hash.
+// against the row's hash. A leading UTF-8 byte-order mark is skipped.
 func ExportCSVFile(r io.Reader, manifest *store.Manifest, keys map[string]ed25519.PublicKey) (ExportResult, error) {
 	var c exportChecker
 	body := sha256.New()
-	cr := &csvReader{r: bufio.NewReaderSize(io.TeeReader(r, body), 64<<10)}
+	// The byte-order mark of bom=1 is not part of the body the manifest hashes.
+	br := bufio.NewReader(r)
+	if mark, err := br.Peek(len(utf8BOM)); err == nil && string(mark) == utf8BOM {
+		br.Discard(len(utf8BOM))
+	}
+	cr := &csvReader{r: bufio.NewReaderSize(io.TeeReader(br, body), 64<<10)}
 	header, _, err := cr.record()
 	if err != nil {
 		return c.res, fmt.Errorf("read the CSV header: %w", err)
