@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -200,4 +201,21 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 			t.Errorf("%s: %+v %v, %v", c.name, res, res.Break, err)
 		}
 	}
+}
+
+// The NDJSON export shares the CSV export's limits, and streams as it does:
+// an org running one of each has no slot left for a third of either, and
+// clients that hang up stop their queries.
+func TestNDJSONExportSharesTheLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{ExportFloorWindow: time.Minute})
+	org, token := b.owner(t, "enterprise")
+	b.manyEvents(t, org, 100_000)
+	conns := []io.Closer{b.startExport(t, org, token, "csv"), b.startExport(t, org, token, "ndjson")} // and never read
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=ndjson", token)
+	wantProblem(t, resp, body, http.StatusTooManyRequests)
+	for _, c := range conns {
+		c.Close()
+	}
+	b.waitNoExport(t, "their clients hung up")
 }
