@@ -159,8 +159,8 @@ func TestExportsCarryTheProof(t *testing.T) {
 
 // The CSV export verifies offline with its trailer: cells a spreadsheet
 // would run (neutralised), a value that began with ' before one (read
-// back as it was), an empty target (a quoted empty cell) and none; a
-// changed cell breaks its row.
+// back as it was), an empty target (a quoted empty cell) and none, cells
+// with quotes and line breaks; a changed cell breaks its row.
 func TestCSVExportVerifiesOffline(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{RateLimit: math.Inf(1)})
@@ -172,8 +172,14 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sealtest.WaitSealed(t, b.admin, org, 4)
-	sealtest.WaitCheckpoint(t, b.admin, org, 4)
+	// Cells RFC 4180 quotes: commas, quotes, line breaks (CRLF too), unicode.
+	_, err := b.admin.Exec(context.Background(), "SELECT audit.log_event($1, 'cluster.token_rotated', $2, $3::jsonb)",
+		org, "a, \"b\"\r\nc", `{"x": "y,\"z\"\nw", "n": [1.50, "Zürich 東京"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealtest.WaitSealed(t, b.admin, org, 5)
+	sealtest.WaitCheckpoint(t, b.admin, org, 5)
 	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%d %s", resp.StatusCode, body)
@@ -185,7 +191,7 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	keys := map[string]ed25519.PublicKey{chain.KeyID(pub): pub}
 	res, err := verify.ExportCSVFile(bytes.NewReader(body), m, keys)
-	if err != nil || res.Break != nil || res.Recomputed != 4 || !res.CheckpointInFile || res.Tied != 4 {
+	if err != nil || res.Break != nil || res.Recomputed != 5 || !res.CheckpointInFile || res.Tied != 5 {
 		t.Fatalf("the export as served: %+v %v, %v\n%s", res, res.Break, err, body)
 	}
 	for _, c := range []struct{ name, old, new string }{
