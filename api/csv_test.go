@@ -194,7 +194,7 @@ func TestCSVCutsOffAClientThatStopsReading(t *testing.T) {
 	org, token := b.owner(t, "enterprise")
 	b.manyEvents(t, org, 100_000)
 
-	conn := b.startExport(t, org, token)
+	conn := b.startExport(t, org, token, "csv")
 	start := time.Now()
 	// ... and never read.
 
@@ -225,7 +225,7 @@ func TestCSVCutsOffAClientBelowTheFloor(t *testing.T) {
 	org, token := b.owner(t, "enterprise")
 	b.manyEvents(t, org, 100_000)
 
-	conn := b.startExport(t, org, token)
+	conn := b.startExport(t, org, token, "csv")
 	start := time.Now()
 	read := 0
 	for {
@@ -267,7 +267,7 @@ func TestCSVExportsLimitedPerOrg(t *testing.T) {
 	org, token := b.owner(t, "enterprise")
 	b.manyEvents(t, org, 100_000)
 	for range 2 {
-		b.startExport(t, org, token) // and never read
+		b.startExport(t, org, token, "csv") // and never read
 	}
 	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
 	wantProblem(t, resp, body, http.StatusTooManyRequests)
@@ -283,17 +283,17 @@ func TestCSVExportsLimitedPerOrg(t *testing.T) {
 	}
 }
 
-// startExport asks for org's CSV export on a connection of its own, waits for the response's status line (the export
-// then holds its slots) and returns the connection, closed at the end of
-// the test.
-func (b *testBundle) startExport(t *testing.T, org, token string) net.Conn {
+// startExport asks for org's export in format on a connection of its own,
+// waits for the response's status line (the export then holds its slots)
+// and returns the connection, closed at the end of the test.
+func (b *testBundle) startExport(t *testing.T, org, token, format string) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(b.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /api/orgs/%s/audit?format=csv HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", org, token)
+	fmt.Fprintf(conn, "GET /api/orgs/%s/audit?format=%s HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", org, format, token)
 	status := make([]byte, len("HTTP/1.1 200"))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -158,8 +159,8 @@ func TestExportsCarryTheProof(t *testing.T) {
 
 // The CSV export verifies offline with its trailer: cells a spreadsheet
 // would run (neutralised), a value that began with ' before one (read
-// back as it was), an empty target (a quoted empty cell) and none; a
-// changed cell breaks its row.
+// back as it was), an empty target (a quoted empty cell) and none, cells
+// with quotes and line breaks; a changed cell breaks its row.
 func TestCSVExportVerifiesOffline(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{RateLimit: math.Inf(1)})
@@ -171,8 +172,14 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sealtest.WaitSealed(t, b.admin, org, 4)
-	sealtest.WaitCheckpoint(t, b.admin, org, 4)
+	// Cells RFC 4180 quotes: commas, quotes, line breaks (CRLF too), unicode.
+	_, err := b.admin.Exec(context.Background(), "SELECT audit.log_event($1, 'cluster.token_rotated', $2, $3::jsonb)",
+		org, "a, \"b\"\r\nc", `{"x": "y,\"z\"\nw", "n": [1.50, "Zürich 東京"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealtest.WaitSealed(t, b.admin, org, 5)
+	sealtest.WaitCheckpoint(t, b.admin, org, 5)
 	pub := key.Public().(ed25519.PublicKey)
 	keys := map[string]ed25519.PublicKey{chain.KeyID(pub): pub}
 	// The Activity page's Export asks for a byte-order mark, which the
@@ -185,7 +192,7 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := verify.ExportCSVFile(bytes.NewReader(withBOM), m, keys); err != nil || res.Break != nil || res.Recomputed != 4 {
+	if res, err := verify.ExportCSVFile(bytes.NewReader(withBOM), m, keys); err != nil || res.Break != nil || res.Recomputed != 5 {
 		t.Fatalf("the export with a byte-order mark: %+v %v, %v", res, res.Break, err)
 	}
 	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv", token)
@@ -196,7 +203,7 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := verify.ExportCSVFile(bytes.NewReader(body), m, keys)
-	if err != nil || res.Break != nil || res.Recomputed != 4 || !res.CheckpointInFile || res.Tied != 4 {
+	if err != nil || res.Break != nil || res.Recomputed != 5 || !res.CheckpointInFile || res.Tied != 5 {
 		t.Fatalf("the export as served: %+v %v, %v\n%s", res, res.Break, err, body)
 	}
 	for _, c := range []struct{ name, old, new string }{
@@ -212,4 +219,21 @@ func TestCSVExportVerifiesOffline(t *testing.T) {
 			t.Errorf("%s: %+v %v, %v", c.name, res, res.Break, err)
 		}
 	}
+}
+
+// The NDJSON export shares the CSV export's limits, and streams as it does:
+// an org running one of each has no slot left for a third of either, and
+// clients that hang up stop their queries.
+func TestNDJSONExportSharesTheLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{ExportFloorWindow: time.Minute})
+	org, token := b.owner(t, "enterprise")
+	b.manyEvents(t, org, 100_000)
+	conns := []io.Closer{b.startExport(t, org, token, "csv"), b.startExport(t, org, token, "ndjson")} // and never read
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit?format=ndjson", token)
+	wantProblem(t, resp, body, http.StatusTooManyRequests)
+	for _, c := range conns {
+		c.Close()
+	}
+	b.waitNoExport(t, "their clients hung up")
 }
