@@ -111,7 +111,8 @@ func New(cfg Config) http.Handler {
 	}
 	s.guards = guards{
 		failures:          newLimiter(failedAuthRate, failedAuthBurst, s.now),
-		unknownTokens:     newTokenCache(unknownTokenTTL),
+		unknownTokens:     newTokenCache(tokenCacheTTL),
+		knownTokens:       newTokenCache(tokenCacheTTL),
 		orgExports:        newOrgExports(cmp.Or(cfg.MaxOrgExports, 2)),
 		exportFloorBytes:  cmp.Or(cfg.ExportFloorBytes, 256<<10),
 		exportFloorWindow: cmp.Or(cfg.ExportFloorWindow, 10*time.Second),
@@ -169,6 +170,7 @@ type server struct {
 type guards struct {
 	failures          *limiter    // failed authentications per client address
 	unknownTokens     *tokenCache // token hashes the database did not know
+	knownTokens       *tokenCache // token hashes the database knew
 	orgExports        *orgExports // Config.MaxOrgExports
 	exportFloorBytes  int         // Config.ExportFloorBytes
 	exportFloorWindow time.Duration

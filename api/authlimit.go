@@ -17,35 +17,46 @@ import (
 // Guards against guessing tokens: each client address may fail
 // authentication failedAuthRate times a second on average, in bursts of
 // failedAuthBurst (429 past that, before any lookup), and a token the
-// database did not know is answered 401 from memory for unknownTokenTTL.
+// database did not know is answered 401 from memory for tokenCacheTTL. A
+// token the database knew within tokenCacheTTL is no guess: its lookups
+// skip the per-address guard, so its owner's concurrent requests (which
+// the guard would count as attempts that may fail) are never refused for it.
 const (
 	failedAuthRate  = 1
 	failedAuthBurst = 10
-	unknownTokenTTL = 30 * time.Second
+	tokenCacheTTL   = 30 * time.Second
 )
 
 // checkToken looks a personal access token up for authenticate and signIn,
 // behind the guards: a token known to be bad costs no query, and an address
-// that failed too often gets no lookup at all.
+// that failed too often gets no lookup at all, unless for a token known to
+// be good (which is still looked up: it may have been revoked since).
 func (s *server) checkToken(c *gin.Context, token, org string) (store.Principal, error) {
 	hash := pat.Hash(token)
 	if s.unknownTokens.has(hash) {
 		return store.Principal{}, store.ErrUnauthenticated
 	}
-	addr := clientKey(c)
-	if wait := s.failures.begin(addr); wait > 0 {
-		return store.Principal{}, tooManyRequests(fmt.Sprintf(
-			"too many failed authentications from your address (%d a second, bursts of %d); retry in %s",
-			failedAuthRate, failedAuthBurst, wait.Round(time.Millisecond)), wait)
+	addr, guarded := clientKey(c), !s.knownTokens.has(hash)
+	if guarded {
+		if wait := s.failures.begin(addr); wait > 0 {
+			return store.Principal{}, tooManyRequests(fmt.Sprintf(
+				"too many failed authentications from your address (%d a second, bursts of %d); retry in %s",
+				failedAuthRate, failedAuthBurst, wait.Round(time.Millisecond)), wait)
+		}
 	}
 	ctx, cancel := s.queryContext(c)
 	defer cancel()
 	p, err := s.store.Authenticate(ctx, hash, org, s.asOf())
 	failed := errors.Is(err, store.ErrUnauthenticated)
-	if failed {
+	switch {
+	case failed:
 		s.unknownTokens.add(hash)
+	case err == nil:
+		s.knownTokens.add(hash)
 	}
-	s.failures.end(addr, failed)
+	if guarded {
+		s.failures.end(addr, failed)
+	}
 	return p, err
 }
 
@@ -87,8 +98,8 @@ func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 }
 
 // tokenCache remembers hashes of tokens the database did not know (unknown,
-// expired or revoked) for ttl, at most maxBuckets of them. It keeps real
-// time: the ttl is there for a token minted meanwhile.
+// expired or revoked), or did, for ttl, at most maxBuckets of them. It keeps
+// real time: the ttl is there for a token minted (or revoked) meanwhile.
 type tokenCache struct {
 	ttl time.Duration
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -64,12 +65,57 @@ func (b *testBundle) failUntilLimited(t *testing.T, method, path, forwardedFor s
 	}
 }
 
+// lockPATs locks cloud.pats against every lookup until the test ends, or
+// until it calls the function returned.
+func (b *testBundle) lockPATs(t *testing.T) (unlock func()) {
+	ctx := context.Background()
+	tx, err := b.admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock = func() { _ = tx.Rollback(ctx) }
+	t.Cleanup(unlock)
+	if _, err := tx.Exec(ctx, "LOCK cloud.pats IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
+
+// atOnce sends n requests for the catalog at once, each with a token from
+// token, runs meanwhile, and counts the statuses they get.
+func (b *testBundle) atOnce(t *testing.T, n int, token func() string, meanwhile func()) map[int]int {
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, b.base+"/api/audit/actions", nil)
+			req.Header.Set("Authorization", "Bearer "+token())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	meanwhile()
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for status := range statuses {
+		count[status]++
+	}
+	return count
+}
+
 // loopback trusts the test client as a proxy.
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 
 // TestFailedAuthIsLimitedPerAddress: guessing tokens from one address gets
-// 429 (for any token, the real owner's too) while an owner at another
-// address still gets 200; an IPv6 client counts as its /64.
+// 429 (for any token not known good, the real owner's too) while an owner at
+// another address still gets 200, and then from the limited address too;
+// an IPv6 client counts as its /64.
 func TestFailedAuthIsLimitedPerAddress(t *testing.T) {
 	t.Parallel()
 	start := time.Now() // a fixed clock: no failure is forgiven while the test runs
@@ -91,11 +137,17 @@ func TestFailedAuthIsLimitedPerAddress(t *testing.T) {
 		t.Fatalf("owner behind a spoofed X-Forwarded-For entry: %d %s", resp.StatusCode, body)
 	}
 
-	b.failUntilLimited(t, http.MethodGet, events, "2001:db8:1:2::1")
-	resp, body = b.call(t, http.MethodGet, events, token, "2001:db8:1:2:ffff::9")
+	org2, token2 := b.owner(t, "team")
+	events2 := "/api/orgs/" + org2 + "/audit"
+	b.failUntilLimited(t, http.MethodGet, events2, "2001:db8:1:2::1")
+	resp, body = b.call(t, http.MethodGet, events2, token2, "2001:db8:1:2:ffff::9")
 	wantProblem(t, resp, body, http.StatusTooManyRequests)
-	if resp, body := b.call(t, http.MethodGet, events, token, "2001:db8:1:3::1"); resp.StatusCode != http.StatusOK {
+	if resp, body := b.call(t, http.MethodGet, events2, token2, "2001:db8:1:3::1"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("owner in another /64: %d %s", resp.StatusCode, body)
+	}
+	// A token that worked a moment ago is no guess: the guard lets it by.
+	if resp, body := b.call(t, http.MethodGet, events2, token2, "2001:db8:1:2::1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("owner's token known good, from the limited /64: %d %s", resp.StatusCode, body)
 	}
 }
 
@@ -105,28 +157,8 @@ func TestConcurrentGuessesCannotOverdraw(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	b := setup(t, Config{Now: func() time.Time { return start }})
-	statuses := make(chan int, 64)
-	var wg sync.WaitGroup
-	for range cap(statuses) {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodGet, b.base+"/api/audit/actions", nil)
-			req.Header.Set("Authorization", "Bearer "+pat.Generate())
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			statuses <- resp.StatusCode
-		})
-	}
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for status := range statuses {
-		count[status]++
-	}
-	if count[http.StatusUnauthorized] > failedAuthBurst || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != cap(statuses) {
+	count := b.atOnce(t, 64, pat.Generate, func() {})
+	if count[http.StatusUnauthorized] > failedAuthBurst || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != 64 {
 		t.Fatalf("%v: want at most %d 401s, the rest 429", count, failedAuthBurst)
 	}
 }
@@ -172,15 +204,7 @@ func TestUnknownTokenAnsweredWithoutTheDatabase(t *testing.T) {
 		t.Fatalf("unknown token: %d %s", resp.StatusCode, body)
 	}
 
-	ctx := context.Background()
-	tx, err := b.admin.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK cloud.pats IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	b.lockPATs(t)
 	client := &http.Client{Timeout: time.Second}
 	get := func(token string) (int, error) {
 		req, _ := http.NewRequest(http.MethodGet, b.base+"/api/audit/actions", nil)
@@ -226,5 +250,26 @@ func TestParseTrustedProxies(t *testing.T) {
 	}
 	if _, err := ParseTrustedProxies("10.0.0.0/8,proxy.example"); err == nil || !strings.Contains(err.Error(), "proxy.example") {
 		t.Fatalf("a host name: %v, want an error naming it", err)
+	}
+}
+
+// TestKnownTokenNotLimitedByItsOwnConcurrency: twice the burst of requests
+// at once with a token that worked a moment ago, from one address, all
+// waiting on a locked cloud.pats, all get their answer once it is
+// released: they are not counted as guesses that may fail.
+func TestKnownTokenNotLimitedByItsOwnConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	_, token := b.owner(t, "team")
+	if resp, body := b.call(t, http.MethodGet, "/api/audit/actions", token, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("owner: %d %s", resp.StatusCode, body)
+	}
+	unlock := b.lockPATs(t)
+	count := b.atOnce(t, 2*failedAuthBurst, func() string { return token }, func() {
+		time.Sleep(500 * time.Millisecond)
+		unlock()
+	})
+	if count[http.StatusOK] != 2*failedAuthBurst {
+		t.Errorf("%d requests at once with a known token: %v, want every one 200", 2*failedAuthBurst, count)
 	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/auditlog/auditlog/internal/store"
 )
 
-// eventColumns are the event column names of DESIGN.md, as the JSON and the
+// eventColumns are the event column names of docs/api.md, as the JSON and the
 // CSV header use them.
 func eventColumns() []string {
 	var cols []string

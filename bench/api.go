@@ -36,7 +36,7 @@ import (
 const apiDatabase = "auditlog_bench_api"
 
 // tierLoad is how many orgs and events a tier gets, spread evenly over its
-// days: DESIGN.md's 10M events, 6M enterprise over 366 daily leaves, 3M team
+// days: the design's scale of 10M events, 6M enterprise over 366 daily leaves, 3M team
 // over 31, 1M free over 8, in 1,000 orgs. One enterprise org holds the
 // bigExport events the export is measured on.
 type tierLoad struct {
