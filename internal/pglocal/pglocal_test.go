@@ -135,3 +135,43 @@ func queryRow(ctx context.Context, url, sql string, dest ...any) error {
 	defer conn.Close(ctx)
 	return conn.QueryRow(ctx, sql).Scan(dest...)
 }
+
+// A Start interrupted while initdb runs (a Ctrl-C on the first make run)
+// leaves nothing a later Start takes for a cluster: that one initialises it
+// anew, and it serves on its socket.
+func TestInitdbCutShortIsRedone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("initialises a cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := shortTempDir(t)
+
+	// Interrupted once initdb has written its first files.
+	startCtx, interrupt := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for startCtx.Err() == nil {
+			if m, _ := filepath.Glob(filepath.Join(dir, "*", "PG_VERSION")); len(m) > 0 {
+				interrupt()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	c, err := pglocal.Start(startCtx, pglocal.Options{Dir: dir})
+	interrupt()
+	<-watched
+	if err == nil {
+		c.Close(ctx)
+		t.Fatal("Start finished before the interruption; nothing was cut short")
+	}
+
+	again, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Start after an interrupted initdb: %v", err)
+	}
+	defer again.Close(ctx)
+	exec(t, ctx, again.URL("postgres"), "SELECT 1")
+}
