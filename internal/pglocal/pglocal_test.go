@@ -22,12 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // second user, and checks that only the last user's Close stops the server
 // and that a later Start brings the same data back.
 func TestClusterLifecycle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("initialises a cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := shortTempDir(t)
+	ctx, dir := clusterTest(t)
 
 	first, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
 	if err != nil {
@@ -90,6 +85,18 @@ func TestDefaultDirIsKeyedByProject(t *testing.T) {
 	}
 }
 
+// clusterTest skips a test that initialises a cluster under -short, else
+// gives it two minutes and a fresh directory.
+func clusterTest(t *testing.T) (context.Context, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("initialises a cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, shortTempDir(t)
+}
+
 // shortTempDir is a directory short enough for a unix socket path, which
 // t.TempDir's long names can exceed, and reachable by the server's user.
 func shortTempDir(t *testing.T) string {
@@ -140,12 +147,7 @@ func queryRow(ctx context.Context, url, sql string, dest ...any) error {
 // leaves nothing a later Start takes for a cluster: that one initialises it
 // anew, and it serves on its socket.
 func TestInitdbCutShortIsRedone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("initialises a cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := shortTempDir(t)
+	ctx, dir := clusterTest(t)
 
 	// Interrupted once initdb has written its first files.
 	startCtx, interrupt := context.WithCancel(ctx)
