@@ -19,7 +19,7 @@ const MinMajorVersion = 15
 var ErrNoBinaries = errors.New("no PostgreSQL server binaries found (looked in $PG_BINDIR, PATH, " +
 	"`pg_config --bindir`, /usr/lib/postgresql/*/bin and Homebrew); install them with " +
 	"`apt-get install postgresql` (Debian/Ubuntu) or `brew install postgresql` (macOS), " +
-	"or set DATABASE_URL to a server you already run")
+	"or set PG_BINDIR to them; most tests may use a server you already run instead (TEST_DATABASE_URL)")
 
 // FindBinDir returns the directory holding initdb, pg_ctl and postgres of
 // version MinMajorVersion or newer, searching in the order a developer would

@@ -11,10 +11,14 @@ func TestFindBinDirExplainsHowToInstall(t *testing.T) {
 	if !errors.Is(err, ErrNoBinaries) {
 		t.Fatalf("got %v, want ErrNoBinaries", err)
 	}
-	for _, want := range []string{"apt-get install postgresql", "brew install postgresql", "DATABASE_URL"} {
+	for _, want := range []string{"apt-get install postgresql", "brew install postgresql", "PG_BINDIR", "(TEST_DATABASE_URL)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+	// Neither dev nor the tests read DATABASE_URL.
+	if strings.Contains(err.Error(), "set DATABASE_URL") {
+		t.Errorf("error %q points at DATABASE_URL", err)
 	}
 }
 

@@ -289,16 +289,25 @@ func serverUser() (*user.User, error) {
 	return user.Lookup("auditlog-pg")
 }
 
+// initdb makes the cluster, which has no PG_VERSION yet, in a directory
+// aside and moves it into place once configured: an initdb cut short (a
+// Ctrl-C on the first run) leaves nothing a later Start takes for a cluster.
 func (c *Cluster) initdb(ctx context.Context) error {
 	c.logger.Info("initialising local PostgreSQL cluster", "dir", c.dir, "bin", c.binDir)
-	cmd := c.command(ctx, "initdb", "-D", c.dataDir(), "-U", Superuser, "-A", "trust",
+	tmp := c.dataDir() + ".init"
+	for _, d := range []string{tmp, c.dataDir()} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove an unfinished cluster: %w", err)
+		}
+	}
+	cmd := c.command(ctx, "initdb", "-D", tmp, "-U", Superuser, "-A", "trust",
 		"-E", "UTF8", "--no-locale", "--no-sync")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb %s: %v: %s", c.dataDir(), err, bytes.TrimSpace(out))
+		return fmt.Errorf("initdb %s: %v: %s", tmp, err, bytes.TrimSpace(out))
 	}
 	conf := append([]string{"", "# auditlog local cluster"}, settings...)
 	conf = append(conf, "unix_socket_directories = '"+c.dir+"'", "")
-	f, err := os.OpenFile(filepath.Join(c.dataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(tmp, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -306,7 +315,10 @@ func (c *Cluster) initdb(ctx context.Context) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.dataDir())
 }
 
 // Running reports whether the server is up, whoever started it; after Close,

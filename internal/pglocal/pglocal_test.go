@@ -22,12 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // second user, and checks that only the last user's Close stops the server
 // and that a later Start brings the same data back.
 func TestClusterLifecycle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("initialises a cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := shortTempDir(t)
+	ctx, dir := clusterTest(t)
 
 	first, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
 	if err != nil {
@@ -90,6 +85,18 @@ func TestDefaultDirIsKeyedByProject(t *testing.T) {
 	}
 }
 
+// clusterTest skips a test that initialises a cluster under -short, else
+// gives it two minutes and a fresh directory.
+func clusterTest(t *testing.T) (context.Context, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("initialises a cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, shortTempDir(t)
+}
+
 // shortTempDir is a directory short enough for a unix socket path, which
 // t.TempDir's long names can exceed, and reachable by the server's user.
 func shortTempDir(t *testing.T) string {
@@ -134,4 +141,39 @@ func queryRow(ctx context.Context, url, sql string, dest ...any) error {
 	}
 	defer conn.Close(ctx)
 	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// A Start interrupted while initdb runs (a Ctrl-C on the first make run)
+// leaves nothing a later Start takes for a cluster: that one initialises it
+// anew, and it serves on its socket.
+func TestInitdbCutShortIsRedone(t *testing.T) {
+	ctx, dir := clusterTest(t)
+
+	// Interrupted once initdb has written its first files.
+	startCtx, interrupt := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for startCtx.Err() == nil {
+			if m, _ := filepath.Glob(filepath.Join(dir, "*", "PG_VERSION")); len(m) > 0 {
+				interrupt()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	c, err := pglocal.Start(startCtx, pglocal.Options{Dir: dir})
+	interrupt()
+	<-watched
+	if err == nil {
+		c.Close(ctx)
+		t.Fatal("Start finished before the interruption; nothing was cut short")
+	}
+
+	again, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Start after an interrupted initdb: %v", err)
+	}
+	defer again.Close(ctx)
+	exec(t, ctx, again.URL("postgres"), "SELECT 1")
 }
