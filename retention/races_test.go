@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/retention"
 )
 
@@ -268,5 +269,102 @@ func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
 				t.Error("the event the upgrade keeps is lost with the half-detached leaf")
 			}
 		})
+	}
+}
+
+// A writer that read the org's plan before a change writes its event to the
+// old tier after it: a REPEATABLE READ transaction whose snapshot predates
+// the change, or a READ COMMITTED one that logs while the change is not
+// committed yet and commits after it. Whether it commits before the
+// worker's first pass or after it (a day after the change, its dates moved
+// back), its event is readable as soon as it commits, and ends in the
+// current plan's tier: the change is not re-tiered, and reads keep looking
+// at the old tier, while such a writer may still write.
+func TestStaleWriterEventIsNeverHidden(t *testing.T) {
+	t.Parallel()
+	for _, stale := range []string{"repeatable read", "read committed"} {
+		for _, commit := range []string{"before the pass", "after the pass"} {
+			t.Run(stale+", committed "+commit, func(t *testing.T) {
+				t.Parallel()
+				testStaleWriter(t, stale, commit == "after the pass")
+			})
+		}
+	}
+}
+
+func testStaleWriter(t *testing.T, stale string, late bool) {
+	ctx := context.Background()
+	b := setup(t)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	old := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})
+	writer, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close(ctx) })
+
+	// The writer reads the plan (free) before the change commits.
+	var w pgx.Tx
+	var change pgx.Tx
+	if stale == "repeatable read" {
+		if w, err = writer.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}); err == nil {
+			_, err = w.Exec(ctx, "SELECT 1") // takes the transaction's snapshot
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, b.pool, "UPDATE cloud.orgs SET plan = 'team' WHERE id = $1", org)
+	} else {
+		change = beginPlanChange(t, b.pool, org, "team", time.Now())
+		if w, err = writer.Begin(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ev string
+	if err := w.QueryRow(ctx, "SELECT audit.log_event($1, 'auth.signout')", org).Scan(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if change != nil {
+		if err := change.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func() {
+		t.Helper()
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if inTier(t, b.pool, "free", ev) != 1 {
+			t.Fatal("the writer's event is not in the old tier: the test proves nothing")
+		}
+		if !readable(t, b.pool, org, ev) {
+			t.Error("the writer's event is hidden once committed")
+		}
+	}
+	if !late {
+		commit()
+	}
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+	if !readable(t, b.pool, org, old) {
+		t.Error("the org's older event is hidden after the first pass")
+	}
+	if late {
+		if len(r.Retiered) != 0 {
+			t.Errorf("re-tiered %+v while a writer that read the old plan is open", r.Retiered)
+		}
+		commit()
+		exec(t, b.pool, `UPDATE audit.plan_changes SET changed_at = changed_at - interval '1 day',
+			keep_since = keep_since - interval '1 day' WHERE org_id = $1`, org)
+		runOnce(t, b.worker(t, retention.Config{}))
+	}
+
+	for _, id := range []string{old, ev} {
+		if inTier(t, b.pool, "team", id) != 1 || !readable(t, b.pool, org, id) {
+			t.Errorf("event %s is not readable in the team tier after the passes", id)
+		}
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org); n != 0 {
+		t.Error("the plan change is still pending after the passes")
 	}
 }
