@@ -22,6 +22,7 @@ const (
 	expiredLeavesSQL = `SELECT tier, leaf, coalesce(detach_sql, '') AS detach_sql FROM audit.expired_leaves($1)`
 	dropLeafSQL      = `SELECT audit.drop_leaf($1, $2)`
 
+	fenceSQL          = `SELECT audit.fence_plan_changes()`
 	pendingChangesSQL = `SELECT id, org_id::text, from_tier, to_tier, ready, to_move, to_remove
 		FROM audit.pending_plan_changes($1)`
 	retierSQL = `SELECT moved, removed, done FROM audit.retier($1, $2, $3)`

@@ -183,8 +183,9 @@ type Retier struct {
 	// Done is true once the org has nothing left in FromTier.
 	Done bool
 	// Waiting is true for a change not ready yet: a transaction that may
-	// still write to an old tier of the org is running. Only dry runs list
-	// such changes.
+	// still write to an old tier of the org is running, or (in a dry run,
+	// which fences nothing) no pass has fenced the change yet. Only dry runs
+	// list such changes.
 	Waiting bool
 }
 
@@ -414,9 +415,33 @@ type pendingChange struct {
 	ToRemove int64  `db:"to_remove"`
 }
 
+// fence fences the plan changes no snapshot can miss any more
+// (audit.fence_plan_changes), then, while fenced changes still wait for
+// transactions older than their fence (usually a moment from ending), looks
+// again after Backoff, doubling, at most Retries times: so a change is
+// re-tiered in the pass that fences it, not an interval later.
+func (p *pass) fence(ctx context.Context) error {
+	wait := p.w.cfg.Backoff
+	for attempt := 0; ; attempt++ {
+		var waiting int
+		if err := p.conn.QueryRow(ctx, fenceSQL).Scan(&waiting); err != nil || waiting == 0 || attempt >= p.w.cfg.Retries {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
 // retier moves the events of orgs whose plan changed, batch by batch (or
 // counts them, dry).
 func (p *pass) retier(ctx context.Context) {
+	if !p.dry {
+		p.fail("fence plan changes", p.fence(ctx))
+	}
 	changes, err := list[pendingChange](ctx, p, pendingChangesSQL)
 	if err != nil {
 		p.fail("list plan changes", err)

@@ -34,6 +34,7 @@ GRANT EXECUTE ON FUNCTION
   audit.premake_leaves(integer, timestamptz),
   audit.expired_leaves(timestamptz),
   audit.drop_leaf(text, timestamptz),
+  audit.fence_plan_changes(),
   audit.pending_plan_changes(timestamptz),
   audit.retier(bigint, integer, timestamptz),
   audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[])

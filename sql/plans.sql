@@ -2,15 +2,24 @@
 -- and how far back its current plan lets anyone see.
 
 -- audit.record_plan_change is the trigger on cloud.orgs that notes a plan
--- change for the retention worker (sql/cloud_triggers.sql attaches it).
+-- change for the retention worker (sql/cloud_triggers.sql attaches it). It
+-- takes its lock on audit.plan_changes first and the instant of the change
+-- after: a drop of a detached leaf (audit.drop_leaf) holds the table in SHARE
+-- mode while it keeps what the orgs' plans still retain of the leaf's day, so
+-- a change that commits after such a drop is dated after it and claims
+-- nothing of that day (keep_since), and one that commits before is seen.
 CREATE OR REPLACE FUNCTION audit.record_plan_change() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_at timestamptz;
 BEGIN
-  INSERT INTO audit.plan_changes (org_id, from_tier, to_tier, keep_since)
-  SELECT NEW.id, OLD.plan, NEW.plan, now() - t.retention
+  LOCK TABLE audit.plan_changes IN ROW EXCLUSIVE MODE;
+  v_at := clock_timestamp();
+  INSERT INTO audit.plan_changes (org_id, from_tier, to_tier, changed_at, keep_since)
+  SELECT NEW.id, OLD.plan, NEW.plan, v_at, v_at - t.retention
   FROM audit.tiers t WHERE t.tier = OLD.plan;
   RETURN NULL;
 END

@@ -152,14 +152,62 @@ END;
 COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
   'Leaves wholly past their tier''s retention as of now and needed by no pending plan change, or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
 
+-- audit.keep_from_leaf copies, out of a leaf already detached from its tier
+-- table, the events of every org whose current plan still keeps part of the
+-- leaf's day (from the org's floor, audit.retention_floor as of `now`) into
+-- the table of that plan's tier, and returns how many. The caller drops the
+-- leaf next, in the same transaction. It first holds audit.plan_changes in
+-- SHARE mode until then: a plan change committed before (even while the
+-- detach waited for readers, or before a crash left the detach pending) is
+-- seen and honoured, and one not committed yet waits for the drop and is
+-- dated after it (audit.record_plan_change), claiming nothing of the day.
+-- Only an org that left the leaf's tier can keep any of it: the leaf has
+-- expired for that tier.
+CREATE OR REPLACE FUNCTION audit.keep_from_leaf(leaf text, tier text, day date, now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  o      record;
+  v_any  boolean;
+  v_n    bigint;
+  v_kept bigint := 0;
+BEGIN
+  LOCK TABLE audit.plan_changes IN SHARE MODE;
+  FOR o IN
+    SELECT c.org_id, g.plan, f.floor
+    FROM (SELECT DISTINCT p.org_id FROM audit.plan_changes p WHERE p.from_tier = keep_from_leaf.tier) c
+    JOIN cloud.orgs g ON g.id = c.org_id
+    JOIN audit.tiers t ON t.tier = g.plan
+    CROSS JOIN LATERAL (SELECT audit.retention_floor(c.org_id, t.retention, keep_from_leaf.now) AS floor) f
+    WHERE g.plan <> keep_from_leaf.tier AND f.floor < (keep_from_leaf.day + 1)::timestamp AT TIME ZONE 'UTC'
+  LOOP
+    EXECUTE format('SELECT EXISTS (SELECT FROM audit.%I e WHERE e.org_id = $1 AND e.occurred_at >= $2)', keep_from_leaf.leaf)
+      INTO v_any USING o.org_id, o.floor;
+    CONTINUE WHEN NOT v_any;
+    PERFORM audit.make_leaf(o.plan, keep_from_leaf.day);
+    EXECUTE format('INSERT INTO audit.%I SELECT e.* FROM audit.%I e WHERE e.org_id = $1 AND e.occurred_at >= $2 ON CONFLICT DO NOTHING',
+                   'events_' || o.plan, keep_from_leaf.leaf)
+      USING o.org_id, o.floor;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    v_kept := v_kept + v_n;
+  END LOOP;
+  RETURN v_kept;
+END
+$$;
+COMMENT ON FUNCTION audit.keep_from_leaf(text, text, date, timestamptz) IS
+  'Before a detached leaf is dropped: copies the events that their orgs'' current plans still keep to those plans'' tiers; holds plan changes off until the drop commits.';
+
 -- audit.drop_leaf retires an expired leaf as far as a function can: it
 -- finishes a concurrent detach left pending (DETACH ... FINALIZE) and drops
--- a detached leaf. It returns what it found or did: 'attached' (detach it
+-- a detached leaf, keeping first what the orgs' current plans still retain
+-- of its day (audit.keep_from_leaf). It returns what it found or did: 'attached' (detach it
 -- first), 'dropped', 'gone' (no such table), or 'kept' (a leaf beyond
 -- audit.premake_horizon that holds events: for a person to look at). Refuses
--- a leaf that has not expired and is not beyond the horizon, one a plan
--- change not re-tiered yet still needs (audit.leaf_needed_by), and a clock
--- later than the database's.
+-- a leaf that has not expired and is not beyond the horizon, an attached
+-- one a plan change not re-tiered yet still needs (audit.leaf_needed_by), and
+-- a clock later than the database's.
 CREATE OR REPLACE FUNCTION audit.drop_leaf(leaf text, now timestamptz DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -200,12 +248,6 @@ BEGIN
     RAISE EXCEPTION 'retention: leaf % expires at %, not yet (as of %)', drop_leaf.leaf, v_expires, v_now
       USING ERRCODE = 'AL013';
   END IF;
-  v_change := CASE WHEN NOT v_far THEN audit.leaf_needed_by(v_tier, v_end, v_now) END;
-  IF v_change IS NOT NULL THEN
-    RAISE EXCEPTION 'retention: leaf % may hold events that plan change % still has to move to its org''s new tier; not before it is re-tiered',
-      drop_leaf.leaf, v_change
-      USING ERRCODE = 'AL013', HINT = 'A pass re-tiers before it drops; the leaf goes in the pass that finishes the change.';
-  END IF;
   SELECT true, coalesce(i.inhdetachpending, false), i.inhrelid IS NOT NULL INTO v_found, v_pending, v_attached
   FROM pg_catalog.pg_class c
   LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = ('audit.events_' || v_tier)::regclass
@@ -213,10 +255,19 @@ BEGIN
   IF v_found IS NULL THEN
     RETURN 'gone';
   ELSIF v_attached AND NOT v_pending THEN
+    v_change := CASE WHEN NOT v_far THEN audit.leaf_needed_by(v_tier, v_end, v_now) END;
+    IF v_change IS NOT NULL THEN
+      RAISE EXCEPTION 'retention: leaf % may hold events that plan change % still has to move to its org''s new tier; not before it is re-tiered',
+        drop_leaf.leaf, v_change
+        USING ERRCODE = 'AL013', HINT = 'A pass re-tiers before it drops; the leaf goes in the pass that finishes the change.';
+    END IF;
     RETURN 'attached';
   ELSIF v_pending THEN
     -- Waits, holding the leaf, for transactions that may still see it.
     EXECUTE format('ALTER TABLE audit.%I DETACH PARTITION audit.%I FINALIZE', 'events_' || v_tier, drop_leaf.leaf);
+  END IF;
+  IF NOT v_far THEN
+    PERFORM audit.keep_from_leaf(drop_leaf.leaf, v_tier, (v_end AT TIME ZONE 'UTC')::date - 1, v_now);
   END IF;
   EXECUTE format('DROP TABLE audit.%I', drop_leaf.leaf);
   RETURN 'dropped';

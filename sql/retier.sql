@@ -97,24 +97,96 @@ $$;
 COMMENT ON FUNCTION audit.retier_next(uuid, text[], text, timestamptz, timestamptz) IS
   'Re-tiering: the oldest event of an org (at or after `after`) still to be moved or removed, and its tier.';
 
--- audit.retier_ready: whether a plan change may be re-tiered now: not
--- before every transaction that could still write the org's events to an
--- old tier has ended (the oldest running transaction is younger than this
--- change and than the org's earlier changes still pending).
+-- audit.held_xids lists what the other sessions of this database hold, as
+-- full transaction ids: each one's running transaction (xid) and the oldest
+-- transaction its snapshots may not see (xmin), and each prepared
+-- transaction. Only sessions of this database can read its plans or write
+-- its events; the retention worker's own session is left out.
+CREATE OR REPLACE FUNCTION audit.held_xids()
+RETURNS TABLE (pid integer, xid xid8, xmin xid8)
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+  WITH n AS (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::numeric AS next)
+  SELECT h.pid,
+         (n.next - ((n.next % 4294967296) - h.xid::text::numeric + 4294967296) % 4294967296)::text::xid8,
+         (n.next - ((n.next % 4294967296) - h.xmin::text::numeric + 4294967296) % 4294967296)::text::xid8
+  FROM n, (
+    SELECT a.pid, a.backend_xid AS xid, a.backend_xmin AS xmin
+    FROM pg_catalog.pg_stat_activity a
+    WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+      AND a.pid <> pg_catalog.pg_backend_pid()
+      AND (a.backend_xid IS NOT NULL OR a.backend_xmin IS NOT NULL)
+    UNION ALL
+    SELECT NULL, p.transaction, NULL
+    FROM pg_catalog.pg_prepared_xacts p
+    WHERE p.database = pg_catalog.current_database()
+  ) h;
+END;
+COMMENT ON FUNCTION audit.held_xids() IS
+  'The running transactions and snapshot horizons the other sessions of this database hold, and its prepared transactions, as full transaction ids.';
+
+-- audit.fence_plan_changes fences the plan changes not re-tiered yet that no
+-- snapshot held in this database can miss any more: it sets fence_xid to a
+-- transaction id assigned after it looked. A writer that read the org's plan
+-- before the change (a REPEATABLE READ transaction, or a statement racing
+-- the change) holds such a snapshot until its log_event is done; once it no
+-- longer does, the transaction that wrote the event has an id below the
+-- fence. So once no transaction older than the fence is running
+-- (audit.retier_ready), no event of the org can reach an old tier any more.
+-- It looks (first statement) before it takes its own transaction id (second):
+-- it must run in a transaction of its own. Returns how many changes are
+-- fenced and still waiting for older transactions to end.
+CREATE OR REPLACE FUNCTION audit.fence_plan_changes()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_ids     bigint[];
+  v_waiting integer;
+BEGIN
+  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+    RAISE EXCEPTION 'retention: fence plan changes in a transaction of its own' USING ERRCODE = 'AL014';
+  END IF;
+  SELECT array_agg(c.id) INTO v_ids
+  FROM audit.plan_changes c
+  WHERE c.retiered_at IS NULL AND c.fence_xid IS NULL
+    AND NOT EXISTS (
+      SELECT FROM audit.plan_changes p, audit.held_xids() h
+      WHERE p.org_id = c.org_id AND p.id <= c.id AND (p.retiered_at IS NULL OR p.id = c.id)
+        AND h.xmin <= p.changed_xid);
+  UPDATE audit.plan_changes c SET fence_xid = pg_current_xact_id() WHERE c.id = ANY (v_ids);
+  PERFORM pg_stat_clear_snapshot(); -- look at the sessions again, not as the first statement saw them
+  SELECT count(*) INTO v_waiting
+  FROM audit.plan_changes c
+  WHERE c.retiered_at IS NULL AND c.fence_xid IS NOT NULL
+    AND EXISTS (SELECT FROM audit.held_xids() h WHERE h.xid < c.fence_xid);
+  RETURN v_waiting;
+END
+$$;
+COMMENT ON FUNCTION audit.fence_plan_changes() IS
+  'Fences the pending plan changes no snapshot of this database can miss any more; returns how many fenced changes still wait for older transactions.';
+
+-- audit.retier_ready: whether a plan change may be re-tiered now: it is
+-- fenced (audit.fence_plan_changes) and no transaction older than its fence
+-- is running in this database, so no writer can still put the org's events
+-- in an old tier; an earlier change of the org has an older fence or none
+-- (the fence looked at all of them).
 CREATE OR REPLACE FUNCTION audit.retier_ready(change_id bigint, now timestamptz DEFAULT NULL)
 RETURNS boolean
 LANGUAGE sql
 STABLE
 BEGIN ATOMIC
   SELECT c.changed_at <= coalesce(retier_ready.now, pg_catalog.now())
-     AND NOT EXISTS (SELECT FROM audit.plan_changes p
-                     WHERE p.org_id = c.org_id AND p.id <= c.id AND (p.retiered_at IS NULL OR p.id = c.id)
-                       AND p.changed_xid >= pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))
+     AND c.fence_xid IS NOT NULL
+     AND NOT EXISTS (SELECT FROM audit.held_xids() h WHERE h.xid < c.fence_xid)
   FROM audit.plan_changes c
   WHERE c.id = retier_ready.change_id;
 END;
 COMMENT ON FUNCTION audit.retier_ready(bigint, timestamptz) IS
-  'Whether a plan change may be re-tiered: no transaction that could write to an old tier of the org is left.';
+  'Whether a plan change may be re-tiered: fenced, and no transaction older than the fence is left, so none can write to an old tier of the org.';
 
 -- audit.pending_plan_changes lists the plan changes to re-tier, with
 -- whether each is ready and how many events it would move and remove. Only

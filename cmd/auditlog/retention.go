@@ -161,7 +161,7 @@ func printPass(out io.Writer, r retention.Report) {
 		state := "done"
 		switch {
 		case c.Waiting:
-			state = "waiting for transactions that may still write to the old tier, or an earlier change"
+			state = "waiting: not fenced by a pass yet, or a transaction that may still write to the old tier is open"
 		case r.DryRun:
 			state = "ready"
 		case !c.Done:

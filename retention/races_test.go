@@ -1,0 +1,370 @@
+package retention_test
+
+// Plan changes racing the worker (docs/retention.md, "Plan changes racing
+// the worker"). Each test pauses the worker or a writer at a named point (a
+// reader the detach waits for, a plan change holding its lock, a
+// transaction's snapshot) and checks for that point in pg_stat_activity
+// before going on: no sleep decides an outcome.
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/retention"
+)
+
+// waitUntil polls a boolean query until it is true, failing the test after
+// 30 s: it waits for a state (a backend waiting), it decides nothing.
+func waitUntil(t *testing.T, pool *pgxpool.Pool, what, sql string, args ...any) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var ok bool
+		if err := pool.QueryRow(context.Background(), sql, args...).Scan(&ok); err != nil {
+			t.Fatalf("wait for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+// roleOf is the login role of a URL: pg_stat_activity names a backend's.
+func roleOf(t *testing.T, url string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.User
+}
+
+// beginPlanChange changes an org's plan in a transaction it leaves open,
+// dating the change `changed` (the instant the plan-change transaction
+// started, for a clock injected into the past).
+func beginPlanChange(t *testing.T, pool *pgxpool.Pool, org, plan string, changed time.Time) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, "UPDATE cloud.orgs SET plan = $2 WHERE id = $1", org, plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE audit.plan_changes p SET changed_at = $2::timestamptz, keep_since = $2::timestamptz - t.retention
+		FROM audit.tiers t
+		WHERE t.tier = p.from_tier AND p.id = (SELECT max(id) FROM audit.plan_changes WHERE org_id = $1)`, org, changed); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+func changePlan(t *testing.T, pool *pgxpool.Pool, org, plan string, changed time.Time) {
+	t.Helper()
+	if err := beginPlanChange(t, pool, org, plan, changed).Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readable says whether the API's reads show an event of an org: in one of
+// the tier tables audit.org_scope lists, at or after its floor.
+func readable(t *testing.T, pool *pgxpool.Pool, org, id string) bool {
+	t.Helper()
+	var floor time.Time
+	var tiers []string
+	if err := pool.QueryRow(context.Background(), "SELECT floor, tiers FROM audit.org_scope($1)", org).Scan(&floor, &tiers); err != nil {
+		t.Fatal(err)
+	}
+	for _, tier := range tiers {
+		if count(t, pool, "SELECT count(*) FROM audit.events_"+tier+" WHERE org_id = $1 AND id = $2 AND occurred_at >= $3", org, id, floor) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// stored counts an event in every tier table.
+func stored(t *testing.T, pool *pgxpool.Pool, id string) int {
+	t.Helper()
+	n := 0
+	for tier := range retentionOf {
+		n += inTier(t, pool, tier, id)
+	}
+	return n
+}
+
+// detachRace is a pass whose detach of an expired free leaf waits on a
+// reader: a free org has an event in that leaf, five minutes before the
+// day's end, and another free org one too.
+type detachRace struct {
+	b           testBundle
+	clock       time.Time // the pass's clock: the leaf expired at it
+	org, ev     string
+	other, leaf string
+	release     func() // ends the reader: the detach goes on
+	done        chan passResult
+}
+
+type passResult struct {
+	r   retention.Report
+	err error
+}
+
+func startDetachRace(t *testing.T) *detachRace {
+	t.Helper()
+	b := setup(t)
+	d := &detachRace{b: b, clock: midnight(), done: make(chan passResult, 1)}
+	when := d.clock.Add(-retentionOf["free"] - 5*time.Minute)
+	d.leaf = leafOf("free", when)
+	d.org = fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	d.ev = fixture.Event(t, b.pool, fixture.EventOpts{OrgID: d.org, OccurredAt: when})
+	other := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	d.other = fixture.Event(t, b.pool, fixture.EventOpts{OrgID: other, OccurredAt: when})
+	d.release = holdReader(t, b.url, d.leaf)
+
+	w := b.worker(t, retention.Config{Now: at(d.clock), LockTimeout: 30 * time.Second})
+	go func() {
+		r, err := w.RunOnce(context.Background())
+		d.done <- passResult{r, err}
+	}()
+	d.waitWorker(t, "the detach waiting for the reader", "wait_event = 'virtualxid'")
+	return d
+}
+
+// waitWorker waits until the worker's backend is in the given state.
+func (d *detachRace) waitWorker(t *testing.T, what, cond string) {
+	t.Helper()
+	waitUntil(t, d.b.pool, what, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE usename = $1 AND "+cond+")",
+		roleOf(t, d.b.workerURL))
+}
+
+// finish lets the detach go on and returns the pass's report.
+func (d *detachRace) finish(t *testing.T) retention.Report {
+	t.Helper()
+	d.release()
+	res := <-d.done
+	if res.err != nil {
+		t.Fatalf("pass: %v (report %+v)", res.err, res.r)
+	}
+	if !slices.Contains(res.r.Dropped, d.leaf) || leafExists(t, d.b.pool, d.leaf) {
+		t.Fatalf("dropped %v, want %s", res.r.Dropped, d.leaf)
+	}
+	if stored(t, d.b.pool, d.other) != 0 {
+		t.Error("the event of the org still on free is stored after its leaf's drop")
+	}
+	return res.r
+}
+
+// upgradeDuringDetach starts a detachRace and upgrades its org to
+// enterprise while the detach waits, the change dated ten minutes before the
+// leaf expired: the new plan keeps the event.
+func upgradeDuringDetach(t *testing.T) *detachRace {
+	t.Helper()
+	d := startDetachRace(t)
+	changePlan(t, d.b.pool, d.org, "enterprise", d.clock.Add(-10*time.Minute))
+	return d
+}
+
+// wantKept checks that the org's event is in a tier's table and readable.
+func (d *detachRace) wantKept(t *testing.T, tier string) {
+	t.Helper()
+	if inTier(t, d.b.pool, tier, d.ev) != 1 || !readable(t, d.b.pool, d.org, d.ev) {
+		t.Errorf("the event the org's plan keeps is not readable in the %s tier", tier)
+	}
+}
+
+// An upgrade that commits while the worker detaches the expired leaf
+// holding the org's day, or whose transaction is still open when the drop
+// starts: the drop keeps what the new plan keeps of that day, readable
+// under the new plan.
+func TestUpgradeDuringDetachKeepsTheDay(t *testing.T) {
+	t.Parallel()
+	t.Run("committed while the detach waits", func(t *testing.T) {
+		t.Parallel()
+		d := upgradeDuringDetach(t)
+		d.finish(t)
+		d.wantKept(t, "enterprise")
+	})
+	t.Run("open until the drop waits for it", func(t *testing.T) {
+		t.Parallel()
+		d := startDetachRace(t)
+		tx := beginPlanChange(t, d.b.pool, d.org, "enterprise", d.clock.Add(-10*time.Minute))
+		d.release()
+		d.waitWorker(t, "the drop waiting for the plan change", "wait_event_type = 'Lock'")
+		if err := tx.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.finish(t)
+		d.wantKept(t, "enterprise")
+	})
+}
+
+// A downgrade racing the same detach, committed before the drop or after
+// it: once the worker has run, nothing of the org is kept past the new,
+// shorter horizon.
+func TestDowngradeDuringDetachKeepsNothingOlder(t *testing.T) {
+	t.Parallel()
+	t.Run("before the drop", func(t *testing.T) {
+		t.Parallel()
+		d := upgradeDuringDetach(t)
+		changePlan(t, d.b.pool, d.org, "free", d.clock.Add(-5*time.Minute))
+		d.finish(t)
+		if stored(t, d.b.pool, d.ev) != 0 {
+			t.Error("the drop kept an event the org's plan, free again, does not keep")
+		}
+	})
+	t.Run("after the drop", func(t *testing.T) {
+		t.Parallel()
+		d := upgradeDuringDetach(t)
+		d.finish(t)
+		if inTier(t, d.b.pool, "enterprise", d.ev) != 1 {
+			t.Fatal("the drop did not keep the day for the upgrade: the test proves nothing")
+		}
+		fixture.SetPlan(t, d.b.pool, d.org, "free")
+		runOnce(t, d.b.worker(t, retention.Config{}))
+		if stored(t, d.b.pool, d.ev) != 0 {
+			t.Error("an event older than the free plan's week is still stored after the downgrade's pass")
+		}
+	})
+}
+
+// A pass that finds the detach of an expired leaf half done (pending, or
+// detached and not dropped, after a crash) keeps what an upgrade committed
+// since keeps of its day.
+func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
+	t.Parallel()
+	for _, state := range []string{"detach pending", "detached"} {
+		t.Run(state, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			clock := midnight()
+			when := clock.Add(-retentionOf["free"] - 5*time.Minute)
+			leaf := leafOf("free", when)
+			org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+			ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: when})
+			if state == "detach pending" {
+				cancelDetachInSecondPhase(t, b, leaf)
+			} else {
+				exec(t, b.pool, "ALTER TABLE audit.events_free DETACH PARTITION audit."+leaf)
+			}
+			changePlan(t, b.pool, org, "team", clock.Add(-10*time.Minute))
+
+			r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
+
+			if !slices.Contains(r.Dropped, leaf) || leafExists(t, b.pool, leaf) {
+				t.Errorf("dropped %v, want %s", r.Dropped, leaf)
+			}
+			if inTier(t, b.pool, "team", ev) != 1 || !readable(t, b.pool, org, ev) {
+				t.Error("the event the upgrade keeps is lost with the half-detached leaf")
+			}
+		})
+	}
+}
+
+// A writer that read the org's plan before a change writes its event to the
+// old tier after it: a REPEATABLE READ transaction whose snapshot predates
+// the change, or a READ COMMITTED one that logs while the change is not
+// committed yet and commits after it. Whether it commits before the
+// worker's first pass or after it (a day after the change, its dates moved
+// back), its event is readable as soon as it commits, and ends in the
+// current plan's tier: the change is not re-tiered, and reads keep looking
+// at the old tier, while such a writer may still write.
+func TestStaleWriterEventIsNeverHidden(t *testing.T) {
+	t.Parallel()
+	for _, stale := range []string{"repeatable read", "read committed"} {
+		for _, commit := range []string{"before the pass", "after the pass"} {
+			t.Run(stale+", committed "+commit, func(t *testing.T) {
+				t.Parallel()
+				testStaleWriter(t, stale, commit == "after the pass")
+			})
+		}
+	}
+}
+
+func testStaleWriter(t *testing.T, stale string, late bool) {
+	ctx := context.Background()
+	b := setup(t)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	old := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})
+	writer, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close(ctx) })
+
+	// The writer reads the plan (free) before the change commits.
+	var w pgx.Tx
+	var change pgx.Tx
+	if stale == "repeatable read" {
+		if w, err = writer.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}); err == nil {
+			_, err = w.Exec(ctx, "SELECT 1") // takes the transaction's snapshot
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, b.pool, "UPDATE cloud.orgs SET plan = 'team' WHERE id = $1", org)
+	} else {
+		change = beginPlanChange(t, b.pool, org, "team", time.Now())
+		if w, err = writer.Begin(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ev string
+	if err := w.QueryRow(ctx, "SELECT audit.log_event($1, 'auth.signout')", org).Scan(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if change != nil {
+		if err := change.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func() {
+		t.Helper()
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if inTier(t, b.pool, "free", ev) != 1 {
+			t.Fatal("the writer's event is not in the old tier: the test proves nothing")
+		}
+		if !readable(t, b.pool, org, ev) {
+			t.Error("the writer's event is hidden once committed")
+		}
+	}
+	if !late {
+		commit()
+	}
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+	if !readable(t, b.pool, org, old) {
+		t.Error("the org's older event is hidden after the first pass")
+	}
+	if late {
+		if len(r.Retiered) != 0 {
+			t.Errorf("re-tiered %+v while a writer that read the old plan is open", r.Retiered)
+		}
+		commit()
+		exec(t, b.pool, `UPDATE audit.plan_changes SET changed_at = changed_at - interval '1 day',
+			keep_since = keep_since - interval '1 day' WHERE org_id = $1`, org)
+		runOnce(t, b.worker(t, retention.Config{}))
+	}
+
+	for _, id := range []string{old, ev} {
+		if inTier(t, b.pool, "team", id) != 1 || !readable(t, b.pool, org, id) {
+			t.Errorf("event %s is not readable in the team tier after the passes", id)
+		}
+	}
+	if n := count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org); n != 0 {
+		t.Error("the plan change is still pending after the passes")
+	}
+}
