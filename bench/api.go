@@ -190,10 +190,11 @@ func loadAPIData(ctx context.Context, b *bench, url string) error {
 			return fmt.Errorf("leaves of %s: %w", l.tier, err)
 		}
 	}
+	// The catalog's action, target type and required keys shape the events.
 	var actions []store.Action
-	rows, err := conn.Query(ctx, "SELECT action, target_type, description, required_keys FROM audit.actions")
+	rows, err := conn.Query(ctx, "SELECT action, target_type, required_keys FROM audit.actions")
 	if err == nil {
-		actions, err = pgx.CollectRows(rows, pgx.RowToStructByName[store.Action])
+		actions, err = pgx.CollectRows(rows, pgx.RowToStructByNameLax[store.Action])
 	}
 	if err != nil {
 		return err
