@@ -464,3 +464,53 @@ func TestHoldupsNameTheTransactionsADetachWaitsFor(t *testing.T) {
 		t.Errorf("holdups %+v (%v) once the reader ended, want none", hs, err)
 	}
 }
+
+// Only the sessions of this database can read its plans or write its
+// events: a transaction left open in another database of the cluster, older
+// than the change, does not postpone the re-tier.
+func TestTransactionInAnotherDatabaseDoesNotPostponeRetier(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	other, err := pgx.Connect(ctx, testdb.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "SELECT pg_current_xact_id()")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
+	fixture.SetPlan(t, b.pool, org, "team")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	if len(r.Retiered) != 1 || !r.Retiered[0].Done || inTier(t, b.pool, "team", ev) != 1 {
+		t.Errorf("re-tiered %+v while another database has an older transaction open, want the change done", r.Retiered)
+	}
+}
+
+// The fence is a transaction id taken after looking at the sessions: it is
+// refused in a transaction that has one already.
+func TestFenceRefusedInATransactionThatHasWritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn := maintainer(t, setup(t))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT audit.fence_plan_changes()"); !hasCode(err, "AL013") {
+		t.Errorf("fence in a transaction with an id: %v, want SQLSTATE AL013", err)
+	}
+}

@@ -142,8 +142,8 @@ COMMENT ON FUNCTION audit.leaf_states() IS
 -- tier, first a detach left pending (a tier table allows only one), then
 -- tables left detached but not dropped, then attached leaves, oldest first.
 -- It leaves out a leaf that a plan change not re-tiered yet still needs,
--- for one pass at most (audit.leaf_needed_by). detach_sql is the statement the worker runs, as
--- audit_owner, for an attached leaf.
+-- for one pass at most (audit.leaf_needed_by). detach_sql is the statement
+-- the worker runs, as audit_owner, for an attached leaf.
 CREATE OR REPLACE FUNCTION audit.expired_leaves(now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, leaf text, range_start timestamptz, expires_at timestamptz, state text, detach_sql text)
 LANGUAGE sql
@@ -162,7 +162,7 @@ BEGIN ATOMIC
   ORDER BY x.tier, CASE x.state WHEN 'detach pending' THEN 0 WHEN 'detached' THEN 1 ELSE 2 END, x.range_start;
 END;
 COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
-  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change, or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change (for one pass at most), or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
 
 -- audit.retention_holdups lists the leaves past their tier's retention as of
 -- `now` that are still stored, and what keeps each: 'plan change' (one not
@@ -170,9 +170,8 @@ COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
 -- (for a detach left pending, the sessions holding its tier table, which
 -- finishing it waits for; for a detached leaf, those with a plan change not
 -- committed yet, which its drop waits for: their pids), or 'nothing' (the
--- next pass retires it). For
--- people and /metrics, as audit_reader: the pids are to look up in
--- pg_stat_activity.
+-- next pass retires it). For people and /metrics, as audit_reader: the pids
+-- are to look up in pg_stat_activity.
 CREATE OR REPLACE FUNCTION audit.retention_holdups(now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, leaf text, expires_at timestamptz, state text, held_by text, change_id bigint, pids integer[])
 LANGUAGE sql

@@ -152,7 +152,8 @@ DECLARE
   v_waiting integer;
 BEGIN
   IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-    RAISE EXCEPTION 'retention: fence plan changes in a transaction of its own' USING ERRCODE = 'AL014';
+    RAISE EXCEPTION 'retention: fence plan changes in a transaction of its own' USING ERRCODE = 'AL013',
+      HINT = 'The fence is a transaction id taken after looking at the sessions; this transaction has one already.';
   END IF;
   SELECT array_agg(c.id) INTO v_ids
   FROM audit.plan_changes c
