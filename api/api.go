@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/retention"
 )
 
 // Config holds what the API needs. Zero values get the defaults given.
@@ -98,12 +99,14 @@ func New(cfg Config) http.Handler {
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
 	}
-	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus))
 	if s.now == nil {
 		s.now = time.Now
 	} else {
 		s.fixedClock = true
 	}
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newRetentionCollector(func(ctx context.Context, now time.Time) ([]retention.Holdup, error) {
+		return retention.Holdups(ctx, cfg.Pool, &now)
+	}, s.now))
 	s.catalog = &catalog{store: st, now: s.now}
 	s.limiter = newLimiter(cmp.Or(cfg.RateLimit, 10), cmp.Or(cfg.RateBurst, 20), s.now)
 	if math.IsInf(cfg.RateLimit, 1) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/retention"
 )
 
 // metrics are what GET /metrics shows, on a registry of the server's own.
@@ -124,4 +126,56 @@ func (c *sealerCollector) Collect(ch chan<- prometheus.Metric) {
 	if !st.LastSealed.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.lastSealed, prometheus.GaugeValue, float64(st.LastSealed.UnixMicro())/1e6)
 	}
+}
+
+// retentionCollector reports, at each scrape, the leaves past their
+// retention still stored (audit.retention_holdups; the worker may run in
+// another process): how many, by what keeps them, and how long the one that
+// expired first has been past its expiry.
+type retentionCollector struct {
+	holdups       func(context.Context, time.Time) ([]retention.Holdup, error)
+	now           func() time.Time
+	leaves, since *prometheus.Desc
+}
+
+// heldBy are the values of the held_by label: audit.retention_holdups's.
+var heldBy = []string{"plan change", "transactions", "nothing"}
+
+func newRetentionCollector(holdups func(context.Context, time.Time) ([]retention.Holdup, error), now func() time.Time) *retentionCollector {
+	return &retentionCollector{
+		holdups: holdups,
+		now:     now,
+		leaves: prometheus.NewDesc("auditlog_retention_expired_leaves",
+			"Leaves past their tier's retention still stored, by what keeps them: plan_change (one pass at most), "+
+				"transactions (a detach or drop waits for them; auditlog partitions names their pids), nothing (the next pass drops them).",
+			[]string{"held_by"}, nil),
+		since: prometheus.NewDesc("auditlog_retention_expired_for_seconds",
+			"How long the leaf past its retention for the longest has been kept (0: none); above the pass interval, see held_by.", nil, nil),
+	}
+}
+
+func (c *retentionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.leaves
+	ch <- c.since
+}
+
+func (c *retentionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	now := c.now()
+	hs, err := c.holdups(ctx, now)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.leaves, err)
+		return
+	}
+	n := map[string]int{}
+	var oldest float64
+	for _, h := range hs {
+		n[h.HeldBy]++
+		oldest = max(oldest, now.Sub(h.ExpiresAt).Seconds())
+	}
+	for _, by := range heldBy {
+		ch <- prometheus.MustNewConstMetric(c.leaves, prometheus.GaugeValue, float64(n[by]), strings.ReplaceAll(by, " ", "_"))
+	}
+	ch <- prometheus.MustNewConstMetric(c.since, prometheus.GaugeValue, oldest)
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/auditlog/auditlog/internal/fixture"
 )
 
 // metricValue is the value of a metric line of GET /metrics (name with its
@@ -68,6 +70,29 @@ func TestMetrics(t *testing.T) {
 	}
 	if metricValue(t, b, "process_resident_memory_bytes") <= 0 {
 		t.Error("no process metrics")
+	}
+}
+
+// The leaves past their retention still stored are counted by what keeps
+// them, and the time the oldest has been kept past its expiry shown.
+func TestRetentionMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, _ := b.owner(t, "free")
+	expired := time.Now().Add(-10 * 24 * time.Hour)
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, OccurredAt: expired})
+	for series, want := range map[string]float64{
+		`auditlog_retention_expired_leaves{held_by="nothing"}`:      1,
+		`auditlog_retention_expired_leaves{held_by="plan_change"}`:  0,
+		`auditlog_retention_expired_leaves{held_by="transactions"}`: 0,
+	} {
+		if got := metricValue(t, b, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	// The leaf's day ended less than 10 days ago, and it expired 7 days after.
+	if got := metricValue(t, b, "auditlog_retention_expired_for_seconds"); got <= 0 || got > (3*24*time.Hour).Seconds() {
+		t.Errorf("auditlog_retention_expired_for_seconds = %v, want up to 3 days", got)
 	}
 }
 

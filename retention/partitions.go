@@ -35,13 +35,41 @@ type Partition struct {
 // Partitions lists the leaves, by tier (shortest retention first) and range.
 // It needs SELECT on audit.partitions (audit_reader).
 func Partitions(ctx context.Context, q Querier) ([]Partition, error) {
-	rows, err := q.Query(ctx, partitionsSQL)
-	if err != nil {
-		return nil, fmt.Errorf("list partitions: %w", err)
+	return collect[Partition](ctx, q, "list partitions", partitionsSQL)
+}
+
+// collect runs a query and collects its rows as T, errors named by what.
+func collect[T any](ctx context.Context, q Querier, what, sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err == nil {
+		var ts []T
+		if ts, err = pgx.CollectRows(rows, pgx.RowToStructByName[T]); err == nil {
+			return ts, nil
+		}
 	}
-	parts, err := pgx.CollectRows(rows, pgx.RowToStructByName[Partition])
-	if err != nil {
-		return nil, fmt.Errorf("list partitions: %w", err)
-	}
-	return parts, nil
+	return nil, fmt.Errorf("%s: %w", what, err)
+}
+
+// Holdup is a leaf past its tier's retention that is still stored, and what
+// keeps it: a row of audit.retention_holdups.
+type Holdup struct {
+	Tier      string    `db:"tier"`
+	Leaf      string    `db:"leaf"`
+	ExpiresAt time.Time `db:"expires_at"`
+	// State is attached, detach pending or detached (not dropped).
+	State string `db:"state"`
+	// HeldBy is "plan change" (ChangeID, not re-tiered yet: the next pass
+	// retires the leaf all the same), "transactions" (the sessions PIDs hold
+	// its tier table, or a plan change not committed yet, which the detach
+	// or the drop waits for), or "nothing" (the next pass retires it).
+	HeldBy   string  `db:"held_by"`
+	ChangeID *int64  `db:"change_id"`
+	PIDs     []int32 `db:"pids"`
+}
+
+// Holdups lists the leaves past their retention as of now (nil: the
+// database's clock) that are still stored, and what keeps each. It needs
+// audit_reader.
+func Holdups(ctx context.Context, q Querier, now *time.Time) ([]Holdup, error) {
+	return collect[Holdup](ctx, q, "list retention holdups", holdupsSQL, now)
 }

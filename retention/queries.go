@@ -33,4 +33,6 @@ const (
 		FROM audit.partitions p
 		JOIN audit.tiers t USING (tier)
 		ORDER BY t.retention, p.range_start`
+
+	holdupsSQL = `SELECT tier, leaf, expires_at, state, held_by, change_id, pids FROM audit.retention_holdups($1)`
 )

@@ -104,6 +104,30 @@ func stored(t *testing.T, pool *pgxpool.Pool, id string) int {
 	return n
 }
 
+// expiringFreeDay stores an event of a new free org five minutes before the
+// end of the free leaf that expires at midnight today, the clock passes are
+// given.
+func expiringFreeDay(t *testing.T, b testBundle) (clock time.Time, org, ev, leaf string) {
+	t.Helper()
+	clock = midnight()
+	when := clock.Add(-retentionOf["free"] - 5*time.Minute)
+	org = fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	ev = fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: when})
+	return clock, org, ev, leafOf("free", when)
+}
+
+// wantRetired checks that a pass dropped the leaf and that the org's event
+// is readable in the tier of its plan.
+func wantRetired(t *testing.T, b testBundle, r retention.Report, leaf, tier, org, ev string) {
+	t.Helper()
+	if !slices.Contains(r.Dropped, leaf) || leafExists(t, b.pool, leaf) {
+		t.Errorf("dropped %v, want %s", r.Dropped, leaf)
+	}
+	if inTier(t, b.pool, tier, ev) != 1 || !readable(t, b.pool, org, ev) {
+		t.Errorf("the event the org's plan keeps is not readable in the %s tier", tier)
+	}
+}
+
 // detachRace is a pass whose detach of an expired free leaf waits on a
 // reader: a free org has an event in that leaf, five minutes before the
 // day's end, and another free org one too.
@@ -124,13 +148,9 @@ type passResult struct {
 func startDetachRace(t *testing.T) *detachRace {
 	t.Helper()
 	b := setup(t)
-	d := &detachRace{b: b, clock: midnight(), done: make(chan passResult, 1)}
-	when := d.clock.Add(-retentionOf["free"] - 5*time.Minute)
-	d.leaf = leafOf("free", when)
-	d.org = fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
-	d.ev = fixture.Event(t, b.pool, fixture.EventOpts{OrgID: d.org, OccurredAt: when})
-	other := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
-	d.other = fixture.Event(t, b.pool, fixture.EventOpts{OrgID: other, OccurredAt: when})
+	d := &detachRace{b: b, done: make(chan passResult, 1)}
+	d.clock, d.org, d.ev, d.leaf = expiringFreeDay(t, b)
+	_, _, d.other, _ = expiringFreeDay(t, b)
 	d.release = holdReader(t, b.url, d.leaf)
 
 	w := b.worker(t, retention.Config{Now: at(d.clock), LockTimeout: 30 * time.Second})
@@ -248,11 +268,7 @@ func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
 		t.Run(state, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			clock := midnight()
-			when := clock.Add(-retentionOf["free"] - 5*time.Minute)
-			leaf := leafOf("free", when)
-			org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
-			ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: when})
+			clock, org, ev, leaf := expiringFreeDay(t, b)
 			if state == "detach pending" {
 				cancelDetachInSecondPhase(t, b, leaf)
 			} else {
@@ -262,12 +278,7 @@ func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
 
 			r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
 
-			if !slices.Contains(r.Dropped, leaf) || leafExists(t, b.pool, leaf) {
-				t.Errorf("dropped %v, want %s", r.Dropped, leaf)
-			}
-			if inTier(t, b.pool, "team", ev) != 1 || !readable(t, b.pool, org, ev) {
-				t.Error("the event the upgrade keeps is lost with the half-detached leaf")
-			}
+			wantRetired(t, b, r, leaf, "team", org, ev)
 		})
 	}
 }
@@ -366,5 +377,140 @@ func testStaleWriter(t *testing.T, stale string, late bool) {
 	}
 	if n := count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org); n != 0 {
 		t.Error("the plan change is still pending after the passes")
+	}
+}
+
+// A plan change not ready to re-tier (a writer that read the old plan is
+// still open, or has just ended) holds an expired leaf of its old tier back
+// for one pass at most: the next pass retires it, the drop keeping what the
+// org's plan keeps, or the re-tier having moved it first.
+func TestPendingChangeHoldsALeafOnePassAtMost(t *testing.T) {
+	t.Parallel()
+	for _, writer := range []string{"still open", "ended"} {
+		t.Run("writer "+writer, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := setup(t)
+			clock, org, ev, leaf := expiringFreeDay(t, b)
+			conn, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_writer"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			stale, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+			if err == nil {
+				_, err = stale.Exec(ctx, "SELECT 1") // a snapshot older than the change
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			changePlan(t, b.pool, org, "enterprise", clock.Add(-10*time.Minute))
+			w := b.worker(t, retention.Config{Now: at(clock)})
+			readerPool := testdb.Pool(t, testdb.Role(t, b.url, "audit_reader"))
+			heldBy := func(when string, want string) {
+				t.Helper()
+				hs, err := retention.Holdups(ctx, readerPool, &clock)
+				if err != nil || len(hs) != 1 || hs[0].Leaf != leaf || hs[0].HeldBy != want {
+					t.Errorf("%s: holdups %+v (%v), want %s held by %s", when, hs, err, leaf, want)
+				}
+			}
+
+			heldBy("before the first pass", "plan change")
+			first := runOnce(t, w)
+			if slices.Contains(first.Dropped, leaf) || len(first.Retiered) != 0 {
+				t.Fatalf("first pass dropped %v, re-tiered %+v: want the leaf held for the change not ready", first.Dropped, first.Retiered)
+			}
+			heldBy("after the first pass", "nothing")
+			if !readable(t, b.pool, org, ev) {
+				t.Error("the event is hidden while its leaf is held")
+			}
+			if writer == "ended" {
+				stale.Rollback(ctx)
+			}
+
+			wantRetired(t, b, runOnce(t, w), leaf, "enterprise", org, ev)
+		})
+	}
+}
+
+// A detach left pending by a transaction holding the tier table is reported
+// with that transaction's pid, to audit_reader; once it ends, the next pass
+// retires the leaf and nothing is reported.
+func TestHoldupsNameTheTransactionsADetachWaitsFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, leaf := expiredFreeLeaf(t, b.pool)
+	release := holdReader(t, b.url, leaf)
+	var reader int32
+	if err := b.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&reader); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.worker(t, retention.Config{DetachWait: 200 * time.Millisecond, Retries: 1}).RunOnce(ctx); err == nil {
+		t.Fatal("the pass dropped the leaf a reader holds: the test proves nothing")
+	}
+	readerPool := testdb.Pool(t, testdb.Role(t, b.url, "audit_reader"))
+
+	hs, err := retention.Holdups(ctx, readerPool, nil)
+	if err != nil || len(hs) != 1 || hs[0].Leaf != leaf || hs[0].State != "detach pending" ||
+		hs[0].HeldBy != "transactions" || !slices.Equal(hs[0].PIDs, []int32{reader}) {
+		t.Errorf("holdups %+v (%v), want %s pending, held by the reader (pid %d)", hs, err, leaf, reader)
+	}
+
+	release()
+	runOnce(t, b.worker(t, retention.Config{}))
+	if hs, err := retention.Holdups(ctx, readerPool, nil); err != nil || len(hs) != 0 {
+		t.Errorf("holdups %+v (%v) once the reader ended, want none", hs, err)
+	}
+}
+
+// Only the sessions of this database can read its plans or write its
+// events: a transaction left open in another database of the cluster, older
+// than the change, does not postpone the re-tier.
+func TestTransactionInAnotherDatabaseDoesNotPostponeRetier(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	other, err := pgx.Connect(ctx, testdb.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "SELECT pg_current_xact_id()")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
+	ev := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org})
+	fixture.SetPlan(t, b.pool, org, "team")
+
+	r := runOnce(t, b.worker(t, retention.Config{}))
+
+	if len(r.Retiered) != 1 || !r.Retiered[0].Done || inTier(t, b.pool, "team", ev) != 1 {
+		t.Errorf("re-tiered %+v while another database has an older transaction open, want the change done", r.Retiered)
+	}
+}
+
+// The fence is a transaction id taken after looking at the sessions: it is
+// refused in a transaction that has one already.
+func TestFenceRefusedInATransactionThatHasWritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn := maintainer(t, setup(t))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT audit.fence_plan_changes()"); !hasCode(err, "AL013") {
+		t.Errorf("fence in a transaction with an id: %v, want SQLSTATE AL013", err)
 	}
 }

@@ -21,8 +21,9 @@ GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.action_sent
   TO audit_reader;
 GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
 
--- audit_reader: what the retention worker did.
+-- audit_reader: what the retention worker did, and what keeps expired leaves.
 GRANT SELECT ON audit.retention_runs TO audit_reader;
+GRANT EXECUTE ON FUNCTION audit.retention_holdups(timestamptz) TO audit_reader;
 
 -- audit_maintainer: the retention worker's steps, each a function that checks
 -- its own preconditions (expiry, readiness, the clock); no direct DML. The

@@ -112,15 +112,38 @@ $$;
 COMMENT ON FUNCTION audit.premake_leaves(integer, timestamptz) IS
   'Makes the leaves of every tier from today (UTC, as of now) to ahead days later; returns the names of those it made.';
 
+-- audit.leaf_states lists every leaf stored, attached to its tier table or
+-- not: 'attached', 'detach pending' (a concurrent detach half done) or
+-- 'detached' (a table named like a leaf, not a partition: detached and not
+-- dropped), with its range and when its tier's retention expires it.
+CREATE OR REPLACE FUNCTION audit.leaf_states()
+RETURNS TABLE (tier text, leaf text, range_start timestamptz, range_end timestamptz, expires_at timestamptz, state text)
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+  SELECT p.tier, p.leaf, p.range_start, p.range_end, p.expires_at,
+         CASE WHEN p.detach_pending THEN 'detach pending' ELSE 'attached' END
+  FROM audit.partitions p
+  UNION ALL
+  SELECT l.tier, c.relname::text, l.day::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC',
+         (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention, 'detached'
+  FROM pg_catalog.pg_class c
+  CROSS JOIN LATERAL audit.parse_leaf(c.relname::text) l
+  JOIN audit.tiers t ON t.tier = l.tier
+  WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition;
+END;
+COMMENT ON FUNCTION audit.leaf_states() IS
+  'Every leaf stored: attached, detach pending or detached (not dropped), with its range and expiry.';
+
 -- audit.expired_leaves lists the leaves whose whole range is past their
 -- tier's retention as of `now`, and those beyond audit.premake_horizon (made
 -- by an older version that let a caller premake from any clock:
 -- audit.drop_leaf drops them if empty), in the order the worker retires them: per
 -- tier, first a detach left pending (a tier table allows only one), then
 -- tables left detached but not dropped, then attached leaves, oldest first.
--- It leaves out a leaf that a plan change not re-tiered yet still needs
--- (audit.leaf_needed_by). detach_sql is the statement the worker runs, as
--- audit_owner, for an attached leaf.
+-- It leaves out a leaf that a plan change not re-tiered yet still needs,
+-- for one pass at most (audit.leaf_needed_by). detach_sql is the statement
+-- the worker runs, as audit_owner, for an attached leaf.
 CREATE OR REPLACE FUNCTION audit.expired_leaves(now timestamptz DEFAULT NULL)
 RETURNS TABLE (tier text, leaf text, range_start timestamptz, expires_at timestamptz, state text, detach_sql text)
 LANGUAGE sql
@@ -132,25 +155,52 @@ BEGIN ATOMIC
          CASE WHEN x.state = 'attached'
               THEN format('ALTER TABLE audit.%I DETACH PARTITION audit.%I CONCURRENTLY', 'events_' || x.tier, x.leaf)
          END
-  FROM (
-    SELECT p.tier, p.leaf, p.range_start, p.range_end, p.expires_at,
-           CASE WHEN p.detach_pending THEN 'detach pending' ELSE 'attached' END AS state
-    FROM audit.partitions p
-    UNION ALL
-    SELECT l.tier, c.relname::text, l.day::timestamp AT TIME ZONE 'UTC', (l.day + 1)::timestamp AT TIME ZONE 'UTC',
-           (l.day + 1)::timestamp AT TIME ZONE 'UTC' + t.retention, 'detached'
-    FROM pg_catalog.pg_class c
-    CROSS JOIN LATERAL audit.parse_leaf(c.relname::text) l
-    JOIN audit.tiers t ON t.tier = l.tier
-    WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
-  ) x
+  FROM audit.leaf_states() x
   WHERE (x.expires_at <= coalesce(expired_leaves.now, pg_catalog.now())
          AND audit.leaf_needed_by(x.tier, x.range_end, expired_leaves.now) IS NULL)
      OR x.range_start > audit.premake_horizon()::timestamp AT TIME ZONE 'UTC'
   ORDER BY x.tier, CASE x.state WHEN 'detach pending' THEN 0 WHEN 'detached' THEN 1 ELSE 2 END, x.range_start;
 END;
 COMMENT ON FUNCTION audit.expired_leaves(timestamptz) IS
-  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change, or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+  'Leaves wholly past their tier''s retention as of now and needed by no pending plan change (for one pass at most), or beyond the premake horizon: attached, pending a concurrent detach, or detached and not dropped; with the DETACH statement for attached ones.';
+
+-- audit.retention_holdups lists the leaves past their tier's retention as of
+-- `now` that are still stored, and what keeps each: 'plan change' (one not
+-- re-tiered yet needs it: until the next pass, change_id), 'transactions'
+-- (for a detach left pending, the sessions holding its tier table, which
+-- finishing it waits for; for a detached leaf, those with a plan change not
+-- committed yet, which its drop waits for: their pids), or 'nothing' (the
+-- next pass retires it). For people and /metrics, as audit_reader: the pids
+-- are to look up in pg_stat_activity.
+CREATE OR REPLACE FUNCTION audit.retention_holdups(now timestamptz DEFAULT NULL)
+RETURNS TABLE (tier text, leaf text, expires_at timestamptz, state text, held_by text, change_id bigint, pids integer[])
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT x.tier, x.leaf, x.expires_at, x.state,
+         CASE WHEN x.change_id IS NOT NULL THEN 'plan change'
+              WHEN cardinality(x.pids) > 0 THEN 'transactions'
+              ELSE 'nothing' END,
+         x.change_id, x.pids
+  FROM (
+    SELECT l.tier, l.leaf, l.expires_at, l.state,
+           CASE WHEN l.state = 'attached' THEN audit.leaf_needed_by(l.tier, l.range_end, retention_holdups.now) END AS change_id,
+           ARRAY(SELECT DISTINCT k.pid FROM pg_catalog.pg_locks k
+                 WHERE l.state <> 'attached' AND k.granted AND k.locktype = 'relation' AND k.pid <> pg_catalog.pg_backend_pid()
+                   AND k.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+                   AND CASE WHEN l.state = 'detached'
+                            THEN k.relation = 'audit.plan_changes'::regclass AND k.mode = 'RowExclusiveLock'
+                            ELSE k.relation = ('audit.events_' || l.tier)::regclass END
+                 ORDER BY 1) AS pids
+    FROM audit.leaf_states() l
+    WHERE l.expires_at <= coalesce(retention_holdups.now, pg_catalog.now())
+  ) x
+  ORDER BY x.expires_at, x.tier;
+END;
+COMMENT ON FUNCTION audit.retention_holdups(timestamptz) IS
+  'Leaves past their retention still stored, and what keeps each: a plan change (one pass at most), transactions (their pids), or nothing.';
 
 -- audit.keep_from_leaf copies, out of a leaf already detached from its tier
 -- table, the events of every org whose current plan still keeps part of the

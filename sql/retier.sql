@@ -50,9 +50,10 @@ COMMENT ON FUNCTION audit.retier_below(text, text, timestamptz) IS
 -- events of the leaf of `tier` ending at `range_end`: a change out of that
 -- tier whose org's floor (audit.retier_scope) is below the leaf's end, so
 -- that its re-tier moves some of the leaf's events to the org's new tier.
--- NULL if there is none. Such a leaf is not dropped before the change is
--- re-tiered, even once its own tier's retention has passed: after an
--- upgrade, the org keeps what the old plan still kept at the change.
+-- NULL if there is none, and once a pass has run since the leaf expired: a
+-- change holds an expired leaf back one pass at most, for the re-tier to
+-- move its events while reads still see them; after that the drop copies
+-- what the org's plan keeps (audit.keep_from_leaf).
 CREATE OR REPLACE FUNCTION audit.leaf_needed_by(tier text, range_end timestamptz, now timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql
@@ -61,10 +62,13 @@ BEGIN ATOMIC
   SELECT min(p.id)
   FROM audit.plan_changes p
   CROSS JOIN LATERAL audit.retier_scope(p.id, leaf_needed_by.now) s
-  WHERE p.retiered_at IS NULL AND p.from_tier = leaf_needed_by.tier AND s.floor < leaf_needed_by.range_end;
+  WHERE p.retiered_at IS NULL AND p.from_tier = leaf_needed_by.tier AND s.floor < leaf_needed_by.range_end
+    AND NOT EXISTS (SELECT FROM (SELECT r.clock FROM audit.retention_runs r ORDER BY r.id DESC LIMIT 1) r
+                    JOIN audit.tiers t ON t.tier = leaf_needed_by.tier
+                    WHERE r.clock >= leaf_needed_by.range_end + t.retention);
 END;
 COMMENT ON FUNCTION audit.leaf_needed_by(text, timestamptz, timestamptz) IS
-  'A plan change not re-tiered yet that still needs events of a leaf (of a tier, ending at range_end), or NULL: the leaf is not dropped before that change is re-tiered.';
+  'A plan change not re-tiered yet that still needs events of a leaf (of a tier, ending at range_end), or NULL: the leaf is not dropped before that change is re-tiered, or a pass has run since the leaf expired.';
 
 -- audit.retier_next finds the oldest event of an org at or after `after`
 -- that re-tiering still has to move or remove (see audit.retier_scope), and
@@ -148,7 +152,8 @@ DECLARE
   v_waiting integer;
 BEGIN
   IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-    RAISE EXCEPTION 'retention: fence plan changes in a transaction of its own' USING ERRCODE = 'AL014';
+    RAISE EXCEPTION 'retention: fence plan changes in a transaction of its own' USING ERRCODE = 'AL013',
+      HINT = 'The fence is a transaction id taken after looking at the sessions; this transaction has one already.';
   END IF;
   SELECT array_agg(c.id) INTO v_ids
   FROM audit.plan_changes c

@@ -68,7 +68,7 @@ func commands() []command {
 		{"serve", "serve the API (and run the retention worker and the sealer unless told not to)", runServe},
 		{"seal", "run the sealer on its own: seq and hash chain for every committed event, signed checkpoints", runSeal},
 		{"retention", "run one retention pass now: retention run [--dry-run] [--now RFC3339]", runRetention},
-		{"partitions", "list the leaves of each tier: range, expiry, rows and size", runPartitions},
+		{"partitions", "list the leaves of each tier: range, expiry, rows and size; what keeps expired ones", runPartitions},
 		{"verify", "recompute an org's hash chain and check it against the signed checkpoints", runVerify},
 		{"import", "load events in bulk from NDJSON or the API's CSV export (as audit_maintainer)", runImport},
 		{"demo", "fill the database with demo orgs and a year of their history (once)", runDemo},

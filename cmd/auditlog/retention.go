@@ -192,7 +192,40 @@ func runPartitions(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	printPartitions(e.stdout, parts, time.Now())
+	holdups, err := retention.Holdups(ctx, conn, nil)
+	if err != nil {
+		return err
+	}
+	printHoldups(e.stdout, holdups)
 	return nil
+}
+
+// printHoldups says, for each leaf past its retention still stored, what
+// keeps it.
+func printHoldups(out io.Writer, holdups []retention.Holdup) {
+	if len(holdups) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nPast their retention, still stored: %d\n", len(holdups))
+	for _, h := range holdups {
+		why := "held by nothing: the next retention pass drops it"
+		switch {
+		case h.HeldBy == "plan change" && h.ChangeID != nil:
+			why = fmt.Sprintf("held by plan change %d, not re-tiered yet, until the next pass", *h.ChangeID)
+		case h.HeldBy == "transactions":
+			pids := make([]string, len(h.PIDs))
+			for i, p := range h.PIDs {
+				pids[i] = fmt.Sprint(p)
+			}
+			waits := "its detach waits for the transactions that hold its tier table"
+			if h.State == "detached" {
+				waits = "its drop waits for plan changes not committed yet"
+			}
+			why = fmt.Sprintf("%s: pids %s (see pg_stat_activity)", waits, strings.Join(pids, ", "))
+		}
+		fmt.Fprintf(out, "  %s (%s, expired %s UTC, %s): %s\n", h.Leaf, h.Tier,
+			h.ExpiresAt.UTC().Format("2006-01-02 15:04"), h.State, why)
+	}
 }
 
 // printPartitions writes the leaves as a table, one row per leaf, then a

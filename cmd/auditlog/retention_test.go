@@ -53,8 +53,8 @@ func TestRetentionRunCommand(t *testing.T) {
 	}
 }
 
-// `partitions` prints a row per leaf with its range, expiry and state, and a
-// total per tier.
+// `partitions` prints a row per leaf with its range, expiry and state, a
+// total per tier, and what keeps each expired leaf.
 func TestPartitionsCommand(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
@@ -66,7 +66,9 @@ func TestPartitionsCommand(t *testing.T) {
 	day := strings.TrimPrefix(leaf, "events_free_p")
 	day = day[:4] + "-" + day[4:6] + "-" + day[6:]
 	row := regexp.MustCompile(`(?m)^free\s+` + leaf + `\s+` + day + `\s+\S+\s+\S+\s+\S+\s+\d+ \S+\s+expired$`)
-	if !strings.HasPrefix(out.String(), "TIER ") || !row.MatchString(out.String()) || !strings.Contains(out.String(), "free: 1 leaf, ") {
+	held := regexp.MustCompile(`(?m)^  ` + leaf + ` \(free, expired \S+ \S+ UTC, attached\): held by nothing: the next retention pass drops it$`)
+	if !strings.HasPrefix(out.String(), "TIER ") || !row.MatchString(out.String()) || !strings.Contains(out.String(), "free: 1 leaf, ") ||
+		!held.MatchString(out.String()) {
 		t.Fatalf("partitions output:\n%s", out)
 	}
 }
