@@ -87,6 +87,18 @@ done
 [ -z "$missing" ] && exit 0
 missing=${missing# }
 
+# pg_offered SUDO: fails, saying what to do, when postgresql is missing and
+# apt offers one older than 15 (the advice would install it again and again);
+# SUDO goes before the command.
+pg_offered() {
+	case " $missing " in *" postgresql "*) ;; *) return 0 ;; esac
+	v=$(candidate postgresql)
+	if [ "${v%%[!0-9]*}" -lt 15 ] 2>/dev/null; then
+		echo "install-deps: apt offers PostgreSQL $v here, 15 or newer is needed: add the PostgreSQL apt repository (https://wiki.postgresql.org/wiki/Apt), then run: ${1}apt-get install -y postgresql-15" >&2
+		exit 1
+	fi
+}
+
 # brew_install DEP: the Homebrew command that installs DEP.
 brew_install() {
 	case $1 in
@@ -101,6 +113,7 @@ if [ "$os" = Linux ] && [ -f "$root/etc/debian_version" ] && command -v apt-get 
 	if [ "$(id -u)" = 0 ]; then
 		how=apt
 	else
+		pg_offered "sudo "
 		how="run: sudo apt-get install -y $missing"
 	fi
 elif [ "$os" = Darwin ] && command -v brew >/dev/null; then
@@ -130,13 +143,11 @@ apt)
 	echo "installing $missing with apt-get (missing; the first time takes a minute or two) ..."
 	export DEBIAN_FRONTEND=noninteractive
 	quietly apt-get update
+	pg_offered ""
 	pkgs=
 	for dep in $missing; do
 		v=$(candidate "$dep")
-		if [ "$dep" = postgresql ] && [ "${v%%[!0-9]*}" -lt 15 ] 2>/dev/null; then
-			echo "install-deps: apt offers PostgreSQL ${v:-none} here, 15 or newer is needed: add the PostgreSQL apt repository (https://wiki.postgresql.org/wiki/Apt), then run: apt-get install -y postgresql-15" >&2
-			exit 1
-		elif [ -n "$v" ]; then
+		if [ -n "$v" ]; then
 			pkgs="$pkgs $dep"
 		elif [ "$dep" = chromium ] && ! browser_required; then
 			echo "install-deps: apt has no chromium package here; the browser tests will be skipped" >&2

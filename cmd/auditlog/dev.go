@@ -75,8 +75,15 @@ func dev(ctx context.Context, e env, cfg devConfig) error {
 		return err
 	}
 	defer claim.release()
+	// Listening first: a taken port stops dev before a first run's set-up
+	// (half a minute) rather than after it.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("%w (AUDITLOG_ADDR, or --addr, serves elsewhere: AUDITLOG_ADDR=127.0.0.1:8081 make run)", err)
+	}
+	defer ln.Close()
 	out := e.stdout
-	scfg := serveConfig{addr: cfg.addr}
+	scfg := serveConfig{addr: cfg.addr, ln: ln}
 	if cfg.logRequests {
 		scfg.apiLogger = e.logger
 	}

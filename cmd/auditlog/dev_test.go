@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -225,5 +226,27 @@ func TestSecondDevForTheCheckoutStopsAtOnce(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("the second dev went ahead:\n%s", out)
+	}
+}
+
+// A dev whose port is taken stops before it does anything, naming the
+// variable that moves it.
+func TestDevWhosePortIsTakenStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, out := testEnv(t)
+	err = dev(ctx, e, devConfig{addr: taken.Addr().String(), dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "AUDITLOG_ADDR") {
+		t.Errorf("dev on a taken port: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("dev went ahead on a taken port:\n%s", out)
 	}
 }

@@ -19,7 +19,9 @@ import (
 
 // serveConfig is what serve needs, whether from flags or from dev.
 type serveConfig struct {
-	addr  string
+	addr string
+	// ln, if set, is the listener to serve on, instead of one on addr.
+	ln    net.Listener
 	dbURL string
 	// retention configures the in-process retention worker.
 	retention retentionFlags
@@ -79,9 +81,11 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 	}
 	defer stopSealer()
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	ln := cfg.ln
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+		}
 	}
 	srv := &http.Server{
 		Handler: api.New(api.Config{Pool: pool, Logger: cmp.Or(cfg.apiLogger, e.logger),
