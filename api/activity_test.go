@@ -223,8 +223,8 @@ func TestActivityPage(t *testing.T) {
 	}
 
 	// Open a row with the keyboard: its metadata shows.
-	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
-	expanded, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#rows tr.event"), "aria-expanded"))
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event button.open")), chromedp.KeyEvent("\r"))
+	expanded, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#rows tr.event button.open"), "aria-expanded"))
 	if err != nil || expanded.Value != "true" {
 		t.Errorf("the row did not open: %+v %v", expanded, err)
 	}
@@ -242,13 +242,13 @@ func TestActivityPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(ctx, t, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("linked-"+eventID)))
-	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked tr.event').getAttribute('aria-expanded') === 'true'`) {
+	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked button.open').getAttribute('aria-expanded') === 'true'`) {
 		t.Errorf("the link %s does not open its event", link)
 	}
 	shoot(ctx, t, "activity-linked")
 	do(ctx, t, chromedp.Navigate(list))
 	waitRows(ctx, t, 20)
-	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event button.open")), chromedp.KeyEvent("\r"))
 
 	// From a small phone to a desktop, the page (an event open) fits the
 	// screen's width: nothing scrolls sideways.
@@ -462,4 +462,45 @@ func shoot(ctx context.Context, t *testing.T, name string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestActivityPageAccessible runs axe-core (api/testdata/axe.min.js,
+// vendored from the npm package, MPL-2.0) over the page signed out, and
+// signed in with the filters, the chart and an event open, at a desktop's
+// and a phone's width: no serious or critical violation.
+func TestActivityPageAccessible(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	axe, err := os.ReadFile("testdata/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := newBrowser(t)
+	scan := func(state string) {
+		t.Helper()
+		for _, width := range []int64{1440, 390} {
+			do(ctx, t, chromedp.EmulateViewport(width, 900), chromedp.Evaluate[chromedp.Void](string(axe)))
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations
+				.filter(v => v.impact === 'serious' || v.impact === 'critical')
+				.map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(', ') + ')'))`, chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, violation := range v {
+				t.Errorf("%s at %d px: %s", state, width, violation)
+			}
+		}
+	}
+	do(ctx, t, chromedp.Navigate(b.page), chromedp.WaitVisible(chromedp.ID("token")))
+	scan("signed out")
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	do(ctx, t, chromedp.EmulateViewport(1440, 900), chromedp.Click(chromedp.CSS("#rows tr.event")),
+		chromedp.Navigate(b.page+"?actor=ann@example.com"))
+	waitRows(ctx, t, 20)
+	// The filters open on a phone too, an event open, the chart's tooltip shown.
+	do(ctx, t, chromedp.Click(chromedp.CSS("#rows tr.event")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('filters').classList.add('open')`),
+		chromedp.Focus(chromedp.ID("chart")))
+	scan("signed in")
 }

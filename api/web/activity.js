@@ -294,7 +294,7 @@ function showLinked(e) {
   } else {
     const [row, details] = renderEvent(e, "linked-");
     $("linked-rows").append(row, details);
-    row.click();
+    row.querySelector("button.open").click();
   }
   box.scrollIntoView({ block: "start" });
   box.focus();
@@ -434,8 +434,11 @@ function renderEvent(e, prefix = "ev-") {
   const id = `${prefix}${e.id}`;
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
-  const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
-    el("td", { class: "event" }, sentence(e, actor),
+  // The sentence is the button that opens the details (a row itself may not
+  // be expanded); a click anywhere on the row does the same.
+  const opener = el("button", { type: "button", class: "open", "aria-expanded": "false", "aria-controls": id }, sentence(e, actor));
+  const row = el("tr", { class: "event" },
+    el("td", { class: "event" }, opener,
       el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
       el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
@@ -458,14 +461,14 @@ function renderEvent(e, prefix = "ev-") {
       el("pre", { "aria-label": "Metadata", tabindex: "0" }, metadata))));
 
   const toggle = () => {
-    const open = row.getAttribute("aria-expanded") !== "true";
-    row.setAttribute("aria-expanded", String(open));
+    const open = opener.getAttribute("aria-expanded") !== "true";
+    opener.setAttribute("aria-expanded", String(open));
+    row.classList.toggle("open", open);
     details.hidden = !open;
     if (open) details.scrollIntoView({ block: "nearest" });
   };
-  row.addEventListener("click", toggle);
-  row.addEventListener("keydown", (ev) => {
-    if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggle(); }
+  row.addEventListener("click", (ev) => {
+    if (!ev.target.closest("a") && (!window.getSelection() || window.getSelection().isCollapsed)) toggle();
   });
   return [row, details];
 }
