@@ -194,7 +194,7 @@ func TestActivityPage(t *testing.T) {
 			t.Errorf("action filter shows %s", a)
 		}
 	}
-	if u, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(u, "action=token") {
+	if u, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(u, "q=token") {
 		t.Errorf("the URL does not hold the filter: %s %v", u, err)
 	}
 
@@ -338,6 +338,19 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if u, _ := chromedp.Run(ctx, chromedp.Location()); strings.Contains(u, "actor") || !eval[bool](ctx, t, `document.getElementById('chips').hidden`) {
 		t.Errorf("after removing the chip: %s", u)
 	}
+
+	// The search box takes qualifiers; each term is a chip of its own.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "action:cluster.* -action:cluster.created\r"))
+	for _, a := range waitRows(ctx, t, 5) {
+		if a != "cluster.token_rotated" {
+			t.Errorf("action:cluster.* -action:cluster.created shows %s", a)
+		}
+	}
+	if n := eval[int](ctx, t, `document.querySelectorAll('#chips button').length`); n != 2 {
+		t.Errorf("%d chips for two search terms", n)
+	}
+	do(ctx, t, chromedp.Click(chromedp.CSS("#chips li:last-child button")))
+	waitRows(ctx, t, 20)
 
 	// Longer than the plan keeps: the page says so.
 	do(ctx, t, chromedp.Navigate(b.page+"?range=1y"))

@@ -59,7 +59,7 @@ const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" 
 function filtersFromURL() {
   const q = new URLSearchParams(location.search);
   const f = {
-    action: q.get("action") || "",
+    q: q.get("q") || q.get("action") || "", // action=: links made before q
     target_type: q.get("target_type") || "",
     actor: q.get("actor") || "",
     range: q.get("range") || defaultRange,
@@ -107,7 +107,7 @@ function startOfDay(date, offset) {
 // query turns filters into the API's query parameters.
 function query(f) {
   const q = new URLSearchParams();
-  for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
+  for (const k of ["q", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
   const b = bounds(f);
   if (b.since) q.set("since", b.since.toISOString());
   if (b.until) q.set("until", b.until.toISOString());
@@ -117,7 +117,7 @@ function query(f) {
 // urlQuery is the page's own query string for filters: the range by name.
 function urlQuery(f) {
   const q = new URLSearchParams();
-  for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
+  for (const k of ["q", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
   if (f.range === "custom") {
     if (f.since) q.set("since", f.since);
     if (f.until) q.set("until", f.until);
@@ -128,7 +128,7 @@ function urlQuery(f) {
 }
 
 function showFilters(f) {
-  $("f-action").value = f.action;
+  $("f-action").value = f.q;
   $("f-target").value = f.target_type;
   $("f-actor").value = f.actor;
   $("f-range").value = f.range;
@@ -142,7 +142,7 @@ function showFilters(f) {
 function readFilters() {
   const range = $("f-range").value;
   return {
-    action: $("f-action").value.trim(),
+    q: $("f-action").value.trim().replace(/\s+/g, " "),
     target_type: $("f-target").value,
     actor: $("f-actor").value.trim(),
     range,
@@ -492,7 +492,7 @@ function showOrg(org) {
 
 // hasFilters says whether anything but the range narrows the log.
 function hasFilters(f) {
-  return !!(f.action || f.target_type || f.actor);
+  return !!(f.q || f.target_type || f.actor);
 }
 
 // showSummary says what the log shows (range, total, filters, the plan's
@@ -519,19 +519,21 @@ function showSummary(s, f, b) {
   drawChart(s ? s.days : [], s ? s.bucket : b.bucket);
 }
 
-// showChips lists the active filters, each with a button that removes it.
+// showChips lists the active filters, each search term and each other
+// filter with a button that removes it.
 function showChips(f) {
   const chips = $("chips");
   chips.textContent = "";
-  const names = { action: "Action", target_type: "Target type", actor: "Actor" };
-  for (const [k, name] of Object.entries(names)) {
-    if (!f[k]) continue;
-    const shown = k === "target_type" ? $("f-target").selectedOptions[0]?.textContent || f[k] : f[k];
+  const chip = (name, shown, without) => {
     const remove = el("button", { type: "button", class: "chip", "aria-label": `Remove the filter ${name}: ${shown}` },
       el("span", {}, `${name}: `), el("strong", {}, shown), el("span", { "aria-hidden": "true", class: "x" }, "×"));
-    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), [k]: "" }));
+    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), ...without }));
     chips.append(el("li", {}, remove));
-  }
+  };
+  const terms = f.q ? f.q.split(" ") : [];
+  terms.forEach((term, i) => chip("Search", term, { q: terms.filter((_, j) => j !== i).join(" ") }));
+  if (f.target_type) chip("Target type", $("f-target").selectedOptions[0]?.textContent || f.target_type, { target_type: "" });
+  if (f.actor) chip("Actor", f.actor, { actor: "" });
   chips.hidden = !chips.firstChild;
   const n = chips.childElementCount;
   $("filters-toggle").textContent = n ? `Filters (${n})` : "Filters";
@@ -696,6 +698,10 @@ let catalogRequest = null;
 function loadCatalog() {
   catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
+    for (const [hint, what] of [["action:", "actions matching, e.g. action:pat.*"], ["-action:", "leave actions out"],
+      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a date, e.g. created:>=2026-11-01"]]) {
+      list.append(el("option", { value: hint }, what));
+    }
     for (const a of body.actions) {
       catalog.set(a.action, a);
       list.append(el("option", { value: a.action }, a.description || ""));
@@ -706,7 +712,7 @@ function loadCatalog() {
   return catalogRequest;
 }
 
-const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });
+const clearAll = () => navigate({ q: "", target_type: "", actor: "", range: defaultRange });
 
 document.addEventListener("DOMContentLoaded", () => {
   $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;
