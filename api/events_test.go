@@ -421,3 +421,25 @@ func TestGetEventByID(t *testing.T) {
 	resp, body = b.get(t, path(id, ""), b.token(t, member, tokenOpts{}))
 	wantProblem(t, resp, body, http.StatusForbidden)
 }
+
+// TestActorAnyCase: the actor filter matches an email in any case, in the
+// list, the CSV export and the summary (ADA@... finds ada@...).
+func TestActorAnyCase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ann := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "Ann@Example.com"})
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "bob@example.com"})
+	for _, actor := range []string{"ann@example.com", "ANN@EXAMPLE.COM", "Ann@Example.com"} {
+		query := "actor=" + url.QueryEscape(actor)
+		if p, _ := b.page(t, org, token, query); !slices.Equal(p.ids(), []string{ann}) {
+			t.Errorf("%s: %v, want ann's event", actor, p.ids())
+		}
+		if _, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv&"+query, token); !strings.Contains(string(body), ann) || strings.Contains(string(body), "bob@") {
+			t.Errorf("%s: CSV %s", actor, body)
+		}
+		if s := b.summary(t, org, token, query); s.Total != 1 {
+			t.Errorf("%s: summary total %d", actor, s.Total)
+		}
+	}
+}
