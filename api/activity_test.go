@@ -391,19 +391,23 @@ func waitText(ctx context.Context, t *testing.T, id, want string) {
 	}
 }
 
-// A member who is not an owner is told why the log is closed to them.
+// A member who is not an owner is told why the log is closed to them, and
+// sees nothing of the owner who signed in before them in the same browser.
 func TestActivityPageRefusesMember(t *testing.T) {
 	t.Parallel()
 	b := setupActivity(t)
 	ctx := newBrowser(t)
-	do(ctx, t,
-		chromedp.Navigate(b.page),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), b.memberToken),
-		chromedp.Click(chromedp.CSS("#sign-in-form button")),
-		chromedp.WaitVisible(chromedp.ID("denied")))
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "retention", "Team plan")
+	do(ctx, t, chromedp.Click(chromedp.ID("sign-out")))
+	signIn(ctx, t, b.memberToken)
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("denied")))
 	if message := text(ctx, t, "denied"); !strings.Contains(message, "not an owner") {
 		t.Fatalf("member sees %q", message)
+	}
+	if shown := eval[string](ctx, t, `document.body.innerText`); strings.Contains(shown, "Team plan") || strings.Contains(shown, "org-") {
+		t.Errorf("the member sees the owner's org: %s", shown)
 	}
 	shoot(ctx, t, "activity-member")
 }

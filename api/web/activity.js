@@ -27,7 +27,6 @@ let cursor = "";       // next page of the current query, "" when none
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
 let total = 0;         // events matching the current query, from the summary
-let lastSummary = null;
 
 // The time zone every time on the page is shown in: UTC unless the reader
 // switched to the browser's, which this browser remembers.
@@ -52,7 +51,6 @@ const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numer
 // short name (UTC, EST).
 const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
   month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
-const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" });
 
 // filtersFromURL reads the filters from the page's query string. A range
 // the page does not know falls back to the default, and says so.
@@ -498,7 +496,6 @@ function hasFilters(f) {
 // showSummary says what the log shows (range, total, filters, the plan's
 // limit) and charts it; s is null when the query failed.
 function showSummary(s, f, b) {
-  lastSummary = s;
   if (s) {
     total = s.total;
     showOrg(s.org);
