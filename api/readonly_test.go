@@ -88,6 +88,7 @@ func TestCatalog(t *testing.T) {
 			TargetType   string   `json:"target_type"`
 			Description  string   `json:"description"`
 			RequiredKeys []string `json:"required_keys"`
+			Sentence     string   `json:"sentence"`
 		} `json:"actions"`
 	}
 	if err := decodeJSON(body, &got); err != nil {
