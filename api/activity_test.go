@@ -194,7 +194,7 @@ func TestActivityPage(t *testing.T) {
 			t.Errorf("action filter shows %s", a)
 		}
 	}
-	if u, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(u, "action=token") {
+	if u, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(u, "q=token") {
 		t.Errorf("the URL does not hold the filter: %s %v", u, err)
 	}
 
@@ -223,8 +223,8 @@ func TestActivityPage(t *testing.T) {
 	}
 
 	// Open a row with the keyboard: its metadata shows.
-	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
-	expanded, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#rows tr.event"), "aria-expanded"))
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event button.open")), chromedp.KeyEvent("\r"))
+	expanded, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#rows tr.event button.open"), "aria-expanded"))
 	if err != nil || expanded.Value != "true" {
 		t.Errorf("the row did not open: %+v %v", expanded, err)
 	}
@@ -242,13 +242,13 @@ func TestActivityPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(ctx, t, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("linked-"+eventID)))
-	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked tr.event').getAttribute('aria-expanded') === 'true'`) {
+	if !strings.Contains(link, "/activity/events/"+eventID) || !eval[bool](ctx, t, `document.querySelector('#linked button.open').getAttribute('aria-expanded') === 'true'`) {
 		t.Errorf("the link %s does not open its event", link)
 	}
 	shoot(ctx, t, "activity-linked")
 	do(ctx, t, chromedp.Navigate(list))
 	waitRows(ctx, t, 20)
-	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event")), chromedp.KeyEvent("\r"))
+	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event button.open")), chromedp.KeyEvent("\r"))
 
 	// From a small phone to a desktop, the page (an event open) fits the
 	// screen's width: nothing scrolls sideways.
@@ -339,6 +339,19 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 		t.Errorf("after removing the chip: %s", u)
 	}
 
+	// The search box takes qualifiers; each term is a chip of its own.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "action:cluster.* -action:cluster.created\r"))
+	for _, a := range waitRows(ctx, t, 5) {
+		if a != "cluster.token_rotated" {
+			t.Errorf("action:cluster.* -action:cluster.created shows %s", a)
+		}
+	}
+	if n := eval[int](ctx, t, `document.querySelectorAll('#chips button').length`); n != 2 {
+		t.Errorf("%d chips for two search terms", n)
+	}
+	do(ctx, t, chromedp.Click(chromedp.CSS("#chips li:last-child button")))
+	waitRows(ctx, t, 20)
+
 	// Longer than the plan keeps: the page says so.
 	do(ctx, t, chromedp.Navigate(b.page+"?range=1y"))
 	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days")
@@ -378,19 +391,23 @@ func waitText(ctx context.Context, t *testing.T, id, want string) {
 	}
 }
 
-// A member who is not an owner is told why the log is closed to them.
+// A member who is not an owner is told why the log is closed to them, and
+// sees nothing of the owner who signed in before them in the same browser.
 func TestActivityPageRefusesMember(t *testing.T) {
 	t.Parallel()
 	b := setupActivity(t)
 	ctx := newBrowser(t)
-	do(ctx, t,
-		chromedp.Navigate(b.page),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), b.memberToken),
-		chromedp.Click(chromedp.CSS("#sign-in-form button")),
-		chromedp.WaitVisible(chromedp.ID("denied")))
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "retention", "Team plan")
+	do(ctx, t, chromedp.Click(chromedp.ID("sign-out")))
+	signIn(ctx, t, b.memberToken)
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("denied")))
 	if message := text(ctx, t, "denied"); !strings.Contains(message, "not an owner") {
 		t.Fatalf("member sees %q", message)
+	}
+	if shown := eval[string](ctx, t, `document.body.innerText`); strings.Contains(shown, "Team plan") || strings.Contains(shown, "org-") {
+		t.Errorf("the member sees the owner's org: %s", shown)
 	}
 	shoot(ctx, t, "activity-member")
 }
@@ -462,4 +479,45 @@ func shoot(ctx context.Context, t *testing.T, name string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestActivityPageAccessible runs axe-core (api/testdata/axe.min.js,
+// vendored from the npm package, MPL-2.0) over the page signed out, and
+// signed in with the filters, the chart and an event open, at a desktop's
+// and a phone's width: no serious or critical violation.
+func TestActivityPageAccessible(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	axe, err := os.ReadFile("testdata/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := newBrowser(t)
+	scan := func(state string) {
+		t.Helper()
+		for _, width := range []int64{1440, 390} {
+			do(ctx, t, chromedp.EmulateViewport(width, 900), chromedp.Evaluate[chromedp.Void](string(axe)))
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations
+				.filter(v => v.impact === 'serious' || v.impact === 'critical')
+				.map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(', ') + ')'))`, chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, violation := range v {
+				t.Errorf("%s at %d px: %s", state, width, violation)
+			}
+		}
+	}
+	do(ctx, t, chromedp.Navigate(b.page), chromedp.WaitVisible(chromedp.ID("token")))
+	scan("signed out")
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	do(ctx, t, chromedp.EmulateViewport(1440, 900), chromedp.Click(chromedp.CSS("#rows tr.event")),
+		chromedp.Navigate(b.page+"?actor=ann@example.com"))
+	waitRows(ctx, t, 20)
+	// The filters open on a phone too, an event open, the chart's tooltip shown.
+	do(ctx, t, chromedp.Click(chromedp.CSS("#rows tr.event")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('filters').classList.add('open')`),
+		chromedp.Focus(chromedp.ID("chart")))
+	scan("signed in")
 }

@@ -46,22 +46,31 @@ func (c *catalog) get(ctx context.Context) ([]store.Action, error) {
 	return actions, nil
 }
 
-// actionFilter turns the action and target_type parameters into the actions
-// to keep; nil keeps every action. action is an exact action name, or else
-// free text matched case-insensitively against the names (token finds
-// cluster.token_rotated).
-func actionFilter(actions []store.Action, action, targetType string) []string {
-	if action == "" && targetType == "" {
+// filtersActions says whether the parameters narrow the actions.
+func (p filterParams) filtersActions() bool {
+	return p.action != "" || p.targetType != "" || p.search.filtersActions()
+}
+
+// actionFilter turns the action, target_type and q parameters into the
+// actions to keep; nil keeps every action. action is an exact action name,
+// or else free text matched case-insensitively against the names (token
+// finds cluster.token_rotated); q's qualifiers narrow further.
+func actionFilter(actions []store.Action, p filterParams) []string {
+	if !p.filtersActions() {
 		return nil
 	}
-	exact := slices.ContainsFunc(actions, func(a store.Action) bool { return a.Action == action })
-	needle := strings.ToLower(action)
+	isAction := func(name string) bool {
+		return slices.ContainsFunc(actions, func(a store.Action) bool { return a.Action == name })
+	}
+	exact := isAction(p.action)
+	needle := strings.ToLower(p.action)
 	keep := []string{}
 	for _, a := range actions {
 		switch {
-		case targetType != "" && a.TargetType != targetType:
-		case action != "" && exact && a.Action != action:
-		case action != "" && !exact && !strings.Contains(a.Action, needle):
+		case p.targetType != "" && a.TargetType != p.targetType:
+		case p.action != "" && exact && a.Action != p.action:
+		case p.action != "" && !exact && !strings.Contains(a.Action, needle):
+		case !p.search.keeps(a, isAction):
 		default:
 			keep = append(keep, a.Action)
 		}

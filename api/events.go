@@ -80,12 +80,12 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 			q.Before = pos
 		}
 	}
-	if p.action != "" || p.targetType != "" {
+	if p.filtersActions() {
 		actions, err := s.catalog.get(ctx)
 		if err != nil {
 			return store.Query{}, scope, err
 		}
-		q.Actions = actionFilter(actions, p.action, p.targetType)
+		q.Actions = actionFilter(actions, p.filterParams)
 	}
 	return q, scope, nil
 }

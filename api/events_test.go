@@ -282,6 +282,8 @@ func TestInvalidParameters(t *testing.T) {
 		{"limit=ten", "limit"},
 		{"limit=1&limit=2", "limit"},
 		{"range=2y", "range"},
+		{"q=colour:red", "q"},
+		{"bom=1", "bom"},
 		{"range=7d&since=2026-01-01T00:00:00Z", "range"},
 		{"since=yesterday", "since"},
 		{"until=2026-13-01T00:00:00Z", "until"},
@@ -420,4 +422,26 @@ func TestGetEventByID(t *testing.T) {
 	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "member"})
 	resp, body = b.get(t, path(id, ""), b.token(t, member, tokenOpts{}))
 	wantProblem(t, resp, body, http.StatusForbidden)
+}
+
+// TestActorAnyCase: the actor filter matches an email in any case, in the
+// list, the CSV export and the summary (ADA@... finds ada@...).
+func TestActorAnyCase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ann := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "Ann@Example.com"})
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "bob@example.com"})
+	for _, actor := range []string{"ann@example.com", "ANN@EXAMPLE.COM", "Ann@Example.com"} {
+		query := "actor=" + url.QueryEscape(actor)
+		if p, _ := b.page(t, org, token, query); !slices.Equal(p.ids(), []string{ann}) {
+			t.Errorf("%s: %v, want ann's event", actor, p.ids())
+		}
+		if _, body := b.get(t, "/api/orgs/"+org+"/audit?format=csv&"+query, token); !strings.Contains(string(body), ann) || strings.Contains(string(body), "bob@") {
+			t.Errorf("%s: CSV %s", actor, body)
+		}
+		if s := b.summary(t, org, token, query); s.Total != 1 {
+			t.Errorf("%s: summary total %d", actor, s.Total)
+		}
+	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // The query parameters of GET /api/orgs/{id}/audit/feed.
-var feedParamNames = []string{"after", "limit", "wait", "format", "action", "target_type", "actor"}
+var feedParamNames = []string{"after", "limit", "wait", "format", "action", "target_type", "actor", "q"}
 
 // feedFormats are the values of the feed's format.
 var feedFormats = []string{"json", "ndjson"}
@@ -65,6 +65,9 @@ func parseFeedParams(q url.Values) (feedParams, error) {
 			p.ndjson = v == "ndjson"
 		}
 	})
+	if !p.search.since.IsZero() || !p.search.until.IsZero() {
+		badf("q", "created: narrows the list, its export and summary; the feed goes in commit order from after")
+	}
 	if len(bad) > 0 {
 		return feedParams{}, invalidParams(bad)
 	}
@@ -97,13 +100,13 @@ func (s *server) feed(c *gin.Context) {
 	ctx := c.Request.Context()
 	org := orgOf(c).String()
 	q := store.FeedQuery{OrgID: org, After: p.after, Limit: p.limit, Actor: p.actor}
-	if p.action != "" || p.targetType != "" {
+	if p.filtersActions() {
 		actions, err := s.catalog.get(ctx)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		q.Actions = actionFilter(actions, p.action, p.targetType)
+		q.Actions = actionFilter(actions, p.filterParams)
 	}
 	deadline := time.Now().Add(p.wait)
 	var page store.FeedPage

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"slices"
@@ -13,7 +14,7 @@ import (
 
 // The query parameters of GET /api/orgs/{id}/audit, as documented in
 // openapi.json (a test keeps the two in step).
-var listParamNames = []string{"action", "target_type", "actor", "range", "since", "until", "limit", "cursor", "format", "bom"}
+var listParamNames = []string{"action", "target_type", "actor", "q", "range", "since", "until", "limit", "cursor", "format", "bom"}
 
 // rangeNames are the values of the range parameter, shortest first: the
 // last 24 hours, 7, 30 or 90 days, a year (365 days).
@@ -47,6 +48,7 @@ type filterParams struct {
 	action     string // exact action or free text; empty: any
 	targetType string
 	actor      string
+	search     search // q
 	limit      int
 }
 
@@ -68,6 +70,15 @@ func (p *filterParams) set(name, v string, badf func(name, format string, args .
 			badf(name, "longer than %d characters", maxActorLen)
 		}
 		p.actor = strings.TrimSpace(v)
+	case "q":
+		sq, err := parseSearch(v)
+		if err != nil {
+			badf(name, "%v", err)
+		}
+		if sq.actor != "" && p.actor != "" { // actor sorts before q
+			badf(name, "actor: and the actor parameter: give one")
+		}
+		p.search, p.actor = sq, cmp.Or(p.actor, sq.actor)
 	case "limit":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxLimit {
@@ -145,6 +156,13 @@ func parseListParams(q url.Values) (listParams, error) {
 	})
 	if p.rangeName != "" && (q.Has("since") || q.Has("until")) {
 		badf("range", "give either range or since/until, not both")
+	}
+	// created: narrows whatever range the parameters give.
+	if p.search.since.After(p.since) {
+		p.since = p.search.since
+	}
+	if u := p.search.until; !u.IsZero() && (p.until.IsZero() || u.Before(p.until)) {
+		p.until = u
 	}
 	if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
 		badf("since", "must be before until")

@@ -27,7 +27,6 @@ let cursor = "";       // next page of the current query, "" when none
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
 let total = 0;         // events matching the current query, from the summary
-let lastSummary = null;
 
 // The time zone every time on the page is shown in: UTC unless the reader
 // switched to the browser's, which this browser remembers.
@@ -52,14 +51,13 @@ const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numer
 // short name (UTC, EST).
 const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
   month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
-const fmtDate = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric" });
 
 // filtersFromURL reads the filters from the page's query string. A range
 // the page does not know falls back to the default, and says so.
 function filtersFromURL() {
   const q = new URLSearchParams(location.search);
   const f = {
-    action: q.get("action") || "",
+    q: q.get("q") || q.get("action") || "", // action=: links made before q
     target_type: q.get("target_type") || "",
     actor: q.get("actor") || "",
     range: q.get("range") || defaultRange,
@@ -107,7 +105,7 @@ function startOfDay(date, offset) {
 // query turns filters into the API's query parameters.
 function query(f) {
   const q = new URLSearchParams();
-  for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
+  for (const k of ["q", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
   const b = bounds(f);
   if (b.since) q.set("since", b.since.toISOString());
   if (b.until) q.set("until", b.until.toISOString());
@@ -117,7 +115,7 @@ function query(f) {
 // urlQuery is the page's own query string for filters: the range by name.
 function urlQuery(f) {
   const q = new URLSearchParams();
-  for (const k of ["action", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
+  for (const k of ["q", "target_type", "actor"]) if (f[k]) q.set(k, f[k]);
   if (f.range === "custom") {
     if (f.since) q.set("since", f.since);
     if (f.until) q.set("until", f.until);
@@ -128,7 +126,7 @@ function urlQuery(f) {
 }
 
 function showFilters(f) {
-  $("f-action").value = f.action;
+  $("f-action").value = f.q;
   $("f-target").value = f.target_type;
   $("f-actor").value = f.actor;
   $("f-range").value = f.range;
@@ -142,7 +140,7 @@ function showFilters(f) {
 function readFilters() {
   const range = $("f-range").value;
   return {
-    action: $("f-action").value.trim(),
+    q: $("f-action").value.trim().replace(/\s+/g, " "),
     target_type: $("f-target").value,
     actor: $("f-actor").value.trim(),
     range,
@@ -295,7 +293,7 @@ function showLinked(e) {
   } else {
     const [row, details] = renderEvent(e, "linked-");
     $("linked-rows").append(row, details);
-    row.click();
+    row.querySelector("button.open").click();
   }
   box.scrollIntoView({ block: "start" });
   box.focus();
@@ -435,8 +433,11 @@ function renderEvent(e, prefix = "ev-") {
   const id = `${prefix}${e.id}`;
   const actor = e.actor_type === "system" ? "System" : (e.actor_email || e.actor_id || "Unknown user");
   const via = e.metadata && e.metadata.via_pat ? el("span", { class: "via", title: "Acted with a personal access token" }, `via token ${e.metadata.via_pat}`) : null;
-  const row = el("tr", { class: "event", tabindex: "0", "aria-expanded": "false", "aria-controls": id },
-    el("td", { class: "event" }, sentence(e, actor),
+  // The sentence is the button that opens the details (a row itself may not
+  // be expanded); a click anywhere on the row does the same.
+  const opener = el("button", { type: "button", class: "open", "aria-expanded": "false", "aria-controls": id }, sentence(e, actor));
+  const row = el("tr", { class: "event" },
+    el("td", { class: "event" }, opener,
       el("div", { class: "meta" }, el("code", { class: "action", title: catalog.get(e.action)?.description || "" }, e.action), via)),
     el("td", { class: "when" },
       el("time", { datetime: e.occurred_at, title: isoInZone(at) }, relative(at)),
@@ -459,14 +460,14 @@ function renderEvent(e, prefix = "ev-") {
       el("pre", { "aria-label": "Metadata", tabindex: "0" }, metadata))));
 
   const toggle = () => {
-    const open = row.getAttribute("aria-expanded") !== "true";
-    row.setAttribute("aria-expanded", String(open));
+    const open = opener.getAttribute("aria-expanded") !== "true";
+    opener.setAttribute("aria-expanded", String(open));
+    row.classList.toggle("open", open);
     details.hidden = !open;
     if (open) details.scrollIntoView({ block: "nearest" });
   };
-  row.addEventListener("click", toggle);
-  row.addEventListener("keydown", (ev) => {
-    if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggle(); }
+  row.addEventListener("click", (ev) => {
+    if (!ev.target.closest("a") && (!window.getSelection() || window.getSelection().isCollapsed)) toggle();
   });
   return [row, details];
 }
@@ -490,13 +491,12 @@ function showOrg(org) {
 
 // hasFilters says whether anything but the range narrows the log.
 function hasFilters(f) {
-  return !!(f.action || f.target_type || f.actor);
+  return !!(f.q || f.target_type || f.actor);
 }
 
 // showSummary says what the log shows (range, total, filters, the plan's
 // limit) and charts it; s is null when the query failed.
 function showSummary(s, f, b) {
-  lastSummary = s;
   if (s) {
     total = s.total;
     showOrg(s.org);
@@ -517,19 +517,21 @@ function showSummary(s, f, b) {
   drawChart(s ? s.days : [], s ? s.bucket : b.bucket);
 }
 
-// showChips lists the active filters, each with a button that removes it.
+// showChips lists the active filters, each search term and each other
+// filter with a button that removes it.
 function showChips(f) {
   const chips = $("chips");
   chips.textContent = "";
-  const names = { action: "Action", target_type: "Target type", actor: "Actor" };
-  for (const [k, name] of Object.entries(names)) {
-    if (!f[k]) continue;
-    const shown = k === "target_type" ? $("f-target").selectedOptions[0]?.textContent || f[k] : f[k];
+  const chip = (name, shown, without) => {
     const remove = el("button", { type: "button", class: "chip", "aria-label": `Remove the filter ${name}: ${shown}` },
       el("span", {}, `${name}: `), el("strong", {}, shown), el("span", { "aria-hidden": "true", class: "x" }, "×"));
-    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), [k]: "" }));
+    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), ...without }));
     chips.append(el("li", {}, remove));
-  }
+  };
+  const terms = f.q ? f.q.split(" ") : [];
+  terms.forEach((term, i) => chip("Search", term, { q: terms.filter((_, j) => j !== i).join(" ") }));
+  if (f.target_type) chip("Target type", $("f-target").selectedOptions[0]?.textContent || f.target_type, { target_type: "" });
+  if (f.actor) chip("Actor", f.actor, { actor: "" });
   chips.hidden = !chips.firstChild;
   const n = chips.childElementCount;
   $("filters-toggle").textContent = n ? `Filters (${n})` : "Filters";
@@ -708,6 +710,10 @@ let catalogRequest = null;
 function loadCatalog() {
   catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
+    for (const [hint, what] of [["action:", "actions matching, e.g. action:pat.*"], ["-action:", "leave actions out"],
+      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a date, e.g. created:>=2026-11-01"]]) {
+      list.append(el("option", { value: hint }, what));
+    }
     for (const a of body.actions) {
       catalog.set(a.action, a);
       list.append(el("option", { value: a.action }, a.description || ""));
@@ -718,7 +724,7 @@ function loadCatalog() {
   return catalogRequest;
 }
 
-const clearAll = () => navigate({ action: "", target_type: "", actor: "", range: defaultRange });
+const clearAll = () => navigate({ q: "", target_type: "", actor: "", range: defaultRange });
 
 document.addEventListener("DOMContentLoaded", () => {
   $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;

@@ -91,7 +91,7 @@ WHERE org_id = {{ .P.Org }}
     AND action = ANY ({{ . }})
 {{- end }}
 {{- if .Actor }}
-    AND actor_email = {{ .P.Actor }}
+    AND lower(actor_email) = lower({{ .P.Actor }})
 {{- end }}
 {{- end -}}
 

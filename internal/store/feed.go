@@ -36,7 +36,8 @@ type FeedQuery struct {
 	Limit int
 	// Actions, if not nil, keeps only events of these actions.
 	Actions []string
-	// Actor, if not empty, keeps only events of the actor with this email.
+	// Actor, if not empty, keeps only events of the actor with this email,
+	// in any case.
 	Actor string
 }
 
@@ -158,7 +159,7 @@ func sealedEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal)
 	}
 	if q.Actor != "" {
 		args = append(args, q.Actor)
-		fmt.Fprintf(&where, " AND actor_email = $%d", len(args))
+		fmt.Fprintf(&where, " AND lower(actor_email) = lower($%d)", len(args))
 	}
 	var sql strings.Builder
 	for i, tier := range q.Tiers {

@@ -197,7 +197,8 @@ type Query struct {
 	// Actions, if not nil, keeps only events of these actions; an empty,
 	// non-nil slice matches nothing.
 	Actions []string
-	// Actor, if not empty, keeps only events of the actor with this email.
+	// Actor, if not empty, keeps only events of the actor with this email,
+	// in any case.
 	Actor string
 	// Limit is the page size (Page only).
 	Limit int
@@ -713,7 +714,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	}
 	switch {
 	case sh.Actor:
-		sh.KeyCol, sh.KeyVal = "actor_email", p.Actor
+		sh.KeyCol, sh.KeyVal = "lower(actor_email)", "lower("+p.Actor+")"
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
 	}
