@@ -18,8 +18,9 @@ import (
 )
 
 // statusEvery is how often the sealer tells the server how far it got, so
-// the slot releases WAL.
-const statusEvery = 10 * time.Second
+// the slot releases WAL, and a sealer starting after this one is sent again
+// little that this one sealed.
+const statusEvery = time.Second
 
 type head struct {
 	seq  int64
@@ -189,7 +190,42 @@ func (s *sealer) stream(ctx context.Context) error {
 	if werr := <-written; werr != nil && !errors.Is(werr, context.Canceled) {
 		return werr
 	}
+	if confirmed := q.confirmed(); confirmed != 0 {
+		// Stopping: confirm what write settled, so that the next sealer
+		// does not decode it again.
+		final, cancel := context.WithTimeout(context.Background(), stopWait)
+		defer cancel()
+		if serr := pglogrepl.SendStandbyStatusUpdate(final, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); serr != nil && err == nil {
+			err = fmt.Errorf("send status: %w", serr)
+		}
+	}
 	return err
+}
+
+// stopWait bounds how long a stopping sealer waits for the WAL holding its
+// last seals to be flushed, to confirm them.
+const stopWait = 2 * time.Second
+
+// settle confirms, when the sealer stops, what it recorded, once the WAL
+// holding it is flushed (the WAL writer flushes within a fraction of a
+// second), or stopWait has passed.
+func (s *sealer) settle(q *queue, pending staged) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	for {
+		var err error
+		if pending, err = s.confirm(ctx, q, pending); err != nil {
+			return
+		}
+		if pending.pos == 0 && q.sealedTo(s.progress) <= q.confirmed() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // receive reads the slot, queues its committed transactions in commit
@@ -354,6 +390,7 @@ func (s *sealer) write(ctx context.Context, q *queue) error {
 		wait.Reset(time.Until(deadline))
 		select {
 		case <-ctx.Done():
+			s.settle(q, pending)
 			return ctx.Err()
 		case <-q.ready:
 		case <-wait.C:
