@@ -85,7 +85,7 @@ func (c *pollConn) io(op func(fd int) (int, error)) (int, error) {
 // wait sleeps before the next try, as long as deadline allows, and
 // doubles the next sleep up to pollMax; false if the deadline has passed.
 func wait(deadline *atomic.Int64, sleep *time.Duration) bool {
-	d := time.Duration(pollMax)
+	d := pollMax
 	if by := deadline.Load(); by != 0 {
 		d = time.Duration(by - time.Now().UnixNano())
 		if d <= 0 {
