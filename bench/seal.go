@@ -96,7 +96,7 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 			s.stop()
 		}
 	}
-	lags, err := sealLags(ctx, conn, committedAt, s.stoppedFrom)
+	lags, err := sealLags(ctx, conn, committedAt, s.ran)
 	if err != nil {
 		return nil, err
 	}
@@ -119,13 +119,15 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 	}, nil
 }
 
-// sealerProc runs the sealer in this process and records when it stopped.
+// sealerProc runs the sealer in this process and records when it ran.
 type sealerProc struct {
-	cfg         sealer.Config
-	cancel      func()
-	done        chan struct{}
-	stoppedFrom []time.Time // when each stop began
+	cfg    sealer.Config
+	cancel func()
+	done   chan struct{}
+	ran    []span // from each start's return to the next stop
 }
+
+type span struct{ from, to time.Time }
 
 // start runs the sealer and returns once its slot is made.
 func (s *sealerProc) start(ctx context.Context, conn *pgx.Conn) error {
@@ -143,6 +145,7 @@ func (s *sealerProc) start(ctx context.Context, conn *pgx.Conn) error {
 			return err
 		}
 		if ready {
+			s.ran = append(s.ran, span{from: time.Now()})
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -150,7 +153,7 @@ func (s *sealerProc) start(ctx context.Context, conn *pgx.Conn) error {
 }
 
 func (s *sealerProc) stop() {
-	s.stoppedFrom = append(s.stoppedFrom, time.Now())
+	s.ran[len(s.ran)-1].to = time.Now()
 	s.cancel()
 	<-s.done
 }
@@ -183,9 +186,10 @@ func waitSealed(ctx context.Context, conn *pgx.Conn, org string) error {
 }
 
 // sealLags is, sorted, the time from COMMIT returning to sealed_at of every
-// event committed while the sealer ran: before the first stop, or after a
-// restart that followed one.
-func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.Time, stops []time.Time) ([]time.Duration, error) {
+// event committed and sealed while the sealer ran: not those written while
+// it was stopped (its backlog), nor those it had not sealed when it
+// stopped.
+func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.Time, ran []span) ([]time.Duration, error) {
 	rows, err := conn.Query(ctx, "SELECT event_id::text, sealed_at FROM audit.seals")
 	if err != nil {
 		return nil, err
@@ -195,7 +199,7 @@ func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.T
 	var lags []time.Duration
 	_, err = pgx.ForEachRow(rows, []any{&id, &sealedAt}, func() error {
 		at, ok := committedAt[id]
-		if !ok || whileStopped(at, sealedAt, stops) {
+		if !ok || !whileRunning(at, sealedAt, ran) {
 			return nil
 		}
 		lags = append(lags, max(sealedAt.Sub(at), 0))
@@ -208,11 +212,11 @@ func sealLags(ctx context.Context, conn *pgx.Conn, committedAt map[string]time.T
 	return lags, nil
 }
 
-// whileStopped says whether an event committed at `at` and sealed at
-// sealedAt waited for a stopped sealer: a stop began between the two.
-func whileStopped(at, sealedAt time.Time, stops []time.Time) bool {
-	for _, s := range stops {
-		if !s.After(sealedAt) && !s.Before(at) {
+// whileRunning says whether an event committed at `at` and sealed at
+// sealedAt was both while the sealer ran, in one span.
+func whileRunning(at, sealedAt time.Time, ran []span) bool {
+	for _, r := range ran {
+		if !at.Before(r.from) && !sealedAt.After(r.to) {
 			return true
 		}
 	}

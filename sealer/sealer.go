@@ -157,6 +157,13 @@ func runOnce(ctx context.Context, cfg *Config) error {
 	if err := waitForLock(ctx, conn, cfg); err != nil {
 		return err
 	}
+	// The sealer's commits need not wait for their WAL flush: a crash of
+	// the server may lose its last batches, but seals and progress
+	// together, and the slot is confirmed only up to what is flushed
+	// (sealer.confirm), so they are sealed again, to the same seqs.
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	if _, err := conn.Exec(ctx, "SELECT audit.register_seal_key($1, $2)", chain.KeyID(pub), []byte(pub)); err != nil {
 		return fmt.Errorf("register seal key: %w", err)

@@ -152,6 +152,32 @@ func TestFirstPassSealsEventsRecordedBeforeTheSealer(t *testing.T) {
 	checkChain(t, pool, org, 6)
 }
 
+// A sealer that stops confirms to its slot what it sealed, once flushed,
+// so that the next one is not sent those transactions again.
+func TestStoppingSealerConfirmsWhatItSealed(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	stop := sealtest.Start(t, url, sealer.Config{})
+	for range 3 {
+		record(t, pool, org)
+	}
+	sealtest.WaitSealed(t, pool, org, 3)
+	stop()
+	var confirmed, sealed string
+	var caughtUp bool
+	err := pool.QueryRow(context.Background(), `
+		SELECT s.confirmed_flush_lsn::text, p.lsn::text, s.confirmed_flush_lsn >= p.lsn
+		FROM pg_replication_slots s JOIN audit.sealer_progress p ON p.slot = s.slot_name`).Scan(&confirmed, &sealed, &caughtUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !caughtUp {
+		t.Fatalf("slot confirmed to %s after the sealer stopped; it had sealed to %s", confirmed, sealed)
+	}
+}
+
 func TestStandbySealerTakesOver(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)

@@ -2,6 +2,7 @@ package sealer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,24 +10,29 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/auditlog/auditlog/internal/chain"
+	"github.com/auditlog/auditlog/internal/sqlstate"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
 // statusEvery is how often the sealer tells the server how far it got, so
-// the slot releases WAL.
-const statusEvery = 10 * time.Second
+// the slot releases WAL, and a sealer starting after this one is sent again
+// little that this one sealed.
+const statusEvery = time.Second
 
 type head struct {
 	seq  int64
 	hash chain.Hash
 }
 
-// committed is one decoded transaction's events, and where it ends.
+// committed is one decoded transaction's events, where it ends, and when
+// it was read.
 type committed struct {
 	end    pglogrepl.LSN
 	events []store.Event
+	at     time.Time
 }
 
 type sealer struct {
@@ -42,7 +48,12 @@ func (s *sealer) run(ctx context.Context) error {
 	if err != nil {
 		return fatalError{err}
 	}
-	s.repl, err = pgconn.Connect(ctx, replURL)
+	replCfg, err := pgconn.ParseConfig(replURL)
+	if err != nil {
+		return fatalError{fmt.Errorf("sealer: database URL: %w", err)}
+	}
+	replCfg.DialFunc = dialPolling(replCfg.DialFunc)
+	s.repl, err = pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
 		return fmt.Errorf("replication connection: %w", err)
 	}
@@ -160,73 +171,89 @@ func (s *sealer) sealExisting(ctx context.Context, snapshot string) (int64, erro
 	return total + int64(len(batch)), nil
 }
 
-// stream reads decoded transactions, seals them in batches in commit order,
-// and does the periodic work between batches.
+// stream seals what the slot sends: this goroutine reads and decodes
+// committed transactions and queues them; a second one records them in
+// batches (write). Reading the next batch thus overlaps with recording the
+// last.
 func (s *sealer) stream(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := newQueue(s.cfg.BatchSize)
+	written := make(chan error, 1)
+	go func() {
+		err := s.write(ctx, q)
+		cancel()
+		written <- err
+	}()
+	err := s.receive(ctx, q)
+	cancel()
+	if werr := <-written; werr != nil && !errors.Is(werr, context.Canceled) {
+		return werr
+	}
+	if confirmed := q.confirmed(); confirmed != 0 {
+		// Stopping: confirm what write settled, so that the next sealer
+		// does not decode it again.
+		final, cancel := context.WithTimeout(context.Background(), stopWait)
+		defer cancel()
+		if serr := pglogrepl.SendStandbyStatusUpdate(final, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); serr != nil && err == nil {
+			err = fmt.Errorf("send status: %w", serr)
+		}
+	}
+	return err
+}
+
+// stopWait bounds how long a stopping sealer waits for the WAL holding its
+// last seals to be flushed, to confirm them.
+const stopWait = 2 * time.Second
+
+// settle confirms, when the sealer stops, what it recorded, once the WAL
+// holding it is flushed (the WAL writer flushes within a fraction of a
+// second), or stopWait has passed.
+func (s *sealer) settle(q *queue, pending staged) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	for {
+		var err error
+		if pending, err = s.confirm(ctx, q, pending); err != nil {
+			return
+		}
+		if pending.pos == 0 && q.sealedTo(s.progress) <= q.confirmed() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// receive reads the slot, queues its committed transactions in commit
+// order, and tells the server how far the slot may be confirmed.
+func (s *sealer) receive(ctx context.Context, q *queue) error {
 	relations := map[uint32]*pglogrepl.RelationMessage{}
+	restart := s.progress // transactions ending here or before were sealed before a restart
 	var (
 		inTx       bool
 		current    []store.Event
-		pending    []committed
-		pendingN   int
-		flushBy    time.Time
-		confirmed  = s.progress
 		nextStatus = time.Now()
-		nextCheck  = time.Now()
-		nextPrune  = time.Now().Add(s.cfg.PruneEvery)
-		idleWALEnd pglogrepl.LSN
-		flush      = func() error {
-			if len(pending) == 0 {
-				return nil
-			}
-			if err := s.sealCommitted(ctx, pending); err != nil {
-				return err
-			}
-			pending, pendingN = nil, 0
-			return nil
-		}
+		receiveBy  = deadline{parent: ctx}
 	)
+	defer receiveBy.stop()
+	status := func() error {
+		if err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: q.confirmed()}); err != nil {
+			return fmt.Errorf("send status: %w", err)
+		}
+		nextStatus = time.Now().Add(statusEvery)
+		return nil
+	}
 	for {
-		now := time.Now()
-		if len(pending) > 0 && (pendingN >= s.cfg.BatchSize || !now.Before(flushBy)) {
-			if err := flush(); err != nil {
+		if !time.Now().Before(nextStatus) {
+			if err := status(); err != nil {
 				return err
 			}
 		}
-		if len(pending) == 0 {
-			if !inTx && idleWALEnd > s.progress {
-				// Nothing of ours is in flight: everything before the server's
-				// WAL end is sealed or not an event.
-				confirmed = idleWALEnd
-			}
-			if !now.Before(nextCheck) {
-				if err := s.signHeads(ctx); err != nil {
-					return err
-				}
-				nextCheck = now.Add(s.cfg.CheckpointEvery)
-			}
-			if !now.Before(nextPrune) {
-				if err := s.prune(ctx); err != nil {
-					return err
-				}
-				nextPrune = now.Add(s.cfg.PruneEvery)
-			}
-		}
-		confirmed = max(confirmed, s.progress)
-		if !now.Before(nextStatus) {
-			if err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
-				return fmt.Errorf("send status: %w", err)
-			}
-			nextStatus = now.Add(statusEvery)
-		}
-
-		deadline := earliest(nextStatus, nextCheck, nextPrune)
-		if len(pending) > 0 {
-			deadline = earliest(deadline, flushBy)
-		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		raw, err := s.repl.ReceiveMessage(rctx)
-		cancel()
+		raw, err := s.repl.ReceiveMessage(receiveBy.at(nextStatus))
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
@@ -251,7 +278,9 @@ func (s *sealer) stream(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			idleWALEnd = k.ServerWALEnd
+			if !inTx {
+				q.idle(k.ServerWALEnd)
+			}
 			if k.ReplyRequested {
 				nextStatus = time.Time{}
 			}
@@ -281,20 +310,119 @@ func (s *sealer) stream(ctx context.Context) error {
 				current = append(current, e)
 			case *pglogrepl.CommitMessage:
 				inTx = false
-				if m.TransactionEndLSN <= s.progress {
-					continue // sealed before a restart
+				if m.TransactionEndLSN <= restart {
+					continue
 				}
-				if len(current) > 0 || len(pending) > 0 {
-					if len(pending) == 0 {
-						flushBy = time.Now().Add(s.cfg.BatchDelay)
-					}
-					pending = append(pending, committed{end: m.TransactionEndLSN, events: current})
-					pendingN += len(current)
-				}
+				t := committed{end: m.TransactionEndLSN, events: current, at: time.Now()}
 				current = nil
+				for {
+					ok, err := q.push(ctx, t, nextStatus)
+					if err != nil {
+						return err
+					}
+					if ok {
+						break
+					}
+					if err := status(); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}
+}
+
+// confirmEvery is how often the writer checks whether what it recorded is
+// flushed, so that the slot may confirm it.
+const confirmEvery = time.Second
+
+// staged is a position that the slot may confirm once the server's WAL is
+// flushed to lsn.
+type staged struct{ pos, lsn pglogrepl.LSN }
+
+// write records the queued transactions in batches, and does the periodic
+// work between batches.
+func (s *sealer) write(ctx context.Context, q *queue) error {
+	now := time.Now()
+	nextCheck, nextPrune, nextConfirm := now, now.Add(s.cfg.PruneEvery), now
+	var pending staged
+	wait := time.NewTimer(time.Hour)
+	defer wait.Stop()
+	for {
+		txs, events, since := q.next()
+		flushBy := since.Add(s.cfg.BatchDelay)
+		if txs > 0 && (events >= s.cfg.BatchSize || !time.Now().Before(flushBy)) {
+			err := s.sealCommitted(ctx, q.take())
+			q.recorded()
+			if err != nil {
+				return err
+			}
+		}
+		now := time.Now()
+		if !now.Before(nextCheck) {
+			if err := s.signHeads(ctx); err != nil {
+				return err
+			}
+			nextCheck = now.Add(s.cfg.CheckpointEvery)
+		}
+		if !now.Before(nextPrune) {
+			if err := s.prune(ctx); err != nil {
+				return err
+			}
+			nextPrune = now.Add(s.cfg.PruneEvery)
+		}
+		if !now.Before(nextConfirm) {
+			var err error
+			if pending, err = s.confirm(ctx, q, pending); err != nil {
+				return err
+			}
+			nextConfirm = now.Add(confirmEvery)
+		}
+
+		txs, events, since = q.next()
+		deadline := earliest(nextCheck, nextPrune, nextConfirm)
+		if txs > 0 {
+			if events >= s.cfg.BatchSize {
+				continue
+			}
+			deadline = earliest(deadline, since.Add(s.cfg.BatchDelay))
+		}
+		wait.Reset(time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			s.settle(q, pending)
+			return ctx.Err()
+		case <-q.ready:
+		case <-wait.C:
+		}
+	}
+}
+
+// confirm moves what the slot may confirm. The sealer commits without
+// waiting for the WAL flush (synchronous_commit off: the writers' flushes
+// carry its commits), so a crash of the server may lose its last batches,
+// seals and progress together; the slot must then not have moved past
+// them, or their events would never be sealed. So a position is confirmed
+// only once the WAL is flushed past the sealer's commits up to it: it is
+// staged with the WAL insert position read after them, and confirmed when
+// the flush position passes that, a second or so later.
+func (s *sealer) confirm(ctx context.Context, q *queue, pending staged) (staged, error) {
+	sealed, confirmed := q.sealedTo(s.progress), q.confirmed()
+	if pending.pos == 0 && sealed <= confirmed {
+		return pending, nil
+	}
+	var insert, flush pglogrepl.LSN
+	if err := s.conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text").Scan(&insert, &flush); err != nil {
+		return pending, fmt.Errorf("read WAL positions: %w", err)
+	}
+	if pending.pos != 0 && flush >= pending.lsn {
+		q.confirm(pending.pos)
+		pending, confirmed = staged{}, max(confirmed, pending.pos)
+	}
+	if pending.pos == 0 && sealed > confirmed {
+		pending = staged{sealed, insert}
+	}
+	return pending, nil
 }
 
 // sealCommitted seals decoded transactions, in their commit order, and
@@ -312,29 +440,52 @@ func (s *sealer) sealCommitted(ctx context.Context, txs []committed) error {
 	return nil
 }
 
-// seal gives events the next seqs of their orgs, in order, skipping events
-// sealed already (an event re-tiered to another plan's table is inserted
-// again), and records them with the progress end (nil: leave progress).
+// seal gives events the next seqs of their orgs, in order, and records
+// them with the progress end (nil: leave progress). Some may be sealed
+// already: an event re-tiered to another plan's table is inserted again.
+// That is rare, so the batch is first recorded as if none were, and only
+// if that hits a seal of one of its events is it recorded again without
+// the events sealed already.
 func (s *sealer) seal(ctx context.Context, events []store.Event, end *pglogrepl.LSN) error {
 	if len(events) == 0 && end == nil {
 		return nil
 	}
+	err := s.record(ctx, events, end, nil)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == sqlstate.UniqueViolation && pgErr.ConstraintName == "seals_event_key" {
+		sealed, err := s.alreadySealed(ctx, events)
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, events, end, sealed)
+	}
+	return err
+}
+
+// record records the seals of events, skipping those in sealed when it
+// is not nil (and then an event seen twice in the batch).
+func (s *sealer) record(ctx context.Context, events []store.Event, end *pglogrepl.LSN, sealed map[eventKey]bool) error {
 	if err := s.loadHeads(ctx, events); err != nil {
 		return err
 	}
-	sealed, err := s.alreadySealed(ctx, events)
-	if err != nil {
-		return err
-	}
 	n := len(events)
-	orgs, seqs, times, ids, hashes := make([]string, 0, n), make([]int64, 0, n), make([]time.Time, 0, n), make([]string, 0, n), make([][]byte, 0, n)
+	orgs, seqs, times, ids, hashes := make([]pgtype.UUID, 0, n), make([]int64, 0, n), make([]time.Time, 0, n), make([]pgtype.UUID, 0, n), make([][]byte, 0, n)
 	heads := map[string]head{}
 	for _, e := range events {
-		key := eventKey{e.OrgID, e.OccurredAt.UnixMicro(), e.ID}
-		if sealed[key] {
-			continue
+		if sealed != nil {
+			key := eventKey{e.OrgID, e.OccurredAt.UnixMicro(), e.ID}
+			if sealed[key] {
+				continue
+			}
+			sealed[key] = true
 		}
-		sealed[key] = true
+		var org, id pgtype.UUID
+		if err := org.Scan(e.OrgID); err != nil {
+			return fmt.Errorf("event %s: org id: %w", e.ID, err)
+		}
+		if err := id.Scan(e.ID); err != nil {
+			return fmt.Errorf("event id %s: %w", e.ID, err)
+		}
 		h, ok := heads[e.OrgID]
 		if !ok {
 			h = s.heads[e.OrgID]
@@ -345,14 +496,14 @@ func (s *sealer) seal(ctx context.Context, events []store.Event, end *pglogrepl.
 		}
 		h = head{h.seq + 1, chain.Next(h.hash, h.seq+1, canonical)}
 		heads[e.OrgID] = h
-		orgs, seqs, times, ids, hashes = append(orgs, e.OrgID), append(seqs, h.seq), append(times, e.OccurredAt), append(ids, e.ID), append(hashes, h.hash[:])
+		orgs, seqs, times, ids, hashes = append(orgs, org), append(seqs, h.seq), append(times, e.OccurredAt), append(ids, id), append(hashes, h.hash[:])
 	}
 	var lsn *string
 	if end != nil {
 		l := end.String()
 		lsn = &l
 	}
-	_, err = s.conn.Exec(ctx, "SELECT audit.record_seals($1, $2, $3, $4, $5, $6, $7)", s.cfg.Slot, lsn, orgs, seqs, times, ids, hashes)
+	_, err := s.conn.Exec(ctx, "SELECT audit.record_seals($1, $2, $3, $4, $5, $6, $7)", s.cfg.Slot, lsn, orgs, seqs, times, ids, hashes)
 	if err != nil {
 		s.heads = map[string]head{}
 		return fmt.Errorf("record seals: %w", err)
@@ -432,6 +583,31 @@ func (s *sealer) alreadySealed(ctx context.Context, events []store.Event) (map[e
 		sealed[k] = true
 	}
 	return sealed, rows.Err()
+}
+
+// deadline is a context ending at a time, made anew only when the time
+// changes: the receiver waits until the next status update, one message
+// at a time, thousands a second.
+type deadline struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+	until  time.Time
+}
+
+func (d *deadline) at(t time.Time) context.Context {
+	if d.ctx == nil || !t.Equal(d.until) {
+		d.stop()
+		d.ctx, d.cancel = context.WithDeadline(d.parent, t)
+		d.until = t
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 }
 
 func earliest(t time.Time, more ...time.Time) time.Time {

@@ -14,6 +14,7 @@ const (
 const (
 	InvalidTextRepresentation = "22P02"
 	BadCopyFileFormat         = "22P04"
+	UniqueViolation           = "23505"
 	SerializationFailure      = "40001"
 	DeadlockDetected          = "40P01"
 	LockNotAvailable          = "55P03"
