@@ -19,7 +19,9 @@ GRANT EXECUTE ON FUNCTION audit.import_begin(), audit.import_batch() TO audit_ma
 GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.action_sentences, audit.tiers, audit.plan_changes,
                 audit.events_free, audit.events_team, audit.events_enterprise
   TO audit_reader;
-GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+-- audit.events calls audit.retention_floor as its reader, not as its owner.
+GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz), audit.retention_floor(uuid, interval, timestamptz)
+  TO audit_reader;
 
 -- audit_reader: what the retention worker did.
 GRANT SELECT ON audit.retention_runs TO audit_reader;
