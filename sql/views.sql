@@ -12,11 +12,10 @@ CREATE OR REPLACE VIEW audit.events AS
 SELECT e.id, e.org_id, e.occurred_at, e.action, e.target_type, e.target_id, e.actor_type,
        e.actor_id, e.actor_email, e.ip, e.user_agent, e.request_id, e.metadata
 FROM (
-  SELECT * FROM audit.events_free
-  UNION ALL
-  SELECT * FROM audit.events_team
-  UNION ALL
-  SELECT * FROM audit.events_enterprise
+{{- range $i, $tier := $.tiers }}{{ if $i }}
+  UNION ALL{{ end }}
+  SELECT * FROM audit.events_{{ $tier }}
+{{- end }}
 ) e
 JOIN (
   SELECT o.id, audit.retention_floor(o.id, t.retention, now()) AS floor

@@ -277,3 +277,22 @@ func TestEventColumnsAgree(t *testing.T) {
 		}
 	}
 }
+
+// The code package is written for sql.Tiers (template data): they must be
+// the tiers of audit.tiers, each with its table.
+func TestCodePackageTiersAreTheTable(t *testing.T) {
+	t.Parallel()
+	pool := testdb.NewPool(t)
+	rows, err := pool.Query(context.Background(),
+		"SELECT t.tier FROM audit.tiers t WHERE to_regclass('audit.events_' || t.tier) IS NOT NULL ORDER BY t.retention")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tiers, sql.Tiers) {
+		t.Errorf("audit.tiers with a table: %v, the code package's tiers: %v", tiers, sql.Tiers)
+	}
+}
