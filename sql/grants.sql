@@ -17,9 +17,11 @@ GRANT EXECUTE ON FUNCTION audit.import_begin(), audit.import_batch() TO audit_ma
 -- audit_reader: read everything, write nothing. Leaves get SELECT from
 -- audit.protect_leaf as they are made.
 GRANT SELECT ON audit.events, audit.partitions, audit.actions, audit.action_sentences, audit.tiers, audit.plan_changes,
-                audit.events_free, audit.events_team, audit.events_enterprise
+                {{ range $i, $t := $.tiers }}{{ if $i }}, {{ end }}audit.events_{{ $t }}{{ end }}
   TO audit_reader;
-GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz) TO audit_reader;
+-- audit.events calls audit.retention_floor as its reader, not as its owner.
+GRANT EXECUTE ON FUNCTION audit.org_scope(uuid, timestamptz), audit.retention_floor(uuid, interval, timestamptz)
+  TO audit_reader;
 
 -- audit_reader: what the retention worker did, and what keeps expired leaves.
 GRANT SELECT ON audit.retention_runs TO audit_reader;
@@ -55,7 +57,7 @@ GRANT SELECT ON audit.seals, audit.seal_heads, audit.sealer_progress, audit.seal
 
 -- audit_sealer: read the events it seals and where it stands; record seals,
 -- progress, keys and checkpoints only through functions that check them.
-GRANT SELECT ON audit.events_free, audit.events_team, audit.events_enterprise,
+GRANT SELECT ON {{ range $i, $t := $.tiers }}{{ if $i }}, {{ end }}audit.events_{{ $t }}{{ end }},
                 audit.stored_events, audit.unsealed_events, audit.seals, audit.seal_heads, audit.sealer_progress
   TO audit_sealer;
 GRANT EXECUTE ON FUNCTION

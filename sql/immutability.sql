@@ -27,7 +27,7 @@ COMMENT ON FUNCTION audit.refuse_change() IS 'Trigger: refuses UPDATE, DELETE an
 -- against inserts (SHARE ROW EXCLUSIVE), and this runs on every migrate.
 -- What they do is audit.refuse_change's body, which CREATE OR REPLACE above
 -- updates without a lock.
-{{ range $tier := list "free" "team" "enterprise" }}
+{{ range $tier := $.tiers }}
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger

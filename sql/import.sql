@@ -171,7 +171,7 @@ COMMENT ON FUNCTION audit.import_checked() IS
 
 {{- /* Whether the checked row c is stored already, in any tier table. */ -}}
 {{- define "import_stored" }}(
-{{- range $i, $tier := list "free" "team" "enterprise" }}
+{{- range $i, $tier := $.tiers }}
         {{ if $i }}OR {{ end }}EXISTS (SELECT FROM audit.events_{{ $tier }} e WHERE e.org_id = c.org_id AND e.occurred_at = c.occurred_at AND e.id = c.id)
 {{- end }})
 {{- end }}
@@ -179,13 +179,13 @@ COMMENT ON FUNCTION audit.import_checked() IS
 {{- /* The INSERT of the checked rows into each tier table, by the org's
    plan; careful, leaving out the rows stored already. */ -}}
 {{- define "import_insert" }}
-{{- range $tier := list "free" "team" "enterprise" }}
+{{- range $tier := $.tiers }}
     INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
                                           actor_id, actor_email, ip, user_agent, request_id, metadata)
     SELECT c.id, c.org_id, c.occurred_at, c.action, c.target_type, c.target_id, c.actor_type,
            c.actor_id, c.actor_email, c.ip, c.user_agent, c.request_id, c.metadata
     FROM audit.import_checked() c
-    WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.careful }} AND NOT {{ template "import_stored" }}
+    WHERE c.plan = '{{ $tier }}' AND c.occurred_at >= c.floor{{ if $.careful }} AND NOT {{ template "import_stored" $ }}
     ON CONFLICT DO NOTHING{{ end }};
 {{- end }}
 {{- end }}
@@ -203,7 +203,7 @@ STABLE
 AS $$
 BEGIN
   CASE tier
-{{- range $tier := list "free" "team" "enterprise" }}
+{{- range $tier := $.tiers }}
     WHEN '{{ $tier }}' THEN
       RETURN EXISTS (SELECT FROM audit.events_{{ $tier }} e
                      WHERE e.org_id = org_has_events.org_id AND e.occurred_at BETWEEN first_at AND last_at);
@@ -291,7 +291,7 @@ BEGIN
   -- tier: then the block is undone, and the batch loaded the careful way.
   IF NOT v_elsewhere THEN
     BEGIN
-{{- template "import_insert" dict "careful" false }}
+{{- template "import_insert" dict "careful" false "tiers" $.tiers }}
       TRUNCATE pg_temp.import_rows;
       RETURN;
     EXCEPTION WHEN unique_violation THEN
@@ -304,9 +304,9 @@ BEGIN
   RETURN QUERY
     SELECT c.line, 'duplicate'::text, NULL::text, 'an event with this id, org_id and occurred_at is already stored'::text
     FROM audit.import_checked() c
-    WHERE c.occurred_at >= c.floor AND {{ template "import_stored" }}
+    WHERE c.occurred_at >= c.floor AND {{ template "import_stored" $ }}
     ORDER BY c.line;
-{{- template "import_insert" dict "careful" true }}
+{{- template "import_insert" dict "careful" true "tiers" $.tiers }}
   TRUNCATE pg_temp.import_rows;
 END
 $$;

@@ -40,8 +40,8 @@ DECLARE
   bounds text := format('FROM (%L) TO (%L)', to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00',
                                               to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00');
 BEGIN
-  IF tier IS NULL OR tier NOT IN ('free', 'team', 'enterprise') THEN
-    RAISE EXCEPTION 'unknown tier "%"', tier USING ERRCODE = 'AL008', HINT = 'Tiers are free, team and enterprise.';
+  IF tier IS NULL OR tier NOT IN ({{ range $i, $t := $.tiers }}{{ if $i }}, {{ end }}'{{ $t }}'{{ end }}) THEN
+    RAISE EXCEPTION 'unknown tier "%"', tier USING ERRCODE = 'AL008', HINT = 'Tiers are {{ join ", " $.tiers }}.';
   END IF;
   IF to_regclass('audit.' || leaf) IS NOT NULL THEN
     RETURN false;
@@ -74,7 +74,7 @@ BEGIN
   FOR leaf IN
     SELECT i.inhrelid::regclass
     FROM pg_catalog.pg_inherits i
-    WHERE i.inhparent IN ('audit.events_free'::regclass, 'audit.events_team'::regclass, 'audit.events_enterprise'::regclass)
+    WHERE i.inhparent IN ({{ range $i, $t := $.tiers }}{{ if $i }}, {{ end }}'audit.events_{{ $t }}'::regclass{{ end }})
       AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = i.inhrelid AND t.tgname = 'immutable_table')
   LOOP
     PERFORM audit.protect_leaf(leaf);

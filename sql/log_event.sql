@@ -189,7 +189,7 @@ BEGIN
 
   -- Static SQL per tier: each INSERT keeps its cached plan.
   CASE v_plan
-{{- range $tier := list "free" "team" "enterprise" }}
+{{- range $tier := $.tiers }}
   WHEN '{{ $tier }}' THEN
     INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
                                    actor_id, actor_email, ip, user_agent, request_id, metadata)

@@ -29,11 +29,13 @@ COMMENT ON FUNCTION audit.record_plan_change() IS 'Trigger on cloud.orgs: record
 -- audit.retention_floor is the oldest instant of an org's events that its
 -- plan (of that retention) keeps as of `at`: no older than the retention, and
 -- nothing a plan change already let expire (keep_since). The one statement of
--- the rule for audit.org_scope and audit.retier_scope.
+-- the rule for audit.events, audit.org_scope and audit.retier_scope. It only
+-- reads, so a parallel scan of audit.events may call it.
 CREATE OR REPLACE FUNCTION audit.retention_floor(org_id uuid, retention interval, at timestamptz)
 RETURNS timestamptz
 LANGUAGE sql
 STABLE
+PARALLEL SAFE
 RETURN greatest(retention_floor.at - retention_floor.retention,
                 (SELECT max(c.keep_since) FROM audit.plan_changes c WHERE c.org_id = retention_floor.org_id));
 COMMENT ON FUNCTION audit.retention_floor(uuid, interval, timestamptz) IS

@@ -45,7 +45,7 @@ LANGUAGE sql
 IMMUTABLE PARALLEL SAFE
 BEGIN ATOMIC
   SELECT m[1], to_date(m[2], 'YYYYMMDD')
-  FROM regexp_match(parse_leaf.leaf, '^events_(free|team|enterprise)_p([0-9]{8})$') m
+  FROM regexp_match(parse_leaf.leaf, '^events_({{ join "|" $.tiers }})_p([0-9]{8})$') m
   WHERE m IS NOT NULL;
 END;
 COMMENT ON FUNCTION audit.parse_leaf(text) IS 'Tier and UTC day of a leaf, from its name events_<tier>_pYYYYMMDD.';

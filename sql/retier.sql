@@ -229,7 +229,7 @@ BEGIN ATOMIC
     SELECT count(*) FILTER (WHERE e.occurred_at >= s.floor) AS to_move,
            count(*) FILTER (WHERE e.occurred_at < s.floor) AS to_remove
     FROM (
-{{- range $i, $tier := list "free" "team" "enterprise" }}
+{{- range $i, $tier := $.tiers }}
       {{ if $i }}UNION ALL {{ end }}SELECT x.occurred_at FROM audit.events_{{ $tier }} x
       WHERE '{{ $tier }}' = ANY (s.sources) AND x.org_id = c.org_id
         AND x.occurred_at < audit.retier_below('{{ $tier }}', s.tier, s.floor)

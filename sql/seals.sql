@@ -133,7 +133,7 @@ COMMENT ON FUNCTION audit.record_checkpoints(text, text, uuid[], bigint[], bytea
 -- audit.stored_events: every stored event of every tier, expired or not;
 -- what seals point at.
 CREATE OR REPLACE VIEW audit.stored_events AS
-{{ range $i, $tier := list "free" "team" "enterprise" }}{{ if $i }}UNION ALL
+{{ range $i, $tier := $.tiers }}{{ if $i }}UNION ALL
 {{ end }}SELECT * FROM audit.events_{{ $tier }}
 {{ end }};
 COMMENT ON VIEW audit.stored_events IS 'Every stored event of the three tier tables, whether retention still shows it or not (see audit.events).';

@@ -1,25 +1,29 @@
 -- The views DBAs and the API read.
 
 -- audit.events: every event that retention still allows, whatever tier it is
--- stored in. The retention rule joins each event to its org's current plan;
--- fine for ad-hoc queries. The API, which needs ordered early-stopping scans,
--- asks audit.org_scope for the floor first and reads the tier tables with it.
+-- stored in, from its org's floor (audit.retention_floor); fine for ad-hoc
+-- queries. The floor is computed once per org in a grouped subquery: the
+-- planner cannot inline the function (it holds a subquery), so in a plain join
+-- it would run once per event, and a grouped subquery, unlike OFFSET 0, still
+-- takes a reader's org_id condition. The API, which needs ordered
+-- early-stopping scans, asks audit.org_scope for the floor first and reads the
+-- tier tables with it.
 CREATE OR REPLACE VIEW audit.events AS
 SELECT e.id, e.org_id, e.occurred_at, e.action, e.target_type, e.target_id, e.actor_type,
        e.actor_id, e.actor_email, e.ip, e.user_agent, e.request_id, e.metadata
 FROM (
-  SELECT * FROM audit.events_free
-  UNION ALL
-  SELECT * FROM audit.events_team
-  UNION ALL
-  SELECT * FROM audit.events_enterprise
+{{- range $i, $tier := $.tiers }}{{ if $i }}
+  UNION ALL{{ end }}
+  SELECT * FROM audit.events_{{ $tier }}
+{{- end }}
 ) e
-JOIN cloud.orgs o ON o.id = e.org_id
-JOIN audit.tiers t ON t.tier = o.plan
-LEFT JOIN (SELECT c.org_id, max(c.keep_since) AS keep_since FROM audit.plan_changes c GROUP BY c.org_id) f
-  ON f.org_id = e.org_id
-WHERE e.occurred_at >= now() - t.retention
-  AND (f.keep_since IS NULL OR e.occurred_at >= f.keep_since);
+JOIN (
+  SELECT o.id, audit.retention_floor(o.id, t.retention, now()) AS floor
+  FROM cloud.orgs o
+  JOIN audit.tiers t ON t.tier = o.plan
+  GROUP BY o.id, t.retention
+) f ON f.id = e.org_id
+WHERE e.occurred_at >= f.floor;
 COMMENT ON VIEW audit.events IS 'All audit events that the org''s current plan still retains (free 7 days, team 30, enterprise 365), across the three tier tables; events an earlier plan let expire stay hidden after an upgrade.';
 COMMENT ON COLUMN audit.events.id IS 'Event id.';
 COMMENT ON COLUMN audit.events.org_id IS 'The org the event belongs to (cloud.orgs.id).';

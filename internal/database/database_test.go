@@ -8,8 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/auditlog/auditlog/internal/database"
 )
+
+// The tests open connections to servers that never answer: none may be left
+// behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // A server that does not answer gives an error naming where we tried, not a
 // hang or a stack trace.

@@ -87,7 +87,7 @@ func installCode(ctx context.Context, conn *pgx.Conn, code *migrate.CodePackage,
 	defer conn.Exec(context.WithoutCancel(ctx), "RESET lock_timeout")
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := migrate.InstallCodePackage(ctx, conn, nil, code)
+		err := migrate.InstallCodePackage(ctx, conn, sqlcode.Data(), code)
 		var pgErr *pgconn.PgError
 		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != sqlstate.LockNotAvailable || attempt == codeInstallAttempts {
 			return err
@@ -109,7 +109,7 @@ func describeCodeError(code *migrate.CodePackage, err error) error {
 	if !errors.As(err, &pgErr) || pgErr.Position == 0 {
 		return err
 	}
-	src, evalErr := code.Eval(nil)
+	src, evalErr := code.Eval(sqlcode.Data())
 	if evalErr != nil {
 		return err
 	}
@@ -120,7 +120,8 @@ func describeCodeError(code *migrate.CodePackage, err error) error {
 	return fmt.Errorf("%w (line %d of the assembled install.sql: %q)", err, line.LineNum, line.Text)
 }
 
-// Hash is a digest of the migrations and the code package: equal hashes mean
+// Hash is a digest of the migrations and the code package (its files and
+// tiers): equal hashes mean
 // equal schemas, so a migrated template database can be reused by name.
 func Hash() string {
 	h := sha256.New()
@@ -138,5 +139,6 @@ func Hash() string {
 			return nil
 		})
 	}
+	fmt.Fprintf(h, "%q", sqlcode.Tiers)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"reflect"
 	"regexp"
 	"slices"
 	"sync"
@@ -15,7 +16,9 @@ import (
 	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/importer"
 	"github.com/auditlog/auditlog/internal/schema"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/sql"
 )
@@ -214,5 +217,82 @@ func TestEveryAuditFunctionIsDefinedInSQL(t *testing.T) {
 		if !defined[name] {
 			t.Errorf("function audit.%s is defined by no file under sql/", name)
 		}
+	}
+}
+
+// dbTags lists the db tags of a struct's fields, in order.
+func dbTags(v any) []string {
+	var tags []string
+	for _, f := range reflect.VisibleFields(reflect.TypeOf(v)) {
+		if tag := f.Tag.Get("db"); tag != "" {
+			tags = append(tags, tag)
+		}
+	}
+	return tags
+}
+
+// The event's columns are written in several places: the tier tables (a
+// migration), the view audit.events, the API's store.Event, the importer's
+// columns and the fixtures' StoredEvent. A column gained or lost in one of
+// them shows here.
+func TestEventColumnsAgree(t *testing.T) {
+	t.Parallel()
+	rows, err := testdb.NewPool(t).Query(context.Background(), `
+		SELECT c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+		WHERE c.relnamespace = 'audit'::regnamespace AND c.relname IN ('events', 'events_free', 'events_team', 'events_enterprise')
+		  AND a.attnum > 0 AND NOT a.attisdropped
+		GROUP BY c.relname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Name    string
+		Columns []string
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view []string
+	for _, r := range tables {
+		if r.Name == "events" {
+			view = r.Columns
+		}
+	}
+	if len(tables) != 4 || len(view) == 0 {
+		t.Fatalf("found %v, want audit.events and the three tier tables", tables)
+	}
+	for _, r := range tables {
+		if !slices.Equal(r.Columns, view) {
+			t.Errorf("audit.%s has columns %v, audit.events %v", r.Name, r.Columns, view)
+		}
+	}
+	for name, cols := range map[string][]string{
+		"store.Event":         dbTags(store.Event{}),
+		"importer.Columns":    importer.Columns,
+		"fixture.StoredEvent": dbTags(fixture.StoredEvent{}),
+	} {
+		if !slices.Equal(cols, view) {
+			t.Errorf("%s has columns %v, audit.events %v", name, cols, view)
+		}
+	}
+}
+
+// The code package is written for sql.Tiers (template data): they must be
+// the tiers of audit.tiers, each with its table.
+func TestCodePackageTiersAreTheTable(t *testing.T) {
+	t.Parallel()
+	pool := testdb.NewPool(t)
+	rows, err := pool.Query(context.Background(),
+		"SELECT t.tier FROM audit.tiers t WHERE to_regclass('audit.events_' || t.tier) IS NOT NULL ORDER BY t.retention")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tiers, sql.Tiers) {
+		t.Errorf("audit.tiers with a table: %v, the code package's tiers: %v", tiers, sql.Tiers)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	sqlcode "github.com/auditlog/auditlog/sql"
 )
 
 // FeedSpan bounds the occurred_at span of the seals one feed page reads, so
@@ -163,7 +165,7 @@ func sealedEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal)
 	}
 	var sql strings.Builder
 	for i, tier := range q.Tiers {
-		if !slices.Contains(tiers, tier) {
+		if !slices.Contains(sqlcode.Tiers, tier) {
 			return nil, fmt.Errorf("unknown tier %q", tier)
 		}
 		if i > 0 {

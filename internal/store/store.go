@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	sqlcode "github.com/auditlog/auditlog/sql"
 )
 
 // Store runs the read side's queries.
@@ -654,9 +656,6 @@ var (
 	exportSettingsSQL = mustExecute("export_settings", nil)
 )
 
-// tiers are the tier tables a query may name.
-var tiers = []string{"free", "team", "enterprise"}
-
 // queryKind is what a rendered query returns.
 type queryKind int
 
@@ -694,7 +693,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 		return "", fmt.Errorf("list events of org %s: no tier table to read", q.OrgID)
 	}
 	for _, t := range q.Tiers {
-		if !slices.Contains(tiers, t) {
+		if !slices.Contains(sqlcode.Tiers, t) {
 			return "", fmt.Errorf("list events of org %s: unknown tier %q", q.OrgID, t)
 		}
 	}
