@@ -165,7 +165,9 @@ COMMENT ON VIEW audit.unsealed_events IS 'Stored events without a seal: not yet 
 -- chain stays verifiable from the first kept event. A seal whose event is
 -- gone but that follows a kept one waits until the events before it go too
 -- (a late-committed or imported event may be older than events sealed
--- before it).
+-- before it). Nor is an event gone while a leaf of its day is detached or
+-- pending a detach: out of the tier tables, but its drop may yet copy it to
+-- the tier of a plan that keeps it (audit.keep_from_leaf), sealed already.
 CREATE OR REPLACE FUNCTION audit.prune_seals(p_batch integer)
 RETURNS TABLE (org_id uuid, seq bigint, hash bytea)
 LANGUAGE plpgsql
@@ -179,7 +181,10 @@ DECLARE
   v_hash bytea;
   v_n integer;
   v_floor timestamptz;
+  v_limbo tstzmultirange;
 BEGIN
+  SELECT coalesce(range_agg(tstzrange(l.range_start, l.range_end)), '{}') INTO v_limbo
+  FROM audit.leaf_states() l WHERE l.state <> 'attached';
   FOR o IN SELECT h.org_id FROM audit.seal_heads h ORDER BY h.org_id LOOP
     EXIT WHEN v_left <= 0;
     -- Only retention removes events, below the floor: a seal whose event is
@@ -188,7 +193,7 @@ BEGIN
     CONTINUE WHEN v_floor IS NULL;
     SELECT max(f.seq) INTO v_last
     FROM (
-      SELECT s.seq, bool_and(e.id IS NULL AND s.occurred_at < v_floor) OVER (ORDER BY s.seq) AS gone
+      SELECT s.seq, bool_and(e.id IS NULL AND s.occurred_at < v_floor AND NOT s.occurred_at <@ v_limbo) OVER (ORDER BY s.seq) AS gone
       FROM (SELECT * FROM audit.seals s WHERE s.org_id = o ORDER BY s.seq LIMIT v_left) s
       LEFT JOIN audit.stored_events e ON e.org_id = s.org_id AND e.occurred_at = s.occurred_at AND e.id = s.event_id
     ) f
