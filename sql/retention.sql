@@ -211,6 +211,7 @@ COMMENT ON FUNCTION audit.retention_holdups(timestamptz) IS
 -- detach waited for readers, or before a crash left the detach pending) is
 -- seen and honoured, and one not committed yet waits for the drop and is
 -- dated after it (audit.record_plan_change), claiming nothing of the day.
+-- So it reads committed: a snapshot taken before the wait would miss them.
 -- Only an org that left the leaf's tier can keep any of it: the leaf has
 -- expired for that tier. And only one that left it since the leaf's day
 -- began, or whose change is not re-tiered yet, can have events there (a
@@ -227,6 +228,10 @@ DECLARE
   v_n    bigint;
   v_kept bigint := 0;
 BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'retention: a drop reads the orgs'' plans after waiting for plan changes: it needs READ COMMITTED, not %',
+      upper(current_setting('transaction_isolation')) USING ERRCODE = 'AL013';
+  END IF;
   LOCK TABLE audit.plan_changes IN SHARE MODE;
   FOR o IN
     SELECT c.org_id, g.plan, f.floor
