@@ -295,6 +295,24 @@ func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
 	})
 }
 
+// A writer that read the old plan wrote, days after the change, to a leaf
+// that a crash then left half detached; the writer ended, and the change
+// was re-tiered without seeing that leaf. Its drop still keeps the event.
+func TestResumedDetachKeepsWhatAChangeRetieredMeanwhileKeeps(t *testing.T) {
+	t.Parallel()
+	eachHalfDetach(t, func(t *testing.T, b testBundle, clock time.Time, org, ev, leaf string) {
+		dayStart := clock.Add(-retentionOf["free"] - 24*time.Hour)
+		changePlan(t, b.pool, org, "enterprise", dayStart.Add(-time.Hour))
+
+		r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
+
+		if len(r.Retiered) != 1 || !r.Retiered[0].Done {
+			t.Fatalf("re-tiered %+v, want the change done before the drop: the test proves nothing", r.Retiered)
+		}
+		wantRetired(t, b, r, leaf, "enterprise", org, ev)
+	})
+}
+
 // eachHalfDetach runs f, in parallel subtests, on a free org's event in the
 // leaf expiring at clock, left as a crash would leave it: "detach pending",
 // or "detached" and not dropped.
