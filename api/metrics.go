@@ -150,7 +150,7 @@ func newRetentionCollector(holdups func(context.Context, time.Time) ([]retention
 				"transactions (a detach or drop waits for them; auditlog partitions names their pids), nothing (the next pass drops them).",
 			[]string{"held_by"}, nil),
 		since: prometheus.NewDesc("auditlog_retention_expired_for_seconds",
-			"How long the leaf past its retention for the longest has been kept (0: none); above the pass interval, see held_by.", nil, nil),
+			"How long the leaf past its retention for the longest has been kept (0: none); above twice the pass interval, see held_by.", nil, nil),
 	}
 }
 

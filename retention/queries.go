@@ -9,9 +9,11 @@ const (
 	unlockSQL  = `SELECT pg_advisory_unlock($1)`
 
 	// sessionSQL sets the role the next statements run as (SET ROLE) and
-	// bounds their lock waits and run time.
+	// bounds their lock waits and run time. Each statement reads committed,
+	// whatever the database's or role's default: a drop must see the plan
+	// changes it waited for (audit.keep_from_leaf).
 	sessionSQL = `SELECT set_config('role', $1, false), set_config('lock_timeout', $2, false),
-		set_config('statement_timeout', $3, false)`
+		set_config('statement_timeout', $3, false), set_config('default_transaction_isolation', 'read committed', false)`
 
 	// clockSQL returns the instant the pass acts at and when it started.
 	clockSQL = `SELECT audit.retention_clock($1, $2), clock_timestamp()`

@@ -147,7 +147,11 @@ type passResult struct {
 
 func startDetachRace(t *testing.T) *detachRace {
 	t.Helper()
-	b := setup(t)
+	return startDetachRaceOn(t, setup(t))
+}
+
+func startDetachRaceOn(t *testing.T, b testBundle) *detachRace {
+	t.Helper()
 	d := &detachRace{b: b, done: make(chan passResult, 1)}
 	d.clock, d.org, d.ev, d.leaf = expiringFreeDay(t, b)
 	_, _, d.other, _ = expiringFreeDay(t, b)
@@ -204,6 +208,21 @@ func (d *detachRace) wantKept(t *testing.T, tier string) {
 	}
 }
 
+// upgradeWhileTheDropWaits upgrades the org to enterprise in a transaction
+// open until the drop waits for it, then checks that the drop kept the
+// org's event.
+func (d *detachRace) upgradeWhileTheDropWaits(t *testing.T) {
+	t.Helper()
+	tx := beginPlanChange(t, d.b.pool, d.org, "enterprise", d.clock.Add(-10*time.Minute))
+	d.release()
+	d.waitWorker(t, "the drop waiting for the plan change", "wait_event_type = 'Lock'")
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.finish(t)
+	d.wantKept(t, "enterprise")
+}
+
 // An upgrade that commits while the worker detaches the expired leaf
 // holding the org's day, or whose transaction is still open when the drop
 // starts: the drop keeps what the new plan keeps of that day, readable
@@ -218,16 +237,19 @@ func TestUpgradeDuringDetachKeepsTheDay(t *testing.T) {
 	})
 	t.Run("open until the drop waits for it", func(t *testing.T) {
 		t.Parallel()
-		d := startDetachRace(t)
-		tx := beginPlanChange(t, d.b.pool, d.org, "enterprise", d.clock.Add(-10*time.Minute))
-		d.release()
-		d.waitWorker(t, "the drop waiting for the plan change", "wait_event_type = 'Lock'")
-		if err := tx.Commit(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		d.finish(t)
-		d.wantKept(t, "enterprise")
+		startDetachRace(t).upgradeWhileTheDropWaits(t)
 	})
+}
+
+// A database or role whose transactions default to REPEATABLE READ: the
+// drop would read the orgs' plans as of its first statement, before the
+// plan change it waited for had committed, and drop what the new plan keeps.
+// The worker's session reads committed whatever the default.
+func TestUpgradeDuringDetachKeepsTheDayUnderRepeatableReadDefault(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	exec(t, b.pool, "ALTER ROLE "+pgx.Identifier{roleOf(t, b.workerURL)}.Sanitize()+" SET default_transaction_isolation = 'repeatable read'")
+	startDetachRaceOn(t, b).upgradeWhileTheDropWaits(t)
 }
 
 // A downgrade racing the same detach, committed before the drop or after
@@ -270,6 +292,24 @@ func TestResumedDetachKeepsWhatAPlanChangeKeeps(t *testing.T) {
 		r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
 
 		wantRetired(t, b, r, leaf, "team", org, ev)
+	})
+}
+
+// A writer that read the old plan wrote, days after the change, to a leaf
+// that a crash then left half detached; the writer ended, and the change
+// was re-tiered without seeing that leaf. Its drop still keeps the event.
+func TestResumedDetachKeepsWhatAChangeRetieredMeanwhileKeeps(t *testing.T) {
+	t.Parallel()
+	eachHalfDetach(t, func(t *testing.T, b testBundle, clock time.Time, org, ev, leaf string) {
+		dayStart := clock.Add(-retentionOf["free"] - 24*time.Hour)
+		changePlan(t, b.pool, org, "enterprise", dayStart.Add(-time.Hour))
+
+		r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
+
+		if len(r.Retiered) != 1 || !r.Retiered[0].Done {
+			t.Fatalf("re-tiered %+v, want the change done before the drop: the test proves nothing", r.Retiered)
+		}
+		wantRetired(t, b, r, leaf, "enterprise", org, ev)
 	})
 }
 
@@ -573,5 +613,26 @@ func TestDropLooksOnlyForOrgsThatMayHaveEventsInTheLeaf(t *testing.T) {
 	}
 	if kept != 1 || scans >= 100 {
 		t.Errorf("kept %d events in %d scans of the leaf, want the upgraded org's 1 in a few, not one per org that left free", kept, scans)
+	}
+}
+
+// By hand too, a drop that would read the orgs' plans from a snapshot taken
+// before it waited for plan changes is refused, not run.
+func TestDropRefusedOutsideReadCommitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, leaf := expiredFreeLeaf(t, b.pool)
+	exec(t, b.pool, "ALTER TABLE audit.events_free DETACH PARTITION audit."+leaf)
+	tx, err := maintainer(t, b).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT audit.drop_leaf($1)", leaf); !hasCode(err, "AL013") {
+		t.Errorf("drop in a REPEATABLE READ transaction: %v, want SQLSTATE AL013", err)
+	}
+	if !leafExists(t, b.pool, leaf) {
+		t.Error("the leaf was dropped")
 	}
 }

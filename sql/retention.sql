@@ -211,11 +211,14 @@ COMMENT ON FUNCTION audit.retention_holdups(timestamptz) IS
 -- detach waited for readers, or before a crash left the detach pending) is
 -- seen and honoured, and one not committed yet waits for the drop and is
 -- dated after it (audit.record_plan_change), claiming nothing of the day.
+-- So it reads committed: a snapshot taken before the wait would miss them.
 -- Only an org that left the leaf's tier can keep any of it: the leaf has
--- expired for that tier. And only one that left it since the leaf's day
--- began, or whose change is not re-tiered yet, can have events there (a
--- re-tier moves them all): the orgs that ever left the tier, a list that
--- only grows, cost a look each (about 80 us).
+-- expired for that tier. And only one whose change out of it is not
+-- re-tiered yet, or was since the leaf's day began, can have events there:
+-- a re-tier moves them all, but not out of a leaf detached meanwhile, and a
+-- writer that read the old plan may have written that day, long after the
+-- change. The orgs that ever left the tier, a list that only grows, would
+-- cost a look each (about 80 us).
 CREATE OR REPLACE FUNCTION audit.keep_from_leaf(leaf text, tier text, day date, now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -227,12 +230,16 @@ DECLARE
   v_n    bigint;
   v_kept bigint := 0;
 BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'retention: a drop reads the orgs'' plans after waiting for plan changes: it needs READ COMMITTED, not %',
+      upper(current_setting('transaction_isolation')) USING ERRCODE = 'AL013';
+  END IF;
   LOCK TABLE audit.plan_changes IN SHARE MODE;
   FOR o IN
     SELECT c.org_id, g.plan, f.floor
     FROM (SELECT DISTINCT p.org_id FROM audit.plan_changes p
           WHERE p.from_tier = keep_from_leaf.tier
-            AND (p.retiered_at IS NULL OR p.changed_at >= keep_from_leaf.day::timestamp AT TIME ZONE 'UTC')) c
+            AND (p.retiered_at IS NULL OR p.retiered_at >= keep_from_leaf.day::timestamp AT TIME ZONE 'UTC')) c
     JOIN cloud.orgs g ON g.id = c.org_id
     JOIN audit.tiers t ON t.tier = g.plan
     CROSS JOIN LATERAL (SELECT audit.retention_floor(c.org_id, t.retention, keep_from_leaf.now) AS floor) f
