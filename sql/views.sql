@@ -2,12 +2,14 @@
 
 -- audit.events: every event that retention still allows, whatever tier it is
 -- stored in, from its org's floor (audit.retention_floor); fine for ad-hoc
--- queries. The floor is computed once per org in a grouped subquery: the
--- planner cannot inline the function (it holds a subquery), so in a plain join
--- it would run once per event, and a grouped subquery, unlike OFFSET 0, still
--- takes a reader's org_id condition. The API, which needs ordered
--- early-stopping scans, asks audit.org_scope for the floor first and reads the
--- tier tables with it.
+-- queries. The planner cannot inline the function (it holds a subquery): in
+-- a plain join condition it would run once per event. OFFSET 0 keeps it in a
+-- subquery of its own, which the planner runs once per org, either before the
+-- join (a full scan) or after it, for only the orgs whose events a query
+-- reads (a recent hour across orgs); a grouped subquery of all orgs would
+-- call it for every org even then. The API, which needs ordered
+-- early-stopping scans, asks audit.org_scope for the floor first and reads
+-- the tier tables with it.
 CREATE OR REPLACE VIEW audit.events AS
 SELECT e.id, e.org_id, e.occurred_at, e.action, e.target_type, e.target_id, e.actor_type,
        e.actor_id, e.actor_email, e.ip, e.user_agent, e.request_id, e.metadata
@@ -17,12 +19,9 @@ FROM (
   SELECT * FROM audit.events_{{ $tier }}
 {{- end }}
 ) e
-JOIN (
-  SELECT o.id, audit.retention_floor(o.id, t.retention, now()) AS floor
-  FROM cloud.orgs o
-  JOIN audit.tiers t ON t.tier = o.plan
-  GROUP BY o.id, t.retention
-) f ON f.id = e.org_id
+JOIN cloud.orgs o ON o.id = e.org_id
+JOIN audit.tiers t ON t.tier = o.plan
+CROSS JOIN LATERAL (SELECT audit.retention_floor(o.id, t.retention, now()) AS floor OFFSET 0) f
 WHERE e.occurred_at >= f.floor;
 COMMENT ON VIEW audit.events IS 'All audit events that the org''s current plan still retains (free 7 days, team 30, enterprise 365), across the three tier tables; events an earlier plan let expire stay hidden after an upgrade.';
 COMMENT ON COLUMN audit.events.id IS 'Event id.';
