@@ -19,6 +19,7 @@ import (
 
 	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/sealer"
 )
@@ -172,4 +173,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// storeEvent is an event with what a rule looks at.
+func storeEvent(action, targetType string, email *string) store.Event {
+	return store.Event{Action: action, TargetType: targetType, ActorEmail: email}
+}
+
+// position is subscription id's position: where a new one starts, after
+// the org's newest sealed event (its own audit_stream.created comes after).
+func (e env) position(t *testing.T, id string) int64 {
+	t.Helper()
+	var p int64
+	if err := e.admin.QueryRow(context.Background(), "SELECT position FROM audit.subscriptions WHERE id = $1", id).Scan(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

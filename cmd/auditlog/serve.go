@@ -25,6 +25,8 @@ type serveConfig struct {
 	retention retentionFlags
 	// seal configures the in-process sealer.
 	seal sealFlags
+	// deliver, if not nil, configures the in-process delivery worker.
+	deliver *deliverFlags
 	// rateLimit and rateBurst bound each token's requests (api.Config); zero: the API's defaults.
 	rateLimit float64
 	rateBurst int
@@ -38,7 +40,7 @@ type serveConfig struct {
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--trusted-proxies CIDR,...] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--trusted-proxies CIDR,...] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer] [--delivery-key FILE | --no-delivery]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
@@ -48,8 +50,15 @@ func runServe(ctx context.Context, e env, args []string) error {
 		"addresses or CIDR prefixes of the reverse proxies whose X-Forwarded-For gives the client's address, comma-separated; default none (env AUDITLOG_TRUSTED_PROXIES)")
 	cfg.retention.register(fs)
 	cfg.seal.register(fs, true)
+	var deliver deliverFlags
+	deliver.register(fs, true)
+	noDelivery := fs.Bool("no-delivery", envOr("AUDITLOG_NO_DELIVERY", "") != "",
+		"do not run the delivery worker in this process (env AUDITLOG_NO_DELIVERY, any value)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*noDelivery {
+		cfg.deliver = &deliver
 	}
 	var err error
 	if cfg.trustedProxies, err = api.ParseTrustedProxies(*proxies); err != nil {
@@ -78,6 +87,11 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer stopSealer()
+	stopDelivery, err := startDelivery(ctx, e, cfg.dbURL, cfg.deliver)
+	if err != nil {
+		return err
+	}
+	defer stopDelivery()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
