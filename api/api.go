@@ -145,6 +145,7 @@ func New(cfg Config) http.Handler {
 	api.GET("/orgs/:id/audit/events/:event_id", s.requireOwner, s.getEvent)
 	api.GET("/orgs/:id/audit/feed", s.requireOwner, s.feed)
 	api.GET("/orgs/:id/audit/checkpoints", s.requireOwner, s.checkpoints)
+	api.GET("/orgs/:id/audit/streams", s.requireOwner, s.streams)
 	api.GET("/audit/keys", s.sealKeys)
 	return r
 }
