@@ -35,13 +35,13 @@ type Stream struct {
 
 // Attempt is one delivery attempt.
 type Attempt struct {
-	AttemptedAt    time.Time `json:"attempted_at" db:"attempted_at"`
-	Status         *int      `json:"status" db:"status"`
-	LatencyMS      int       `json:"latency_ms" db:"latency_ms"`
-	FirstSeq       int64     `json:"first_seq" db:"first_seq"`
-	LastSeq        int64     `json:"last_seq" db:"last_seq"`
-	Events         int       `json:"events" db:"events"`
-	Error          *string   `json:"error" db:"error"`
+	AttemptedAt time.Time `json:"attempted_at" db:"attempted_at"`
+	Status      *int      `json:"status" db:"status"`
+	LatencyMS   int       `json:"latency_ms" db:"latency_ms"`
+	FirstSeq    int64     `json:"first_seq" db:"first_seq"`
+	LastSeq     int64     `json:"last_seq" db:"last_seq"`
+	Events      int       `json:"events" db:"events"`
+	Error       *string   `json:"error" db:"error"`
 }
 
 // Streams lists org orgID's subscriptions by name, each with its latest
