@@ -124,3 +124,23 @@ func TestSecretsAreSealedAndHidden(t *testing.T) {
 		}
 	}
 }
+
+// TestTestSendsASignedEmptyDelivery: delivery.Test posts a delivery with no
+// events, signed with the subscription's secret, and returns the status.
+func TestTestSendsASignedEmptyDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	deliverer := testdb.Pool(t, testdb.Role(t, e.url, "audit_deliverer"))
+	status, err := delivery.Test(context.Background(), deliverer, e.key, guard(rc), org, id)
+	if err != nil || status != 200 {
+		t.Fatalf("Test: %d, %v", status, err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.batches) != 1 || !rc.batches[0].signedOK || len(rc.batches[0].Events) != 0 {
+		t.Errorf("received %+v", rc.batches)
+	}
+}

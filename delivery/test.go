@@ -1,0 +1,41 @@
+package delivery
+
+import (
+	"context"
+	"crypto/ecdh"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/store"
+)
+
+// Test sends subscription id of org orgID a delivery with no events, signed
+// as any other, and returns the destination's HTTP status: a receiver
+// checks its set-up with it. db is a role holding audit_deliverer (it reads
+// the sealed destination); key opens it.
+func Test(ctx context.Context, db Querier, key *ecdh.PrivateKey, g Guard, orgID, id string) (int, error) {
+	var s sub
+	err := db.QueryRow(ctx, "SELECT org_id::text, kind, sealed FROM audit.subscriptions WHERE org_id = $1 AND id = $2", orgID, id).
+		Scan(&s.orgID, &s.kind, &s.sealed)
+	if err != nil {
+		return 0, fmt.Errorf("read subscription %s: %w", id, err)
+	}
+	d, err := Open(key, s.sealed)
+	if err != nil {
+		return 0, err
+	}
+	reqs, err := requests(ctx, id, s, d, []store.FeedEvent{}, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	client := g.Client(10 * time.Second)
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(reqs[0])
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	return resp.StatusCode, nil
+}
