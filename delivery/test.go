@@ -11,7 +11,7 @@ import (
 )
 
 // Test sends subscription id of org orgID a delivery with no events, signed
-// as any other, and returns the destination's HTTP status: a receiver
+// as any other (Slack and Splunk: one test event of seq 0), and returns the destination's HTTP status: a receiver
 // checks its set-up with it. db is a role holding audit_deliverer (it reads
 // the sealed destination); key opens it.
 func Test(ctx context.Context, db Querier, key *ecdh.PrivateKey, g Guard, orgID, id string) (int, error) {
@@ -25,7 +25,17 @@ func Test(ctx context.Context, db Querier, key *ecdh.PrivateKey, g Guard, orgID,
 	if err != nil {
 		return 0, err
 	}
-	reqs, err := requests(ctx, id, s, d, []store.FeedEvent{}, time.Now())
+	// A webhook gets an empty batch; Slack and Splunk, which need content,
+	// one event of seq 0 saying what it is.
+	events := []store.FeedEvent{}
+	if s.kind != KindWebhook {
+		target := id
+		events = append(events, store.FeedEvent{Event: store.Event{
+			OrgID: orgID, OccurredAt: time.Now(), Action: "test", TargetType: "audit_stream", TargetID: &target,
+			ActorType: "system", Metadata: []byte("{}"),
+		}})
+	}
+	reqs, err := requests(ctx, id, s, d, events, time.Now(), "")
 	if err != nil {
 		return 0, err
 	}

@@ -48,6 +48,9 @@ type Config struct {
 	FailAfter time.Duration
 	// Batch is the most events of one attempt (default 100).
 	Batch int
+	// Link is the base URL of the Activity page (https://audit.example.com)
+	// that Slack messages link each event to; none if empty.
+	Link string
 	// Connections bounds the worker's database connections (default 20);
 	// an attempt holds one while its request runs.
 	Connections int32
@@ -325,7 +328,7 @@ func (w *worker) send(ctx context.Context, id string, s sub, events []store.Feed
 		a.err = err
 		return a
 	}
-	reqs, err := requests(ctx, id, s, d, events, a.at)
+	reqs, err := requests(ctx, id, s, d, events, a.at, w.cfg.Link)
 	if err != nil {
 		a.err = err
 		return a
@@ -356,24 +359,85 @@ type webhookBody struct {
 	Events       []store.FeedEvent `json:"events"`
 }
 
-// requests are the HTTP requests that deliver events to d.
-func requests(ctx context.Context, id string, s sub, d Destination, events []store.FeedEvent, at time.Time) ([]*http.Request, error) {
+// requests are the HTTP requests that deliver events to d: one signed
+// batch for a webhook, one message per event for Slack, one batch of HEC
+// events for Splunk. link, if not empty, is the base URL of the Activity
+// page that Slack messages link events to.
+func requests(ctx context.Context, id string, s sub, d Destination, events []store.FeedEvent, at time.Time, link string) ([]*http.Request, error) {
+	post := func(body []byte, contentType string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", contentType)
+		}
+		return req, err
+	}
 	switch s.kind {
 	case KindWebhook:
 		body, err := json.Marshal(webhookBody{Subscription: id, OrgID: s.orgID, Events: events})
 		if err != nil {
 			return nil, err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
+		req, err := post(body, "application/json")
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(HeaderTimestamp, fmt.Sprint(at.Unix()))
 		req.Header.Set(HeaderSignature, Sign(d.Secret, at, body))
 		return []*http.Request{req}, nil
+	case KindSlack:
+		var reqs []*http.Request
+		for _, e := range events {
+			body, err := json.Marshal(map[string]string{"text": slackLine(e, link)})
+			if err != nil {
+				return nil, err
+			}
+			req, err := post(body, "application/json")
+			if err != nil {
+				return nil, err
+			}
+			reqs = append(reqs, req)
+		}
+		return reqs, nil
+	case KindSplunkHEC:
+		var body bytes.Buffer
+		enc := json.NewEncoder(&body)
+		for _, e := range events {
+			err := enc.Encode(map[string]any{
+				"time": float64(e.OccurredAt.UnixMicro()) / 1e6, "source": "auditlog", "sourcetype": "auditlog:event", "event": e,
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		req, err := post(body.Bytes(), "application/json")
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Splunk "+d.Token)
+		return []*http.Request{req}, nil
 	}
-	return nil, fmt.Errorf("kind %s is not delivered yet", s.kind)
+	return nil, fmt.Errorf("unknown kind %s", s.kind)
+}
+
+// slackEscape escapes what Slack's mrkdwn reads as markup.
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// slackLine is one readable line for an event: who did what to which
+// target, with a link to it on the Activity page.
+func slackLine(e store.FeedEvent, link string) string {
+	who := e.ActorType
+	if e.ActorEmail != nil {
+		who = *e.ActorEmail
+	}
+	line := fmt.Sprintf("*%s* %s %s", slackEscape.Replace(who), slackEscape.Replace(e.Action), slackEscape.Replace(e.TargetType))
+	if e.TargetID != nil {
+		line += " `" + slackEscape.Replace(*e.TargetID) + "`"
+	}
+	line += fmt.Sprintf(" (seq %d)", e.Seq)
+	if link != "" {
+		line += fmt.Sprintf(" <%s/orgs/%s/activity/events/%s|view>", strings.TrimSuffix(link, "/"), e.OrgID, e.ID)
+	}
+	return line
 }
 
 // Match reports whether the rule keeps event e.

@@ -20,6 +20,7 @@ type deliverFlags struct {
 	keyPath   string
 	createKey bool
 	allow     string
+	link      string
 	failAfter time.Duration
 }
 
@@ -35,6 +36,8 @@ func (d *deliverFlags) register(fs *flag.FlagSet, inServe bool) {
 	fs.BoolVar(&d.createKey, "create-delivery-key", false, "make the --delivery-key file with a new key if it does not exist")
 	fs.StringVar(&d.allow, "delivery-allow", envOr("AUDITLOG_DELIVERY_ALLOW", ""),
 		"addresses or CIDR prefixes destinations may resolve to although private, loopback or link-local, comma-separated; default none (env AUDITLOG_DELIVERY_ALLOW)")
+	fs.StringVar(&d.link, "delivery-link", envOr("AUDITLOG_DELIVERY_LINK", ""),
+		"the API's public base URL (https://audit.example.com), which Slack messages link events to (env AUDITLOG_DELIVERY_LINK)")
 	fs.DurationVar(&d.failAfter, "delivery-fail-after", 24*time.Hour, "how long a subscription may fail before it is marked failing and stopped")
 }
 
@@ -59,7 +62,7 @@ func parseAllow(s string) ([]netip.Prefix, error) {
 
 // config checks the flags and reads the key.
 func (d *deliverFlags) config(e env, fallbackURL string) (delivery.Config, error) {
-	cfg := delivery.Config{DatabaseURL: cmp.Or(d.dbURL, fallbackURL), Logger: e.logger, FailAfter: d.failAfter}
+	cfg := delivery.Config{DatabaseURL: cmp.Or(d.dbURL, fallbackURL), Logger: e.logger, FailAfter: d.failAfter, Link: d.link}
 	var err error
 	if cfg.Guard.Allow, err = parseAllow(d.allow); err != nil {
 		return cfg, err
