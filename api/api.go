@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
+	// Collectors are more metrics GET /metrics shows (the in-process
+	// delivery worker's).
+	Collectors []prometheus.Collector
 	// Now is the clock; default time.Now. When it is left nil, what decides
 	// retention and token expiry is the database's clock, not this host's.
 	Now func() time.Time
@@ -98,7 +102,8 @@ func New(cfg Config) http.Handler {
 		metrics:      newMetrics(),
 		keys:         &keyring{store: st},
 	}
-	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus))
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newDeliveryCollector(st.DeliveryStatus))
+	s.metrics.registry.MustRegister(cfg.Collectors...)
 	if s.now == nil {
 		s.now = time.Now
 	} else {

@@ -14,7 +14,8 @@ import (
 
 // TestStreamsShowNoSecrets: an owner lists the org's subscriptions with
 // their rule, host, state, lag and latest attempts, and nothing of the
-// sealed destination; a member who is not an owner is refused.
+// sealed destination; /metrics counts it and its lag (0: no sealer runs
+// here); a member who is not an owner is refused.
 func TestStreamsShowNoSecrets(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -49,6 +50,13 @@ func TestStreamsShowNoSecrets(t *testing.T) {
 	if s.ID != id || s.Host != "hooks.example.com" || s.State != "active" || len(s.Actions) != 1 || s.Actions[0] != "cluster.*" ||
 		len(s.Attempts) != 1 || *s.Attempts[0].Status != 503 || s.Attempts[0].LastSeq != 3 || s.FailingSince == nil || time.Since(*s.FailingSince) > time.Minute {
 		t.Errorf("stream %s", body)
+	}
+
+	_, metrics := b.get(t, "/metrics", "")
+	for _, want := range []string{`auditlog_delivery_subscriptions{kind="webhook",state="active"} 1`, `auditlog_delivery_lag_events{kind="webhook"} 0`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	member, _ := fixture.User(t, b.admin, fixture.UserOpts{OrgID: org, Role: "member"})

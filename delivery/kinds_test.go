@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
@@ -19,7 +21,8 @@ import (
 
 // TestSlackAndSplunkFormats: a Slack subscription gets one readable
 // message per event (who, what, target, a link to the event), a Splunk HEC
-// one gets batches of HEC events with its token, each in seq order.
+// one gets batches of HEC events with its token, each in seq order; the
+// metrics count the events delivered per kind.
 func TestSlackAndSplunkFormats(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -67,7 +70,8 @@ func TestSlackAndSplunkFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := e.position(t, slackID)
-	e.start(t, delivery.Config{Guard: g, Link: "https://audit.example.com", Batch: 4})
+	metrics := delivery.NewMetrics()
+	e.start(t, delivery.Config{Guard: g, Link: "https://audit.example.com", Batch: 4, Metrics: metrics})
 	n := write(t, e, org, 2, 12)
 	sealtest.WaitSealed(t, e.admin, org, n+2)
 	want := matching(t, e, org, from, rule)
@@ -81,6 +85,13 @@ func TestSlackAndSplunkFormats(t *testing.T) {
 	if !slices.Equal(hecSeqs, want) || len(slackTexts) != len(want) {
 		t.Errorf("HEC seqs %v, %d Slack messages; want %v", hecSeqs, len(slackTexts), want)
 	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics)
+	for _, kind := range []string{"slack", "splunk_hec"} {
+		if got := counter(t, reg, "auditlog_delivered_events_total", kind); got != float64(len(want)) {
+			t.Errorf("%s events delivered: %v, want %d", kind, got, len(want))
+		}
+	}
 	for _, a := range hecAuth {
 		if a != "Splunk hec-token" {
 			t.Errorf("HEC Authorization %q", a)
@@ -91,4 +102,21 @@ func TestSlackAndSplunkFormats(t *testing.T) {
 			t.Errorf("Slack message %q", text)
 		}
 	}
+}
+
+// counter is the value of family name's series with label kind in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name, kind string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && m.GetLabel()[0].GetValue() == kind {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

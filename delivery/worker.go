@@ -48,6 +48,8 @@ type Config struct {
 	FailAfter time.Duration
 	// Batch is the most events of one attempt (default 100).
 	Batch int
+	// Metrics, if not nil, count the attempts.
+	Metrics *Metrics
 	// Link is the base URL of the Activity page (https://audit.example.com)
 	// that Slack messages link each event to; none if empty.
 	Link string
@@ -272,6 +274,7 @@ func (w *worker) step(ctx context.Context, id string) (outcome, error) {
 	a := attempt{at: time.Now()}
 	if len(events) > 0 {
 		a = w.send(ctx, id, s, events)
+		w.cfg.Metrics.observe(s.kind, len(events), a.err)
 	}
 	var first, last int64
 	if len(events) > 0 {

@@ -78,13 +78,14 @@ func (d *deliverFlags) config(e env, fallbackURL string) (delivery.Config, error
 }
 
 // startDelivery runs the delivery worker in the background unless d is nil
-// (serve's --no-delivery). stop ends it.
-func startDelivery(ctx context.Context, e env, serveURL string, d *deliverFlags) (stop func(), err error) {
+// (serve's --no-delivery), counting its attempts in m. stop ends it.
+func startDelivery(ctx context.Context, e env, serveURL string, d *deliverFlags, m *delivery.Metrics) (stop func(), err error) {
 	if d == nil {
 		e.logger.Info("delivery disabled")
 		return func() {}, nil
 	}
 	cfg, err := d.config(e, serveURL)
+	cfg.Metrics = m
 	if err != nil {
 		return nil, fmt.Errorf("%w; or serve --no-delivery and run `auditlog deliver` elsewhere", err)
 	}

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditlog/auditlog/api"
+	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/database"
 )
 
@@ -87,7 +89,8 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer stopSealer()
-	stopDelivery, err := startDelivery(ctx, e, cfg.dbURL, cfg.deliver)
+	deliveryMetrics := delivery.NewMetrics()
+	stopDelivery, err := startDelivery(ctx, e, cfg.dbURL, cfg.deliver, deliveryMetrics)
 	if err != nil {
 		return err
 	}
@@ -99,7 +102,8 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 	}
 	srv := &http.Server{
 		Handler: api.New(api.Config{Pool: pool, Logger: cmp.Or(cfg.apiLogger, e.logger),
-			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies}),
+			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies,
+			Collectors: []prometheus.Collector{deliveryMetrics}}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -89,3 +89,24 @@ func (s *Store) Streams(ctx context.Context, orgID string) ([]Stream, error) {
 	}
 	return streams, nil
 }
+
+// DeliveryStatus is, for a destination kind and a state, how many
+// subscriptions there are and the greatest lag among them.
+type DeliveryStatus struct {
+	Kind, State   string
+	Subscriptions int64
+	MaxLag        int64
+}
+
+// DeliveryStatus counts the subscriptions of every org by kind and state.
+func (s *Store) DeliveryStatus(ctx context.Context) ([]DeliveryStatus, error) {
+	rows, err := s.pool.Query(ctx, "SELECT kind, state, count(*), coalesce(max(lag), 0) FROM audit.streams GROUP BY kind, state")
+	if err != nil {
+		return nil, fmt.Errorf("read delivery status: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DeliveryStatus])
+	if err != nil {
+		return nil, fmt.Errorf("read delivery status: %w", err)
+	}
+	return out, nil
+}
