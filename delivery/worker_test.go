@@ -84,7 +84,8 @@ func matching(t *testing.T, e env, org string, after int64, rule delivery.Rule) 
 
 // TestDeliversMatchingEventsInOrder: writers record events concurrently;
 // three subscriptions with different rules each receive exactly their
-// matching events, in seq order, each batch signed right.
+// matching events, in seq order, each batch signed right, with two workers
+// running (none twice).
 func TestDeliversMatchingEventsInOrder(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -101,6 +102,9 @@ func TestDeliversMatchingEventsInOrder(t *testing.T) {
 		from = append(from, e.position(t, e.subscribe(t, org, fmt.Sprint("sub", i), rule, rc)))
 		rcs = append(rcs, rc)
 	}
+	// Two workers, as two replicas would run: each subscription is
+	// delivered by one at a time.
+	e.start(t, delivery.Config{Guard: guard(rcs...)})
 	e.start(t, delivery.Config{Guard: guard(rcs...)})
 	n := write(t, e, org, 4, eventsPerWriter())
 	sealtest.WaitSealed(t, e.admin, org, int64(len(rules))+n)
