@@ -143,8 +143,9 @@ func (e env) subscribe(t *testing.T, org, name string, rule delivery.Rule, rc *r
 	return id
 }
 
-// start runs a worker as a role holding audit_deliverer until the test ends.
-func (e env) start(t *testing.T, cfg delivery.Config) {
+// start runs a worker as a role holding audit_deliverer until the test
+// ends, or until stop is called.
+func (e env) start(t *testing.T, cfg delivery.Config) (stop func()) {
 	t.Helper()
 	cfg.DatabaseURL = testdb.Role(t, e.url, "audit_deliverer")
 	cfg.Key = e.key
@@ -155,12 +156,17 @@ func (e env) start(t *testing.T, cfg delivery.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- delivery.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("delivery: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("delivery: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitFor polls cond for up to a minute.

@@ -246,3 +246,45 @@ func TestFailingTooLongStops(t *testing.T) {
 		t.Errorf("%d requests after it was marked failing", after-before)
 	}
 }
+
+// TestStoppedMidBatchLeavesNoGap: a worker stopped while its request is
+// in flight (the receiver holding it, unanswered) leaves the position
+// where it was; the next worker sends that batch again and the receiver
+// has every event, in order, none missing.
+func TestStoppedMidBatchLeavesNoGap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	held := make(chan struct{})
+	var holdOnce sync.Once
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		hold := false
+		holdOnce.Do(func() { hold = true })
+		if !hold {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		close(held)
+		<-r.Context().Done()
+		return true
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	from := e.position(t, id)
+	n := write(t, e, org, 1, 20)
+	sealtest.WaitSealed(t, e.admin, org, n+1)
+	stop := e.start(t, delivery.Config{Guard: guard(rc), Batch: 5})
+	<-held
+	stop()
+	if p := e.position(t, id); p != from {
+		t.Fatalf("position moved to %d by a batch never answered", p)
+	}
+	e.start(t, delivery.Config{Guard: guard(rc), Batch: 5})
+	want := matching(t, e, org, from, delivery.Rule{})
+	waitFor(t, "every event", func() bool {
+		got, _ := rc.seqs()
+		return len(got) >= len(want)
+	})
+	if got, _ := rc.seqs(); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
