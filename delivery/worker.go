@@ -464,3 +464,22 @@ func matchAny(list []string, match func(string) bool) bool {
 	}
 	return false
 }
+
+// Check connects to url and says whether its role may deliver (holds
+// audit_deliverer), so that serve refuses to start with one that cannot.
+func Check(ctx context.Context, url string) error {
+	conn, err := database.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var ok bool
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT pg_has_role('audit_deliverer', 'USAGE'), current_user").Scan(&ok, &user); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("delivery: role %s does not hold audit_deliverer", user)
+	}
+	return nil
+}

@@ -86,8 +86,11 @@ func startDelivery(ctx context.Context, e env, serveURL string, d *deliverFlags,
 	}
 	cfg, err := d.config(e, serveURL)
 	cfg.Metrics = m
+	if err == nil {
+		err = delivery.Check(ctx, cfg.DatabaseURL)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w; or serve --no-delivery and run `auditlog deliver` elsewhere", err)
+		return nil, fmt.Errorf("%w; give serve --delivery-database-url for a role holding audit_deliverer, or --no-delivery and run `auditlog deliver` elsewhere", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

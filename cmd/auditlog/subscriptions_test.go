@@ -74,3 +74,18 @@ func TestSubscriptionsCommand(t *testing.T) {
 		t.Errorf("events %s", got)
 	}
 }
+
+// TestServeRefusesAReaderForDelivery: serve with delivery on and the API's
+// audit_reader role for it stops before serving and names the flags.
+func TestServeRefusesAReaderForDelivery(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	reader := testdb.Role(t, url, "audit_reader")
+	e, _ := testEnv(t)
+	err := serve(context.Background(), e, serveConfig{addr: "127.0.0.1:0", dbURL: reader, seal: sealFlags{disabled: true},
+		retention: retentionFlags{disabled: true},
+		deliver:   &deliverFlags{keyPath: filepath.Join(t.TempDir(), "k.pem"), createKey: true}})
+	if err == nil || !strings.Contains(err.Error(), "audit_deliverer") || !strings.Contains(err.Error(), "--no-delivery") {
+		t.Errorf("serve: %v", err)
+	}
+}
