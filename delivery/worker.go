@@ -177,11 +177,12 @@ const (
 	idle     outcome = iota // nothing to deliver, or another worker holds the subscription
 	moved                   // the position moved: go on at once
 	failed                  // the attempt failed: back off
-	inactive                // paused, failing or gone
+	inactive                // paused, failing or gone: wait for run to stop it
 )
 
-// deliver runs steps for subscription id until ctx ends or it is no longer
-// active.
+// deliver runs steps for subscription id until ctx ends: run cancels it
+// once the subscription is no longer active. A step that finds it paused
+// waits like an idle one, since it may be resumed before run looks again.
 func (w *worker) deliver(ctx context.Context, id string) {
 	failures := 0
 	for {
@@ -191,8 +192,6 @@ func (w *worker) deliver(ctx context.Context, id string) {
 		}
 		var wait time.Duration
 		switch {
-		case out == inactive:
-			return
 		case out == failed || err != nil:
 			wait = backoff(w.cfg.MinBackoff, w.cfg.MaxBackoff, failures)
 			failures++

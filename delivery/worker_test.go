@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -287,4 +288,36 @@ func TestStoppedMidBatchLeavesNoGap(t *testing.T) {
 	if got, _ := rc.seqs(); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+}
+
+// TestPausedAndResumedDeliversAgain: a subscription paused and resumed at
+// any moment, also between two of the worker's looks at its list, is
+// delivered again once active.
+func TestPausedAndResumedDeliversAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	const poll = 100 * time.Millisecond
+	e.start(t, delivery.Config{Guard: guard(rc), Poll: poll})
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 40 {
+		if _, err := e.control.Exec(ctx, "SELECT audit.pause_subscription($1, $2)", org, id); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(r.Int64N(int64(poll))))
+		if _, err := e.control.Exec(ctx, "SELECT audit.resume_subscription($1, $2)", org, id); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(r.Int64N(int64(poll))))
+	}
+	// 1 audit_stream.created, 80 audit_stream.updated, 3 more events.
+	write(t, e, org, 1, 3)
+	waitFor(t, "delivery after the last resume", func() bool {
+		var pos int64
+		e.admin.QueryRow(ctx, "SELECT position FROM audit.subscriptions WHERE id = $1", id).Scan(&pos)
+		return pos == 84
+	})
 }
