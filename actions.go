@@ -28,6 +28,10 @@ const (
 	BillingSubscriptionChanged   Action = "billing.subscription_changed"
 	AuthSignin                   Action = "auth.signin"
 	AuthSignout                  Action = "auth.signout"
+	AuditStreamCreated           Action = "audit_stream.created"
+	AuditStreamUpdated           Action = "audit_stream.updated"
+	AuditStreamDeleted           Action = "audit_stream.deleted"
+	AuditStreamFailing           Action = "audit_stream.failing"
 )
 
 // ActionInfo describes an action as the catalog does.
@@ -64,4 +68,8 @@ var Actions = []ActionInfo{
 	{BillingSubscriptionChanged, "billing", []string{"subscription_id", "previous_plan", "new_plan", "previous_quantity", "new_quantity"}},
 	{AuthSignin, "auth", []string{"method"}},
 	{AuthSignout, "auth", nil},
+	{AuditStreamCreated, "audit_stream", []string{"name", "kind", "host"}},
+	{AuditStreamUpdated, "audit_stream", []string{"name", "changes"}},
+	{AuditStreamDeleted, "audit_stream", []string{"name"}},
+	{AuditStreamFailing, "audit_stream", []string{"name", "failing_since"}},
 }

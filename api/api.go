@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/retention"
@@ -29,6 +30,9 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
+	// Collectors are more metrics GET /metrics shows (the in-process
+	// delivery worker's).
+	Collectors []prometheus.Collector
 	// Now is the clock; default time.Now. When it is left nil, what decides
 	// retention and token expiry is the database's clock, not this host's.
 	Now func() time.Time
@@ -104,9 +108,11 @@ func New(cfg Config) http.Handler {
 	} else {
 		s.fixedClock = true
 	}
-	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newRetentionCollector(func(ctx context.Context, now time.Time) ([]retention.Holdup, error) {
-		return retention.Holdups(ctx, cfg.Pool, &now)
-	}, s.now))
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newDeliveryCollector(st.DeliveryStatus),
+		newRetentionCollector(func(ctx context.Context, now time.Time) ([]retention.Holdup, error) {
+			return retention.Holdups(ctx, cfg.Pool, &now)
+		}, s.now))
+	s.metrics.registry.MustRegister(cfg.Collectors...)
 	s.catalog = &catalog{store: st, now: s.now}
 	s.limiter = newLimiter(cmp.Or(cfg.RateLimit, 10), cmp.Or(cfg.RateBurst, 20), s.now)
 	if math.IsInf(cfg.RateLimit, 1) {
@@ -148,6 +154,7 @@ func New(cfg Config) http.Handler {
 	api.GET("/orgs/:id/audit/events/:event_id", s.requireOwner, s.getEvent)
 	api.GET("/orgs/:id/audit/feed", s.requireOwner, s.feed)
 	api.GET("/orgs/:id/audit/checkpoints", s.requireOwner, s.checkpoints)
+	api.GET("/orgs/:id/audit/streams", s.requireOwner, s.streams)
 	api.GET("/audit/keys", s.sealKeys)
 	return r
 }

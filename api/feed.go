@@ -199,3 +199,17 @@ func (s *server) checkpoints(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"checkpoints": cps})
 }
+
+// streams lists the org's subscriptions (never their destinations' URLs or
+// secrets) with their latest attempts (docs/delivery.md).
+func (s *server) streams(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
+	streams, err := s.store.Streams(ctx, orgOf(c).String())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"streams": streams})
+}

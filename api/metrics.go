@@ -179,3 +179,42 @@ func (c *retentionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.since, prometheus.GaugeValue, oldest)
 }
+
+// deliveryCollector reports each destination kind's subscriptions and
+// their greatest lag at each scrape, from the database (the delivery
+// worker may run in another process).
+type deliveryCollector struct {
+	status             func(context.Context) ([]store.DeliveryStatus, error)
+	subscriptions, lag *prometheus.Desc
+}
+
+func newDeliveryCollector(status func(context.Context) ([]store.DeliveryStatus, error)) *deliveryCollector {
+	return &deliveryCollector{
+		status: status,
+		subscriptions: prometheus.NewDesc("auditlog_delivery_subscriptions",
+			"Subscriptions, by destination kind and state (active, paused, failing).", []string{"kind", "state"}, nil),
+		lag: prometheus.NewDesc("auditlog_delivery_lag_events",
+			"The greatest lag of an active subscription, by destination kind: its org's newest seq minus the seq it delivered.", []string{"kind"}, nil),
+	}
+}
+
+func (c *deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.subscriptions
+	ch <- c.lag
+}
+
+func (c *deliveryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.lag, err)
+		return
+	}
+	for _, s := range st {
+		ch <- prometheus.MustNewConstMetric(c.subscriptions, prometheus.GaugeValue, float64(s.Subscriptions), s.Kind, s.State)
+		if s.State == "active" {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(s.MaxLag), s.Kind)
+		}
+	}
+}

@@ -134,6 +134,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		"Action": reflect.TypeFor[store.Action](), "Problem": reflect.TypeFor[problem](),
 		"Summary": reflect.TypeFor[summary](), "SignIn": reflect.TypeFor[signInRequest](),
 		"Manifest": reflect.TypeFor[store.Manifest](),
+		"Stream":   reflect.TypeFor[store.Stream](), "DeliveryAttempt": reflect.TypeFor[store.Attempt](),
 	} {
 		if got := keys(schemas[name].Properties); !slices.Equal(got, jsonFields(typ)) {
 			t.Errorf("%s: documented %v, served %v", name, got, jsonFields(typ))

@@ -25,7 +25,7 @@ var ranges = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time
 	"90d": 90 * 24 * time.Hour, "1y": 365 * 24 * time.Hour}
 
 // targetTypes are the values of target_type: audit.actions' check constraint.
-var targetTypes = []string{"cluster", "org", "org_member", "org_invitation", "pat", "billing", "auth"}
+var targetTypes = []string{"cluster", "org", "org_member", "org_invitation", "pat", "billing", "auth", "audit_stream"}
 
 // formats are the values of format.
 var formats = []string{"json", "csv", "ndjson"}

@@ -316,7 +316,7 @@ func (b *bench) startAPI(ctx context.Context, url string) (*apiServer, error) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--database-url", apiURL, "--rate-limit", "1e9", "--rate-burst", "1000000000", "--no-retention", "--no-sealer")
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--database-url", apiURL, "--rate-limit", "1e9", "--rate-burst", "1000000000", "--no-retention", "--no-sealer", "--no-delivery")
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -25,7 +25,11 @@ INSERT INTO audit.actions (action, target_type, description, required_keys) VALU
   ('billing.subscription_changed',    'billing',        'Plan, quantity, or status changed (upgrades, downgrades, payment failures, quantity sync)',
                                                                                                                     '{subscription_id,previous_plan,new_plan,previous_quantity,new_quantity}'),
   ('auth.signin',                     'auth',           'User signs in',                                            '{method}'),
-  ('auth.signout',                    'auth',           'User signs out',                                           '{}')
+  ('auth.signout',                    'auth',           'User signs out',                                           '{}'),
+  ('audit_stream.created',            'audit_stream',   'An owner subscribed a destination to the org''s events',   '{name,kind,host}'),
+  ('audit_stream.updated',            'audit_stream',   'A subscription paused or resumed',                         '{name,changes}'),
+  ('audit_stream.deleted',            'audit_stream',   'A subscription removed',                                   '{name}'),
+  ('audit_stream.failing',            'audit_stream',   'Delivery kept failing: the subscription stopped',          '{name,failing_since}')
 ON CONFLICT (action) DO UPDATE
   SET target_type = EXCLUDED.target_type,
       description = EXCLUDED.description,
@@ -60,4 +64,8 @@ CREATE OR REPLACE VIEW audit.action_sentences (action, sentence) AS VALUES
   ('billing.checkout_started',        '{actor} started a checkout for the {plan} plan'),
   ('billing.subscription_changed',    '{actor} changed the subscription from {previous_plan} to {new_plan}'),
   ('auth.signin',                     '{actor} signed in with {method}'),
-  ('auth.signout',                    '{actor} signed out');
+  ('auth.signout',                    '{actor} signed out'),
+  ('audit_stream.created',            '{actor} created the {kind} stream "{name}" to {host}'),
+  ('audit_stream.updated',            '{actor} changed the {changes} of stream "{name}" from {previous_state} to {new_state}'),
+  ('audit_stream.deleted',            '{actor} deleted the stream "{name}"'),
+  ('audit_stream.failing',            '{actor} stopped the stream "{name}", failing since {failing_since}');

@@ -1,6 +1,6 @@
 -- Privileges per role (docs/dba.md). PUBLIC gets nothing in schema audit.
 REVOKE ALL ON SCHEMA audit FROM PUBLIC;
-GRANT USAGE ON SCHEMA audit TO audit_writer, audit_reader, audit_maintainer, audit_sealer;
+GRANT USAGE ON SCHEMA audit TO audit_writer, audit_reader, audit_maintainer, audit_sealer, audit_deliverer;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM PUBLIC;
@@ -68,3 +68,32 @@ GRANT EXECUTE ON FUNCTION
   audit.record_checkpoints(text, text, uuid[], bigint[], bytea[], timestamptz[], bytea[]),
   audit.prune_seals(integer)
   TO audit_sealer;
+
+-- audit_writer: the control plane manages subscriptions through functions
+-- that check them and record an event each; it reads only the key to seal
+-- destinations to.
+GRANT EXECUTE ON FUNCTION
+  audit.delivery_key(),
+  audit.subscribe(uuid, text, text, text, text, bytea, text[], text[], text[]),
+  audit.pause_subscription(uuid, uuid),
+  audit.resume_subscription(uuid, uuid),
+  audit.unsubscribe(uuid, uuid)
+  TO audit_writer;
+
+-- audit_reader: subscriptions without their sealed destinations, and the
+-- attempts.
+GRANT SELECT ON audit.streams, audit.delivery_attempts TO audit_reader;
+
+-- audit_deliverer: read the sealed events and the subscriptions; record
+-- attempts, positions and its key only through functions that check them.
+GRANT SELECT ON audit.events_free, audit.events_team, audit.events_enterprise,
+                audit.seals, audit.seal_heads, audit.subscriptions, audit.streams, audit.delivery_keys
+  TO audit_deliverer;
+GRANT EXECUTE ON FUNCTION
+  audit.org_scope(uuid, timestamptz),
+  audit.org_name(uuid),
+  audit.register_delivery_key(text, bytea),
+  audit.record_delivery(uuid, bigint, bigint, boolean, timestamptz, integer, integer, bigint, bigint, integer, text),
+  audit.mark_subscription_failing(uuid, timestamptz),
+  audit.prune_delivery_attempts()
+  TO audit_deliverer;

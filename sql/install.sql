@@ -19,6 +19,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE audit_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 {{ template "retention.sql" . }}
 {{ template "seals.sql" . }}
 {{ template "api.sql" . }}
+{{ template "delivery.sql" . }}
 {{ template "grants.sql" . }}
 RESET ROLE;
 

@@ -424,7 +424,8 @@ function copyButton(what, text) {
 
 // targetNames are the target types as people say them.
 const targetNames = { cluster: "Cluster", org: "Organization", org_member: "Member", org_invitation: "Invitation",
-  pat: "Access token", billing: "Billing", auth: "Sign-in" };
+  pat: "Access token", billing: "Billing", auth: "Sign-in",
+  audit_stream: "Stream" };
 
 // renderEvent returns the event's row and its (hidden) details row, whose
 // id starts with prefix.

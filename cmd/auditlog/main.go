@@ -65,8 +65,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"migrate", "apply the schema migrations and install the SQL code package", runMigrate},
-		{"serve", "serve the API (and run the retention worker and the sealer unless told not to)", runServe},
+		{"serve", "serve the API (and run the retention worker, the sealer and the delivery worker unless told not to)", runServe},
 		{"seal", "run the sealer on its own: seq and hash chain for every committed event, signed checkpoints", runSeal},
+		{"deliver", "run the delivery worker on its own: the subscriptions' events to their webhooks, in seq order", runDeliver},
+		{"subscriptions", "manage an org's subscriptions: subscriptions add|list|pause|resume|rm|test --org ID", runSubscriptions},
 		{"retention", "run one retention pass now: retention run [--dry-run] [--now RFC3339]", runRetention},
 		{"partitions", "list the leaves of each tier: range, expiry, rows and size; what keeps expired ones", runPartitions},
 		{"verify", "recompute an org's hash chain and check it against the signed checkpoints", runVerify},

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditlog/auditlog/api"
+	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/database"
 )
 
@@ -27,6 +29,8 @@ type serveConfig struct {
 	retention retentionFlags
 	// seal configures the in-process sealer.
 	seal sealFlags
+	// deliver, if not nil, configures the in-process delivery worker.
+	deliver *deliverFlags
 	// rateLimit and rateBurst bound each token's requests (api.Config); zero: the API's defaults.
 	rateLimit float64
 	rateBurst int
@@ -40,7 +44,7 @@ type serveConfig struct {
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--trusted-proxies CIDR,...] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer]")
+	fs := newFlagSet(e, "serve", "[--addr HOST:PORT] [--database-url URL] [--rate-limit N] [--rate-burst N] [--trusted-proxies CIDR,...] [--retention-schedule CRON | --no-retention] [--seal-key FILE | --no-sealer] [--delivery-key FILE | --no-delivery]")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr("AUDITLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env AUDITLOG_ADDR)")
 	fs.StringVar(&cfg.dbURL, "database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
@@ -50,8 +54,15 @@ func runServe(ctx context.Context, e env, args []string) error {
 		"addresses or CIDR prefixes of the reverse proxies whose X-Forwarded-For gives the client's address, comma-separated; default none (env AUDITLOG_TRUSTED_PROXIES)")
 	cfg.retention.register(fs)
 	cfg.seal.register(fs, true)
+	var deliver deliverFlags
+	deliver.register(fs, true)
+	noDelivery := fs.Bool("no-delivery", envOr("AUDITLOG_NO_DELIVERY", "") != "",
+		"do not run the delivery worker in this process (env AUDITLOG_NO_DELIVERY, any value)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*noDelivery {
+		cfg.deliver = &deliver
 	}
 	var err error
 	if cfg.trustedProxies, err = api.ParseTrustedProxies(*proxies); err != nil {
@@ -80,6 +91,12 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer stopSealer()
+	deliveryMetrics := delivery.NewMetrics()
+	stopDelivery, err := startDelivery(ctx, e, cfg.dbURL, cfg.deliver, deliveryMetrics)
+	if err != nil {
+		return err
+	}
+	defer stopDelivery()
 
 	ln := cfg.ln
 	if ln == nil {
@@ -89,7 +106,8 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 	}
 	srv := &http.Server{
 		Handler: api.New(api.Config{Pool: pool, Logger: cmp.Or(cfg.apiLogger, e.logger),
-			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies}),
+			RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst, TrustedProxies: cfg.trustedProxies,
+			Collectors: []prometheus.Collector{deliveryMetrics}}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -70,7 +70,7 @@ func KeyID(pub ed25519.PublicKey) string {
 	return fmt.Sprintf("%x", sum[:8])
 }
 
-// maxKeyFile bounds what LoadOrCreateKey reads (a PEM Ed25519 key is 119
+// maxKeyFile bounds what LoadOrCreatePKCS8 reads (a PEM Ed25519 key is 119
 // bytes).
 const maxKeyFile = 16 << 10
 
@@ -78,39 +78,54 @@ const maxKeyFile = 16 << 10
 // when create is set and the file does not exist, makes one and writes it
 // there with mode 0600. It refuses a key file that others may read.
 func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
+	b, err := LoadOrCreatePKCS8(path, create, "seal key", func() (any, error) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		return key, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ParsePrivateKey(b)
+}
+
+// LoadOrCreatePKCS8 reads the PEM of a private key from path, or, when
+// create is set and the file does not exist, writes one with mode 0600 made
+// by generate (a key x509.MarshalPKCS8PrivateKey takes). It refuses a key
+// file that others may read. what names the key in errors.
+func LoadOrCreatePKCS8(path string, create bool, what string, generate func() (any, error)) ([]byte, error) {
 	if create {
-		key, err := createKey(path)
+		b, err := createKey(path, what, generate)
 		if !errors.Is(err, fs.ErrExist) {
-			return key, err
+			return b, err
 		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read seal key: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read seal key: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("seal key %s may be read by others (mode %o): chmod 600 %s", path, perm, path)
+		return nil, fmt.Errorf("%s %s may be read by others (mode %o): chmod 600 %s", what, path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("read seal key: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("seal key %s: file too large for a key", path)
+		return nil, fmt.Errorf("%s %s: file too large for a key", what, path)
 	}
-	return ParsePrivateKey(b)
+	return b, nil
 }
 
 // createKey writes a new key to path, failing with fs.ErrExist if a file is
 // there: it links a complete temporary file at path, so callers racing on a
 // new file end up with one key, none overwritten or read half written.
-func createKey(path string) (ed25519.PrivateKey, error) {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+func createKey(path, what string, generate func() (any, error)) ([]byte, error) {
+	key, err := generate()
 	if err != nil {
 		return nil, err
 	}
@@ -118,12 +133,13 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".seal-key-*") // mode 0600
+	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*") // mode 0600
 	if err != nil {
-		return nil, fmt.Errorf("write seal key: %w", err)
+		return nil, fmt.Errorf("write %s: %w", what, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	_, err = tmp.Write(b)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -134,26 +150,35 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 		err = os.Link(tmp.Name(), path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write seal key: %w", err)
+		return nil, fmt.Errorf("write %s: %w", what, err)
 	}
-	return key, nil
+	return b, nil
 }
 
 // ParsePrivateKey reads an Ed25519 private key in PKCS #8 PEM.
 func ParsePrivateKey(pemBytes []byte) (ed25519.PrivateKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, errors.New("seal key: not a PEM \"PRIVATE KEY\" block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	k, err := ParsePKCS8(pemBytes, "seal key")
 	if err != nil {
-		return nil, fmt.Errorf("seal key: %w", err)
+		return nil, err
 	}
 	key, ok := k.(ed25519.PrivateKey)
 	if !ok {
 		return nil, errors.New("seal key: not an Ed25519 key")
 	}
 	return key, nil
+}
+
+// ParsePKCS8 reads a private key in PKCS #8 PEM; what names it in errors.
+func ParsePKCS8(pemBytes []byte, what string) (any, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("%s: not a PEM \"PRIVATE KEY\" block", what)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return k, nil
 }
 
 // ParsePublicKey reads an Ed25519 public key: PKIX PEM ("PUBLIC KEY", as

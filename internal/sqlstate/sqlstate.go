@@ -58,3 +58,10 @@ const (
 const (
 	SealRefused = "AL030" // a seal batch that breaks the sequence, the sealer's progress moving back, a key id not the key's
 )
+
+// The audit log's codes: delivery (sql/delivery.sql).
+const (
+	UnknownSubscription = "AL040"
+	InvalidSubscription = "AL041" // a subscription, rule or key the functions refuse
+	PositionMoved       = "AL042" // another worker delivered meanwhile
+)

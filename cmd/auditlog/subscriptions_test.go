@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/auditlog/auditlog/delivery"
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/testdb"
+)
+
+// TestSubscriptionsCommand: add (refused without the allow-list for a
+// local receiver; the secret shown once), list, pause, test (the
+// receiver's self-signed certificate is not trusted: TLS is verified),
+// rm; each change records its audit_stream event as the --as person.
+func TestSubscriptionsCommand(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	ctx := context.Background()
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	keyPath := filepath.Join(t.TempDir(), "delivery-key.pem")
+	key, err := delivery.LoadOrCreateKey(keyPath, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "SELECT audit.register_delivery_key($1, $2)", delivery.KeyID(key.PublicKey()), key.PublicKey().Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+
+	sub := func(args ...string) (string, string, error) {
+		var out, errOut bytes.Buffer
+		err := run(ctx, append(append([]string{"subscriptions"}, args...), "--org", org, "--database-url", url, "--as", "ops@example.com"), &out, &errOut)
+		return out.String(), errOut.String(), err
+	}
+	if _, _, err := sub("add", "--name", "siem", "--url", srv.URL+"/hook"); err == nil || !strings.Contains(err.Error(), "refused address") {
+		t.Errorf("add to a loopback receiver without --delivery-allow: %v", err)
+	}
+	out, errOut, err := sub("add", "--name", "siem", "--url", srv.URL+"/hook", "--action", "cluster.*,pat.created", "--delivery-allow", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out)
+	if !strings.Contains(errOut, "whsec_") {
+		t.Errorf("add printed no secret: %q", errOut)
+	}
+	if _, _, err := sub("pause", id); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := sub("list"); err != nil || !strings.Contains(out, "siem") || !strings.Contains(out, "127.0.0.1") || !strings.Contains(out, "paused") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	if _, _, err := sub("test", id, "--delivery-key", keyPath, "--delivery-allow", "127.0.0.1"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("test against an untrusted certificate: %v", err)
+	}
+	if _, _, err := sub("rm", id); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	rows, _ := pool.Query(ctx, "SELECT action || ' ' || actor_email FROM audit.events WHERE org_id = $1 AND target_id = $2 ORDER BY occurred_at", org, id)
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		events = append(events, s)
+	}
+	if got := strings.Join(events, ","); got != "audit_stream.created ops@example.com,audit_stream.updated ops@example.com,audit_stream.deleted ops@example.com" {
+		t.Errorf("events %s", got)
+	}
+}
+
+// TestServeRefusesAReaderForDelivery: serve with delivery on and the API's
+// audit_reader role for it stops before serving and names the flags.
+func TestServeRefusesAReaderForDelivery(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	reader := testdb.Role(t, url, "audit_reader")
+	e, _ := testEnv(t)
+	err := serve(context.Background(), e, serveConfig{addr: "127.0.0.1:0", dbURL: reader, seal: sealFlags{disabled: true},
+		retention: retentionFlags{disabled: true},
+		deliver:   &deliverFlags{keyPath: filepath.Join(t.TempDir(), "k.pem"), createKey: true}})
+	if err == nil || !strings.Contains(err.Error(), "audit_deliverer") || !strings.Contains(err.Error(), "--no-delivery") {
+		t.Errorf("serve: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/auditlog/auditlog/delivery"
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/testdb"
+)
+
+// TestSubscriptionsRecordTheirEvents: subscribe, pause, resume and
+// unsubscribe, called as the control plane, each record their audit_stream
+// event; bad rules and unknown subscriptions are refused with their codes.
+func TestSubscriptionsRecordTheirEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "siem", delivery.Rule{Actions: []string{"cluster.*", "pat.created"}, TargetTypes: []string{"cluster"}}, rc)
+	for _, sql := range []string{"SELECT audit.pause_subscription($1, $2)", "SELECT audit.resume_subscription($1, $2)", "SELECT audit.unsubscribe($1, $2)"} {
+		if _, err := e.control.Exec(ctx, sql, org, id); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	rows, err := e.admin.Query(ctx, "SELECT action || ' ' || coalesce(metadata->>'new_state', '') FROM audit.events WHERE org_id = $1 AND target_id = $2 ORDER BY occurred_at, action", org, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		got = append(got, strings.TrimSpace(s))
+	}
+	want := "audit_stream.created,audit_stream.updated paused,audit_stream.updated active,audit_stream.deleted"
+	if strings.Join(got, ",") != want {
+		t.Errorf("events %v, want %s", got, want)
+	}
+
+	refused := []struct {
+		rule delivery.Rule
+		code string
+	}{
+		{delivery.Rule{Actions: []string{"cluster.nope"}}, "AL041"},
+		{delivery.Rule{Actions: []string{"nope.*"}}, "AL041"},
+		{delivery.Rule{Actions: []string{"cluster*"}}, "AL041"},
+		{delivery.Rule{TargetTypes: []string{"spaceship"}}, "AL041"},
+		{delivery.Rule{ActorEmails: []string{"not-an-email"}}, "AL041"},
+	}
+	for _, c := range refused {
+		_, _, err := delivery.Subscribe(ctx, e.control, guard(rc), delivery.Subscription{OrgID: org, Name: "bad", Kind: delivery.KindWebhook, Rule: c.rule, Destination: delivery.Destination{URL: rc.srv.URL}})
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != c.code {
+			t.Errorf("rule %+v: %v, want SQLSTATE %s", c.rule, err, c.code)
+		}
+	}
+	if _, err := e.control.Exec(ctx, "SELECT audit.pause_subscription($1, $2)", org, id); !isCode(err, "AL040") {
+		t.Errorf("pausing a removed subscription: %v, want AL040", err)
+	}
+}
+
+func isCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// TestSecretsAreSealedAndHidden: the stored destination holds neither the
+// URL nor the secret in clear, only the worker's key opens it, and
+// audit_reader and audit_writer cannot read it (audit_reader sees
+// audit.streams, without it); the worker reads it but changes nothing
+// directly.
+func TestSecretsAreSealedAndHidden(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	var sealed []byte
+	if err := e.admin.QueryRow(ctx, "SELECT sealed FROM audit.subscriptions WHERE org_id = $1", org).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), rc.secret) || strings.Contains(string(sealed), "/hook") {
+		t.Error("the sealed destination holds the secret or the URL in clear")
+	}
+	d, err := delivery.Open(e.key, sealed)
+	if err != nil || d.Secret != rc.secret || d.URL != rc.srv.URL+"/hook" {
+		t.Errorf("Open: %+v, %v", d, err)
+	}
+	other, _ := delivery.LoadOrCreateKey(t.TempDir()+"/k.pem", true)
+	if _, err := delivery.Open(other, sealed); err == nil {
+		t.Error("another key opened the destination")
+	}
+
+	reader := testdb.Pool(t, testdb.Role(t, e.url, "audit_reader"))
+	deliverer := testdb.Pool(t, testdb.Role(t, e.url, "audit_deliverer"))
+	for _, c := range []struct {
+		pool interface {
+			Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		}
+		sql     string
+		allowed bool
+	}{
+		{reader, "SELECT sealed FROM audit.subscriptions", false},
+		{reader, "SELECT id, name, host, lag FROM audit.streams", true},
+		{reader, "SELECT * FROM audit.delivery_attempts", true},
+		{reader, "SELECT audit.delivery_key()", false},
+		{e.control, "SELECT sealed FROM audit.subscriptions", false},
+		{e.control, "SELECT * FROM audit.streams", false},
+		{e.control, "UPDATE audit.subscriptions SET position = 0", false},
+		{deliverer, "SELECT sealed FROM audit.subscriptions", true},
+		{deliverer, "UPDATE audit.subscriptions SET position = 0", false},
+		{deliverer, "DELETE FROM audit.delivery_attempts", false},
+	} {
+		_, err := c.pool.Exec(ctx, c.sql)
+		if c.allowed != (err == nil) || (err != nil && !isCode(err, "42501")) {
+			t.Errorf("%s: %v, allowed %v", c.sql, err, c.allowed)
+		}
+	}
+}
+
+// TestTestSendsASignedEmptyDelivery: delivery.Test posts a delivery with no
+// events, signed with the subscription's secret, and returns the status.
+func TestTestSendsASignedEmptyDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	deliverer := testdb.Pool(t, testdb.Role(t, e.url, "audit_deliverer"))
+	status, err := delivery.Test(context.Background(), deliverer, e.key, guard(rc), org, id)
+	if err != nil || status != 200 {
+		t.Fatalf("Test: %d, %v", status, err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.batches) != 1 || !rc.batches[0].signedOK || len(rc.batches[0].Events) != 0 {
+		t.Errorf("received %+v", rc.batches)
+	}
+}
