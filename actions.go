@@ -69,7 +69,7 @@ var Actions = []ActionInfo{
 	{AuthSignin, "auth", []string{"method"}},
 	{AuthSignout, "auth", nil},
 	{AuditStreamCreated, "audit_stream", []string{"name", "kind", "host"}},
-	{AuditStreamUpdated, "audit_stream", []string{"name", "changes"}},
+	{AuditStreamUpdated, "audit_stream", []string{"name", "changes", "previous_state", "new_state"}},
 	{AuditStreamDeleted, "audit_stream", []string{"name"}},
 	{AuditStreamFailing, "audit_stream", []string{"name", "failing_since"}},
 }

@@ -27,7 +27,7 @@ INSERT INTO audit.actions (action, target_type, description, required_keys) VALU
   ('auth.signin',                     'auth',           'User signs in',                                            '{method}'),
   ('auth.signout',                    'auth',           'User signs out',                                           '{}'),
   ('audit_stream.created',            'audit_stream',   'An owner subscribed a destination to the org''s events',   '{name,kind,host}'),
-  ('audit_stream.updated',            'audit_stream',   'A subscription paused or resumed',                         '{name,changes}'),
+  ('audit_stream.updated',            'audit_stream',   'A subscription paused or resumed',                         '{name,changes,previous_state,new_state}'),
   ('audit_stream.deleted',            'audit_stream',   'A subscription removed',                                   '{name}'),
   ('audit_stream.failing',            'audit_stream',   'Delivery kept failing: the subscription stopped',          '{name,failing_since}')
 ON CONFLICT (action) DO UPDATE

@@ -156,6 +156,9 @@ func (h *historian) milestones() {
 			h.emit(p.owner, browser, "", p.created, auditlog.PATCreated, p.id, map[string]any{"name": p.spec.name})
 		}
 	}
+	if o.plan == "enterprise" {
+		h.streams()
+	}
 	// The agent's releases, one every couple of months over the last year;
 	// each cluster is upgraded within days, except the one the live part
 	// upgrades to the last release.
@@ -182,6 +185,27 @@ func (h *historian) milestones() {
 			"previous_quantity": quantity, "new_quantity": next})
 		quantity = next
 	}
+}
+
+// streams is the enterprise org's delivery history, one of each
+// audit_stream action: a SIEM stream paused for a maintenance and resumed,
+// and a Slack alert that kept failing, stopped, and was removed.
+func (h *historian) streams() {
+	owner := h.st.members[0].person
+	const siem, alerts = "5eed57e0-0000-4000-8000-000000000001", "5eed57e0-0000-4000-8000-000000000002"
+	at := h.end.Add(-40 * day)
+	if !h.within(at) {
+		return
+	}
+	h.emit(owner, browser, "", at, auditlog.AuditStreamCreated, siem, map[string]any{"name": "splunk", "kind": "splunk_hec", "host": "splunk.northwind.example"})
+	h.emit(owner, browser, "", at.Add(2*day), auditlog.AuditStreamCreated, alerts, map[string]any{"name": "security alerts", "kind": "slack", "host": "hooks.slack.com"})
+	for i, state := range [][2]string{{"active", "paused"}, {"paused", "active"}} {
+		h.emit(owner, browser, "", at.Add(9*day+time.Duration(i)*2*time.Hour), auditlog.AuditStreamUpdated, siem, map[string]any{
+			"name": "splunk", "changes": "state", "previous_state": state[0], "new_state": state[1]})
+	}
+	h.emit(nil, client{}, "", at.Add(20*day), auditlog.AuditStreamFailing, alerts, map[string]any{
+		"name": "security alerts", "failing_since": at.Add(19 * day).UTC().Format(time.RFC3339)})
+	h.emit(owner, browser, "", at.Add(21*day), auditlog.AuditStreamDeleted, alerts, map[string]any{"name": "security alerts"})
 }
 
 // everyday is one ordinary thing happening at at: mostly someone signing
