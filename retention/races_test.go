@@ -303,6 +303,7 @@ func TestResumedDetachKeepsWhatAChangeRetieredMeanwhileKeeps(t *testing.T) {
 	eachHalfDetach(t, func(t *testing.T, b testBundle, clock time.Time, org, ev, leaf string) {
 		dayStart := clock.Add(-retentionOf["free"] - 24*time.Hour)
 		changePlan(t, b.pool, org, "enterprise", dayStart.Add(-time.Hour))
+		waitNoOtherSnapshot(t, b.pool)
 
 		r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
 
@@ -643,5 +644,18 @@ func TestDropRefusedOutsideReadCommitted(t *testing.T) {
 	}
 	if !leafExists(t, b.pool, leaf) {
 		t.Error("the leaf was dropped")
+	}
+}
+
+// waitNoOtherSnapshot waits (10 s at most) until no other session of the
+// test's database holds a snapshot: an autovacuum or analyze of the test's
+// tables would otherwise postpone a re-tier the test needs done now.
+func waitNoOtherSnapshot(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if count(t, pool, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL`) == 0 {
+			return
+		}
 	}
 }
