@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -410,6 +411,23 @@ func TestActivityPageRefusesMember(t *testing.T) {
 		t.Errorf("the member sees the owner's org: %s", shown)
 	}
 	shoot(ctx, t, "activity-member")
+}
+
+// TestActivityPageHintsAfterABadSearch: a link whose search the API
+// refuses still gets the search box's hints (the qualifiers and the
+// catalog's actions), which are what the reader needs to mend it.
+func TestActivityPageHintsAfterABadSearch(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page+"?q="+url.QueryEscape("created:>=2026-13-01")))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "status", `"created:>=2026-13-01"`)
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.querySelector('#action-list option[value="auth.signin"]') !== null`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Errorf("no hints after a refused search: %d options", eval[int](ctx, t, `document.querySelectorAll('#action-list option').length`))
+	}
 }
 
 // download clicks the link and returns the CSV the browser saved.

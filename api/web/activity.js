@@ -261,6 +261,7 @@ async function load() {
       setExport(q, 0);
       show("content");
       setStatus(`This view cannot be shown: ${err.message}`, true);
+      loadCatalog(); // signed in all the same: the box's hints help mend the search
       get(api("/audit/summary?range=24h")).then((s) => showOrg(s.org), () => {});
     }
   } finally {
