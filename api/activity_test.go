@@ -430,6 +430,35 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 	}
 }
 
+// TestActivityPageExportsNDJSON: next to Export CSV, Export NDJSON links the
+// same view as one JSON event a line (and its manifest), and goes inactive when nothing
+// matches.
+func TestActivityPageExportsNDJSON(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page+"?q=cluster.token_rotated"))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 5)
+	lines, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(async () => {
+		const a = document.getElementById('export-ndjson');
+		if (!a || !a.href) return [];
+		return (await (await fetch(a.href)).text()).trim().split('\n');
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five events, then the export's manifest.
+	if len(lines) != 6 || !strings.Contains(lines[0], `"action":"cluster.token_rotated"`) || !strings.Contains(lines[5], `"rows":5`) {
+		t.Errorf("NDJSON export: %q", lines)
+	}
+	do(ctx, t, chromedp.Navigate(b.page+"?q=nothing.matches"))
+	waitText(ctx, t, "total", "0 events")
+	if !eval[bool](ctx, t, `document.getElementById('export-ndjson').getAttribute('aria-disabled') === 'true'`) {
+		t.Error("no match: Export NDJSON still active")
+	}
+}
+
 // download clicks the link and returns the CSV the browser saved.
 func download[S chromedp.Selectable](ctx context.Context, t *testing.T, link S) [][]string {
 	t.Helper()

@@ -340,19 +340,21 @@ async function more() {
   }
 }
 
-// setExport points the export link at the current query, or disables it
-// when there is nothing to export.
+// setExport points the export links (CSV, NDJSON) at the current query, or
+// disables them when there is nothing to export.
 function setExport(q, n) {
-  const link = $("export");
-  if (n > 0) {
-    const e = new URLSearchParams(q);
-    e.set("format", "csv");
-    e.set("bom", "1"); // so that spreadsheets read accents right
-    link.href = api(`/audit?${e}`);
-    link.removeAttribute("aria-disabled");
-  } else {
-    link.removeAttribute("href");
-    link.setAttribute("aria-disabled", "true");
+  for (const [id, format] of [["export", "csv"], ["export-ndjson", "ndjson"]]) {
+    const link = $(id);
+    if (n > 0) {
+      const e = new URLSearchParams(q);
+      e.set("format", format);
+      if (format === "csv") e.set("bom", "1"); // so that spreadsheets read accents right
+      link.href = api(`/audit?${e}`);
+      link.removeAttribute("aria-disabled");
+    } else {
+      link.removeAttribute("href");
+      link.setAttribute("aria-disabled", "true");
+    }
   }
 }
 
