@@ -91,6 +91,14 @@ func setupActivity(t *testing.T) activityBundle {
 		memberToken: b.token(t, member, tokenOpts{}), page: b.base + "/orgs/" + org + "/activity"}
 }
 
+// placeholdersCutJS names the visible inputs whose placeholder is wider
+// than the room inside them.
+const placeholdersCutJS = `[...document.querySelectorAll('input[placeholder]')].filter((i) => i.offsetParent).filter((i) => {
+	const s = getComputedStyle(i), c = document.createElement('canvas').getContext('2d');
+	c.font = s.font;
+	return c.measureText(i.placeholder).width > i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+}).map((i) => i.id).join(' ')`
+
 // eventRowsJS lists the actions of the log's rows, as shown.
 const eventRowsJS = `[...document.querySelectorAll('#rows tr.event code.action')].map(c => c.textContent)`
 
@@ -257,6 +265,10 @@ func TestActivityPage(t *testing.T) {
 		do(ctx, t, chromedp.EmulateViewport(width, 900), chromedp.Sleep(100*time.Millisecond))
 		if w := eval[int64](ctx, t, `document.documentElement.scrollWidth`); w > width {
 			t.Errorf("on a %d px screen the page is %d px wide", width, w)
+		}
+		// Every placeholder shown fits its box.
+		if cut := eval[string](ctx, t, placeholdersCutJS); cut != "" {
+			t.Errorf("on a %d px screen the placeholders of %s are cut off", width, cut)
 		}
 	}
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
