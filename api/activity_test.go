@@ -322,6 +322,12 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if r := text(ctx, t, "range-words"); !strings.HasPrefix(r, "Last 7 days: ") {
 		t.Errorf("range said as %q", r)
 	}
+	// A row's time omits the year when it is this year in the zone shown:
+	// 02:00 UTC on January 1st is this year in UTC, though New York still
+	// has the year before.
+	if s := eval[string](ctx, t, `fmtShort(new Date(Date.UTC(new Date().getUTCFullYear(), 0, 1, 2)))`); !strings.HasPrefix(s, "Jan 1,") || strings.Contains(s, "20") {
+		t.Errorf("this year's January 1st, 02:00 UTC, shown as %q", s)
+	}
 	// The chart reads by keyboard: each bar's count in a tooltip.
 	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
 	waitText(ctx, t, "chart-tip", "events")

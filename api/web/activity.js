@@ -47,9 +47,10 @@ function fmt(date, opts) {
   return new Intl.DateTimeFormat(undefined, { timeZone: zone(), ...opts }).format(date);
 }
 const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-// fmtShort is a row's time: no year when it is this year's, the zone's
-// short name (UTC, EST).
-const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
+// fmtShort is a row's time: no year when it is this year's in the chosen
+// zone, the zone's short name (UTC, EST).
+const yearOf = (d) => fmt(d, { year: "numeric" });
+const fmtShort = (d) => fmt(d, { year: yearOf(new Date()) === yearOf(d) ? undefined : "numeric",
   month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
 
 // filtersFromURL reads the filters from the page's query string. A range
