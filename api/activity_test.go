@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +90,14 @@ func setupActivity(t *testing.T) activityBundle {
 	return activityBundle{testBundle: b, org: org, ownerToken: ownerToken,
 		memberToken: b.token(t, member, tokenOpts{}), page: b.base + "/orgs/" + org + "/activity"}
 }
+
+// placeholdersCutJS names the visible inputs whose placeholder is wider
+// than the room inside them.
+const placeholdersCutJS = `[...document.querySelectorAll('input[placeholder]')].filter((i) => i.offsetParent).filter((i) => {
+	const s = getComputedStyle(i), c = document.createElement('canvas').getContext('2d');
+	c.font = s.font;
+	return c.measureText(i.placeholder).width > i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+}).map((i) => i.id).join(' ')`
 
 // eventRowsJS lists the actions of the log's rows, as shown.
 const eventRowsJS = `[...document.querySelectorAll('#rows tr.event code.action')].map(c => c.textContent)`
@@ -257,6 +266,10 @@ func TestActivityPage(t *testing.T) {
 		if w := eval[int64](ctx, t, `document.documentElement.scrollWidth`); w > width {
 			t.Errorf("on a %d px screen the page is %d px wide", width, w)
 		}
+		// Every placeholder shown fits its box.
+		if cut := eval[string](ctx, t, placeholdersCutJS); cut != "" {
+			t.Errorf("on a %d px screen the placeholders of %s are cut off", width, cut)
+		}
 	}
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
 
@@ -308,6 +321,12 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	}
 	if r := text(ctx, t, "range-words"); !strings.HasPrefix(r, "Last 7 days: ") {
 		t.Errorf("range said as %q", r)
+	}
+	// A row's time omits the year when it is this year in the zone shown:
+	// 02:00 UTC on January 1st is this year in UTC, though New York still
+	// has the year before.
+	if s := eval[string](ctx, t, `fmtShort(new Date(Date.UTC(new Date().getUTCFullYear(), 0, 1, 2)))`); !strings.HasPrefix(s, "Jan 1,") || strings.Contains(s, "20") {
+		t.Errorf("this year's January 1st, 02:00 UTC, shown as %q", s)
 	}
 	// The chart reads by keyboard: each bar's count in a tooltip.
 	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
@@ -410,6 +429,52 @@ func TestActivityPageRefusesMember(t *testing.T) {
 		t.Errorf("the member sees the owner's org: %s", shown)
 	}
 	shoot(ctx, t, "activity-member")
+}
+
+// TestActivityPageHintsAfterABadSearch: a link whose search the API
+// refuses still gets the search box's hints (the qualifiers and the
+// catalog's actions), which are what the reader needs to mend it.
+func TestActivityPageHintsAfterABadSearch(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page+"?q="+url.QueryEscape("created:>=2026-13-01")))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "status", `"created:>=2026-13-01"`)
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.querySelector('#action-list option[value="auth.signin"]') !== null`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Errorf("no hints after a refused search: %d options", eval[int](ctx, t, `document.querySelectorAll('#action-list option').length`))
+	}
+}
+
+// TestActivityPageExportsNDJSON: next to Export CSV, Export NDJSON links the
+// same view as one JSON event a line (and its manifest), and goes inactive when nothing
+// matches.
+func TestActivityPageExportsNDJSON(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page+"?q=cluster.token_rotated"))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 5)
+	lines, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(async () => {
+		const a = document.getElementById('export-ndjson');
+		if (!a || !a.href) return [];
+		return (await (await fetch(a.href)).text()).trim().split('\n');
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five events, then the export's manifest.
+	if len(lines) != 6 || !strings.Contains(lines[0], `"action":"cluster.token_rotated"`) || !strings.Contains(lines[5], `"rows":5`) {
+		t.Errorf("NDJSON export: %q", lines)
+	}
+	do(ctx, t, chromedp.Navigate(b.page+"?q=nothing.matches"))
+	waitText(ctx, t, "total", "0 events")
+	if !eval[bool](ctx, t, `document.getElementById('export-ndjson').getAttribute('aria-disabled') === 'true'`) {
+		t.Error("no match: Export NDJSON still active")
+	}
 }
 
 // download clicks the link and returns the CSV the browser saved.

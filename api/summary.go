@@ -95,7 +95,7 @@ func (s *server) summarize(c *gin.Context) {
 	}
 	starts := bucketStarts(q.Since, until, bucket, loc)
 	if len(starts) > maxSummaryBuckets {
-		s.fail(c, invalidParamProblem("bucket", fmt.Sprintf("the range has %d buckets of a %s, at most %d: choose a longer bucket or a shorter range", len(starts), bucket, maxSummaryBuckets)))
+		s.fail(c, invalidParamProblem("bucket", fmt.Sprintf("the range has more than %d %ss, one bucket each: choose a longer bucket or a shorter range", maxSummaryBuckets, bucket)))
 		return
 	}
 	q.Bucket, q.Zone = bucket, zone

@@ -166,6 +166,12 @@ func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
 			t.Errorf("%s: %s, want %s named", query, body, param)
 		}
 	}
+	// Too many buckets: the reason says how many the range would need (a
+	// year has 8760 hours), not where the count stopped.
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?range=1y&bucket=hour", token)
+	if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || !strings.Contains(p.InvalidParams[0].Reason, "more than 1000 hours") {
+		t.Errorf("too many buckets: %s", body)
+	}
 }
 
 func equalCounts(a, b map[string]int64) bool {

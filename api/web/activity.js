@@ -47,9 +47,10 @@ function fmt(date, opts) {
   return new Intl.DateTimeFormat(undefined, { timeZone: zone(), ...opts }).format(date);
 }
 const fmtDateTime = (d) => fmt(d, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-// fmtShort is a row's time: no year when it is this year's, the zone's
-// short name (UTC, EST).
-const fmtShort = (d) => fmt(d, { year: new Date().getFullYear() === d.getFullYear() ? undefined : "numeric",
+// fmtShort is a row's time: no year when it is this year's in the chosen
+// zone, the zone's short name (UTC, EST).
+const yearOf = (d) => fmt(d, { year: "numeric" });
+const fmtShort = (d) => fmt(d, { year: yearOf(new Date()) === yearOf(d) ? undefined : "numeric",
   month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
 
 // filtersFromURL reads the filters from the page's query string. A range
@@ -261,6 +262,7 @@ async function load() {
       setExport(q, 0);
       show("content");
       setStatus(`This view cannot be shown: ${err.message}`, true);
+      loadCatalog(); // signed in all the same: the box's hints help mend the search
       get(api("/audit/summary?range=24h")).then((s) => showOrg(s.org), () => {});
     }
   } finally {
@@ -339,19 +341,21 @@ async function more() {
   }
 }
 
-// setExport points the export link at the current query, or disables it
-// when there is nothing to export.
+// setExport points the export links (CSV, NDJSON) at the current query, or
+// disables them when there is nothing to export.
 function setExport(q, n) {
-  const link = $("export");
-  if (n > 0) {
-    const e = new URLSearchParams(q);
-    e.set("format", "csv");
-    e.set("bom", "1"); // so that spreadsheets read accents right
-    link.href = api(`/audit?${e}`);
-    link.removeAttribute("aria-disabled");
-  } else {
-    link.removeAttribute("href");
-    link.setAttribute("aria-disabled", "true");
+  for (const [id, format] of [["export", "csv"], ["export-ndjson", "ndjson"]]) {
+    const link = $(id);
+    if (n > 0) {
+      const e = new URLSearchParams(q);
+      e.set("format", format);
+      if (format === "csv") e.set("bom", "1"); // so that spreadsheets read accents right
+      link.href = api(`/audit?${e}`);
+      link.removeAttribute("aria-disabled");
+    } else {
+      link.removeAttribute("href");
+      link.setAttribute("aria-disabled", "true");
+    }
   }
 }
 

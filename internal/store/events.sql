@@ -91,7 +91,7 @@ WHERE org_id = {{ .P.Org }}
     AND action = ANY ({{ . }})
 {{- end }}
 {{- if .Actor }}
-    AND lower(actor_email) = lower({{ .P.Actor }})
+    AND {{ .KeyCol }} = {{ .KeyVal }}
 {{- end }}
 {{- end -}}
 

@@ -161,7 +161,7 @@ func sealedEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal)
 	}
 	if q.Actor != "" {
 		args = append(args, q.Actor)
-		fmt.Fprintf(&where, " AND lower(actor_email) = lower($%d)", len(args))
+		fmt.Fprintf(&where, " AND %s = %s", foldCase("actor_email"), foldCase(fmt.Sprintf("$%d", len(args))))
 	}
 	var sql strings.Builder
 	for i, tier := range q.Tiers {

@@ -686,6 +686,14 @@ type shape struct {
 	KeyCol, KeyVal string
 }
 
+// foldCase is SQL for the value of expr in lower case, lowered by the ICU
+// root collation rather than the database's locale (a C-locale database
+// lowers only A to Z): the expression of the actor index, which the actor
+// filter must repeat for the index to serve it.
+func foldCase(expr string) string {
+	return "lower(" + expr + ` COLLATE "und-x-icu")`
+}
+
 // render writes the query of the given kind for q's shape with placeholders
 // p.
 func render(q Query, p placeholders, kind queryKind) (string, error) {
@@ -713,7 +721,7 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	}
 	switch {
 	case sh.Actor:
-		sh.KeyCol, sh.KeyVal = "lower(actor_email)", "lower("+p.Actor+")"
+		sh.KeyCol, sh.KeyVal = foldCase("actor_email"), foldCase(p.Actor)
 	case sh.Action != "":
 		sh.KeyCol, sh.KeyVal = "action", sh.Action
 	}
