@@ -132,9 +132,18 @@ func TestFailingReceiverRecovers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
-	downUntil := time.Now().Add(2 * time.Second)
+	// Down for 2 s from its first request, whenever that comes (a loaded
+	// machine may seal and deliver late).
+	var mu sync.Mutex
+	var downUntil time.Time
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
-		if time.Now().Before(downUntil) {
+		mu.Lock()
+		if downUntil.IsZero() {
+			downUntil = time.Now().Add(2 * time.Second)
+		}
+		down := time.Now().Before(downUntil)
+		mu.Unlock()
+		if down {
 			http.Error(w, "down", http.StatusInternalServerError)
 			return true
 		}
