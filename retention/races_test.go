@@ -303,7 +303,9 @@ func TestResumedDetachKeepsWhatAChangeRetieredMeanwhileKeeps(t *testing.T) {
 	eachHalfDetach(t, func(t *testing.T, b testBundle, clock time.Time, org, ev, leaf string) {
 		dayStart := clock.Add(-retentionOf["free"] - 24*time.Hour)
 		changePlan(t, b.pool, org, "enterprise", dayStart.Add(-time.Hour))
-		waitNoOtherSnapshot(t, b.pool)
+		// An autovacuum or analyze of the test's tables holding a snapshot
+		// would postpone the re-tier the test needs done in this pass.
+		waitUntil(t, b.pool, "no other snapshot of the database", noOtherSnapshot)
 
 		r := runOnce(t, b.worker(t, retention.Config{Now: at(clock)}))
 
@@ -419,14 +421,11 @@ func testStaleWriter(t *testing.T, stale string, late bool) {
 			keep_since = keep_since - interval '1 day' WHERE org_id = $1`, org)
 	}
 	// Any snapshot of the database older than the change (an autovacuum or
-	// analyze of the test's tables) also postpones the re-tier, briefly:
-	// pass again until nothing holds it back.
-	for range 50 {
-		if count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org) == 0 {
-			break
-		}
+	// analyze of the test's tables) also postpones the re-tier: once none
+	// is left, a pass does it.
+	if count(t, b.pool, "SELECT count(*) FROM audit.plan_changes WHERE org_id = $1 AND retiered_at IS NULL", org) != 0 {
+		waitUntil(t, b.pool, "no other snapshot of the database", noOtherSnapshot)
 		runOnce(t, b.worker(t, retention.Config{}))
-		time.Sleep(100 * time.Millisecond)
 	}
 
 	for _, id := range []string{old, ev} {
@@ -647,15 +646,7 @@ func TestDropRefusedOutsideReadCommitted(t *testing.T) {
 	}
 }
 
-// waitNoOtherSnapshot waits (10 s at most) until no other session of the
-// test's database holds a snapshot: an autovacuum or analyze of the test's
-// tables would otherwise postpone a re-tier the test needs done now.
-func waitNoOtherSnapshot(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if count(t, pool, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL`) == 0 {
-			return
-		}
-	}
-}
+// noOtherSnapshot is true when no other session of the test's database
+// holds a snapshot, which would postpone a re-tier.
+const noOtherSnapshot = `SELECT NOT EXISTS (SELECT FROM pg_stat_activity
+	WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL)`
