@@ -107,7 +107,8 @@ COMMENT ON FUNCTION audit.subscribe(uuid, text, text, text, text, bytea, text[],
   'For the control plane: a new subscription of an org (delivering from its next sealed event on); records audit_stream.created.';
 
 -- audit.set_subscription_state pauses or resumes a subscription, recording
--- audit_stream.updated; resuming also clears a failing state.
+-- audit_stream.updated; resuming also clears a failing state. Asking for
+-- the state it is in changes and records nothing.
 CREATE OR REPLACE FUNCTION audit.set_subscription_state(p_org uuid, p_id uuid, p_state text) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -120,6 +121,9 @@ BEGIN
   SELECT s.name, s.state INTO v_name, v_old FROM audit.subscriptions s WHERE s.org_id = p_org AND s.id = p_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'no subscription % in org %', p_id, p_org USING ERRCODE = 'AL040';
+  END IF;
+  IF v_old = p_state THEN
+    RETURN; -- nothing changes, so nothing to record
   END IF;
   UPDATE audit.subscriptions SET state = p_state, failing_since = NULL, updated_at = now() WHERE id = p_id;
   PERFORM audit.log_event(p_org, 'audit_stream.updated', p_id::text,
