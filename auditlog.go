@@ -2,25 +2,25 @@
 // application's own PostgreSQL transaction: the event commits or rolls back
 // with the action it describes.
 //
-// Set who is acting once per transaction with SetContext, then call Log once
-// per mutating action:
+// Record an action's event with the request it came from, in the
+// transaction that performs it: one statement, one round trip.
 //
 //	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 //		if _, err := tx.Exec(ctx, "UPDATE clusters SET name = $1 WHERE id = $2", name, id); err != nil {
 //			return err
 //		}
-//		if err := auditlog.SetContext(ctx, tx, auditlog.Context{Actor: auditlog.Actor{ID: userID}}); err != nil {
-//			return err
-//		}
-//		_, err := auditlog.Log(ctx, tx, auditlog.Event{
+//		_, err := auditlog.Record(ctx, tx, auditlog.Context{Actor: auditlog.Actor{ID: userID}, IP: clientIP}, auditlog.Event{
 //			OrgID: orgID, Action: auditlog.ClusterUpdated, TargetID: id,
 //			Metadata: map[string]any{"changes": map[string]any{"name": name}},
 //		})
 //		return err
 //	})
 //
-// Both are thin wrappers over the SQL functions audit.set_context and
-// audit.log_event (docs/recording.md), which the connecting role may call
+// A transaction recording several events may instead set the context once
+// with SetContext and call Log per event.
+//
+// They are thin wrappers over the SQL functions audit.log_event and
+// audit.set_context (docs/recording.md), which the connecting role may call
 // through audit_writer. A refused event is an *Error; errors.Is tells which
 // rule it broke (ErrUnknownOrg, ErrMissingMetadata, ...).
 package auditlog
@@ -56,8 +56,9 @@ type Actor struct {
 	ViaPAT string
 }
 
-// Context describes the request an action comes from. It holds for every
-// event the transaction logs after SetContext.
+// Context describes the request an action comes from: given to Record, for
+// that event; given to SetContext, for every event the transaction logs
+// after it.
 type Context struct {
 	Actor Actor
 	// IP is the client address; the zero Addr records none.
@@ -97,27 +98,32 @@ const setContextSQL = `SELECT audit.set_context(actor_id => $1, actor_email => $
 	ip => $4, user_agent => $5, request_id => $6)`
 
 const logEventSQL = `SELECT audit.log_event(org_id => $1, action => $2, target_id => $3, metadata => $4,
-	actor_id => $5, actor_email => $6, via_pat => $7)`
+	actor_id => $5, actor_email => $6, via_pat => $7, ip => $8, user_agent => $9, request_id => $10)`
 
 // SetContext records who is acting for the rest of the transaction q runs in.
 func SetContext(ctx context.Context, q Querier, c Context) error {
-	var ip any
-	if c.IP.IsValid() {
-		ip = c.IP.String()
-	}
 	var discard any
 	err := q.QueryRow(ctx, setContextSQL, null(c.Actor.ID), null(c.Actor.Email), null(c.Actor.ViaPAT),
-		ip, null(c.UserAgent), null(c.RequestID)).Scan(&discard)
+		ip(c.IP), null(c.UserAgent), null(c.RequestID)).Scan(&discard)
 	if err != nil {
 		return fmt.Errorf("auditlog: set context: %w", err)
 	}
 	return nil
 }
 
-// Log records e in the transaction q runs in and returns the event's id. If
-// the event is refused the error is an *Error, and the transaction has
-// failed: roll it back, the action must not happen without its event.
+// Log records e in the transaction q runs in, with the context SetContext
+// gave it if any, and returns the event's id. If the event is refused the
+// error is an *Error, and the transaction has failed: roll it back, the
+// action must not happen without its event.
 func Log(ctx context.Context, q Querier, e Event) (string, error) {
+	return Record(ctx, q, Context{}, e)
+}
+
+// Record is Log with the request's context given alongside the event, in
+// the same statement: one round trip, where SetContext then Log take two.
+// What c leaves empty comes from SetContext's context, if any; e.Actor, if
+// set, overrides c.Actor.
+func Record(ctx context.Context, q Querier, c Context, e Event) (string, error) {
 	var metadata any
 	if e.Metadata != nil {
 		b, err := json.Marshal(e.Metadata)
@@ -128,17 +134,25 @@ func Log(ctx context.Context, q Querier, e Event) (string, error) {
 			metadata = string(b)
 		}
 	}
-	var actorID, actorEmail, viaPAT any
+	actor := c.Actor
 	if e.Actor != nil {
-		actorID, actorEmail, viaPAT = null(e.Actor.ID), null(e.Actor.Email), null(e.Actor.ViaPAT)
+		actor = *e.Actor
 	}
 	var id string
 	err := q.QueryRow(ctx, logEventSQL, null(e.OrgID), null(string(e.Action)), null(e.TargetID), metadata,
-		actorID, actorEmail, viaPAT).Scan(&id)
+		null(actor.ID), null(actor.Email), null(actor.ViaPAT), ip(c.IP), null(c.UserAgent), null(c.RequestID)).Scan(&id)
 	if err != nil {
 		return "", wrap(e.Action, err)
 	}
 	return id, nil
+}
+
+// ip is a client address as an argument: SQL NULL for the zero Addr.
+func ip(a netip.Addr) any {
+	if !a.IsValid() {
+		return nil
+	}
+	return a.String()
 }
 
 // null turns an empty string into SQL NULL.

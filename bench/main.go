@@ -10,14 +10,20 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,6 +70,7 @@ var suite = []benchmark{
 // bench is what every benchmark gets.
 type bench struct {
 	adminURL string
+	tcpURL   string // adminURL over TCP: the local cluster's loopback port, or --database-url as given
 	logger   *slog.Logger
 	duration time.Duration // per measured phase
 	scale    float64       // multiplies data set sizes; 1 is the size
@@ -97,12 +104,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir + "-bench", Logger: b.logger, Settings: durableSettings})
+		cluster, tcpURL, err := startCluster(ctx, dir+"-bench", b.logger)
 		if err != nil {
 			return err
 		}
 		defer cluster.Close(context.Background())
-		b.adminURL = cluster.URL("postgres")
+		b.adminURL, b.tcpURL = cluster.URL("postgres"), tcpURL
+	} else {
+		b.tcpURL = b.adminURL
 	}
 
 	var rows []row
@@ -121,6 +130,46 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	printTable(out, rows, b)
 	return nil
+}
+
+// startCluster starts the bench's own cluster with durable commits, listening
+// on its unix socket and on a free loopback port, where only the superuser
+// may connect, with a password made for this run (a trusted TCP port would
+// let any local user in). It returns the cluster and a superuser URL over
+// TCP, for the benchmarks that measure what an application sees.
+func startCluster(ctx context.Context, dir string, logger *slog.Logger) (*pglocal.Cluster, string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	hba := filepath.Join(dir, "bench_hba.conf")
+	err = os.WriteFile(hba, []byte("local all all trust\nhost all postgres 127.0.0.1/32 scram-sha-256\n"), 0o644)
+	if err != nil {
+		return nil, "", err
+	}
+	settings := append(slices.Clip(durableSettings), "listen_addresses=127.0.0.1", "hba_file="+hba)
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir, Logger: logger, Settings: settings, Port: port})
+	if err != nil {
+		return nil, "", err
+	}
+	password := rand.Text()
+	conn, err := database.Connect(ctx, cluster.URL("postgres"))
+	if err == nil {
+		_, err = conn.Exec(ctx, "ALTER ROLE postgres PASSWORD '"+password+"'") // base32: nothing to quote
+		conn.Close(ctx)
+	}
+	if err != nil {
+		cluster.Close(context.Background())
+		return nil, "", err
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(pglocal.Superuser, password),
+		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: "/postgres", RawQuery: "sslmode=disable"}
+	return cluster, u.String(), nil
 }
 
 func printTable(out io.Writer, rows []row, b *bench) {

@@ -6,7 +6,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM PUBLIC;
 
 -- audit_writer: record events, nothing else.
-GRANT EXECUTE ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text) TO audit_writer;
+GRANT EXECUTE ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text, inet, text, text) TO audit_writer;
 GRANT EXECUTE ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) TO audit_writer;
 
 -- audit_maintainer: the bulk import. It stages rows in the session's

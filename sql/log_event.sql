@@ -115,6 +115,12 @@ COMMENT ON FUNCTION audit.event_fault(uuid, text, text, text[], text, jsonb, int
 -- start time (statement_timestamp), so the leaf checked is the leaf written. Only when the check
 -- fails does it work out which rule was broken (audit.event_fault, the rules
 -- it shares with the bulk import), to say so, or make the missing leaf.
+-- The request's context comes from the arguments (actor_id, actor_email and
+-- via_pat together; ip, user_agent and request_id each), else from
+-- audit.set_context: a caller may give it all in one call, one round trip.
+-- The signature grew ip, user_agent and request_id: the old one goes, or a
+-- call naming only the first arguments would match both.
+DROP FUNCTION IF EXISTS audit.log_event(uuid, text, text, jsonb, uuid, text, text);
 CREATE OR REPLACE FUNCTION audit.log_event(
   org_id      uuid,
   action      text,
@@ -122,7 +128,10 @@ CREATE OR REPLACE FUNCTION audit.log_event(
   metadata    jsonb DEFAULT NULL,
   actor_id    uuid  DEFAULT NULL,
   actor_email text  DEFAULT NULL,
-  via_pat     text  DEFAULT NULL
+  via_pat     text  DEFAULT NULL,
+  ip          inet  DEFAULT NULL,
+  user_agent  text  DEFAULT NULL,
+  request_id  text  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -196,9 +205,9 @@ BEGIN
     VALUES (gen_random_uuid(), log_event.org_id, v_at, log_event.action, v_target_type, log_event.target_id,
             CASE WHEN v_actor_id IS NULL AND v_actor_email IS NULL THEN 'system' ELSE 'user' END,
             v_actor_id, v_actor_email,
-            nullif(current_setting('audit.ip', true), '')::inet,
-            left(nullif(current_setting('audit.user_agent', true), ''), 512),
-            left(nullif(current_setting('audit.request_id', true), ''), 128),
+            coalesce(log_event.ip, nullif(current_setting('audit.ip', true), '')::inet),
+            left(coalesce(log_event.user_agent, nullif(current_setting('audit.user_agent', true), '')), 512),
+            left(coalesce(log_event.request_id, nullif(current_setting('audit.request_id', true), '')), 128),
             v_metadata)
     RETURNING id INTO v_id;
 {{- end }}
@@ -206,5 +215,5 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text) IS
+COMMENT ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text, inet, text, text) IS
   'Records one audit event in the caller''s transaction and returns its id; raises (SQLSTATE class AL) on invalid input. See docs/recording.md.';

@@ -12,6 +12,7 @@ package pglocal
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,19 +34,19 @@ import (
 // Superuser is the name of the cluster's bootstrap superuser.
 const Superuser = "postgres"
 
-// port only names the socket file; the server listens on no TCP port, so two
-// clusters never collide.
-const port = 5432
+// defaultPort only names the socket file; the server listens on no TCP port
+// unless Options.Settings give it listen_addresses, so two clusters never
+// collide.
+const defaultPort = 5432
 
-// maxSocketPath is the longest unix socket path the kernel accepts, less room
-// for the file name PostgreSQL adds.
-const maxSocketPath = 107 - len("/.s.PGSQL.5432")
+// maxSocketPath is the longest unix socket path the kernel accepts.
+const maxSocketPath = 107
 
 // settings are appended to postgresql.conf by initdb time: a socket-only
 // server tuned for tests and development, where durability is not wanted.
 var settings = []string{
 	"listen_addresses = ''",
-	"port = " + strconv.Itoa(port),
+	"port = " + strconv.Itoa(defaultPort),
 	"fsync = off",
 	"synchronous_commit = off",
 	"full_page_writes = off",
@@ -76,6 +77,9 @@ type Options struct {
 	// starts the server; they override the defaults, which suit tests (no
 	// fsync). A server already running keeps its settings.
 	Settings []string
+	// Port names the unix socket, and is the TCP port if Settings give the
+	// server listen_addresses. Default 5432.
+	Port int
 }
 
 // Cluster is a running local server that this process is using.
@@ -85,6 +89,7 @@ type Cluster struct {
 	runAs    *syscall.Credential // nil when we are not root
 	logger   *slog.Logger
 	settings []string
+	port     int
 	inUse    *os.File // shared flock held while this process uses the cluster
 }
 
@@ -133,7 +138,7 @@ func projectRoot() (string, error) {
 // Start initialises the cluster on first use, starts the server unless it is
 // already running, and registers this process as one of its users.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	c := &Cluster{dir: opts.Dir, logger: opts.Logger, settings: opts.Settings}
+	c := &Cluster{dir: opts.Dir, logger: opts.Logger, settings: opts.Settings, port: cmp.Or(opts.Port, defaultPort)}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,7 +149,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.dir = d
 	}
-	if len(c.dir) > maxSocketPath {
+	if len(c.dir)+len("/.s.PGSQL."+strconv.Itoa(c.port)) > maxSocketPath {
 		return nil, fmt.Errorf("local PostgreSQL directory %s is too long for a unix socket path; set AUDITLOG_PGDIR to a shorter one", c.dir)
 	}
 	binDir, err := FindBinDir()
@@ -172,7 +177,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		// Trust authentication on the socket: only its owner (and root) may
 		// reach it, not every local user.
 		args := []string{"start", "-w", "-t", "60", "-l", filepath.Join(c.dir, "server.log"), "-o", "-c unix_socket_permissions=0700"}
-		for _, s := range append(slices.Clip(startSettings), c.settings...) {
+		for _, s := range slices.Concat(startSettings, c.settings, []string{"port=" + strconv.Itoa(c.port)}) {
 			args = append(args, "-o", "-c "+s)
 		}
 		if err := c.pgctl(ctx, args...); err != nil {
@@ -197,7 +202,7 @@ func (c *Cluster) Dir() string { return c.dir }
 // URL is a connection URL for database db as the superuser, over the unix
 // socket.
 func (c *Cluster) URL(db string) string {
-	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}
+	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(c.port)}, "sslmode": {"disable"}}
 	return (&url.URL{Scheme: "postgres", User: url.User(Superuser), Path: "/" + db, RawQuery: q.Encode()}).String()
 }
 
