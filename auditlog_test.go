@@ -255,14 +255,16 @@ func TestLogValidation(t *testing.T) {
 	}
 }
 
-// Oversized request headers must not fail the caller's action: they are cut.
+// Oversized request headers must not fail the caller's action: they are cut,
+// whether set for the transaction or given with the event.
 func TestLogCutsLongUserAgentAndRequestID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.NewPool(t)
 	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	long := auditlog.Context{UserAgent: strings.Repeat("u", 5000), RequestID: strings.Repeat("r", 500)}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := auditlog.SetContext(ctx, tx, auditlog.Context{UserAgent: strings.Repeat("u", 5000), RequestID: strings.Repeat("r", 500)}); err != nil {
+		if err := auditlog.SetContext(ctx, tx, long); err != nil {
 			return err
 		}
 		_, err := auditlog.Log(ctx, tx, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
@@ -271,9 +273,17 @@ func TestLogCutsLongUserAgentAndRequestID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := auditlog.Record(ctx, pool, long, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout}); err != nil {
+		t.Fatal(err)
+	}
 	got := events(t, pool, org)
-	if len(got) != 1 || len(*got[0].UserAgent) != auditlog.MaxUserAgentLen || len(*got[0].RequestID) != auditlog.MaxRequestIDLen {
-		t.Fatalf("want user agent and request id cut to %d and %d: %+v", auditlog.MaxUserAgentLen, auditlog.MaxRequestIDLen, got)
+	if len(got) != 2 {
+		t.Fatalf("%d events stored, want 2", len(got))
+	}
+	for _, e := range got {
+		if len(*e.UserAgent) != auditlog.MaxUserAgentLen || len(*e.RequestID) != auditlog.MaxRequestIDLen {
+			t.Fatalf("want user agent and request id cut to %d and %d: %+v", auditlog.MaxUserAgentLen, auditlog.MaxRequestIDLen, e)
+		}
 	}
 }
 
