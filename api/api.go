@@ -108,7 +108,7 @@ func New(cfg Config) http.Handler {
 	} else {
 		s.fixedClock = true
 	}
-	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newDeliveryCollector(st.DeliveryStatus),
+	s.metrics.registry.MustRegister(newSealerCollector(st.SealerStatus), newDeliveryCollector(st.DeliveryStatus), newReplicationCollector(st.Replication),
 		newRetentionCollector(func(ctx context.Context, now time.Time) ([]retention.Holdup, error) {
 			return retention.Holdups(ctx, cfg.Pool, &now)
 		}, s.now))
@@ -202,17 +202,28 @@ func (s *server) queryContext(c *gin.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(c.Request.Context(), s.queryTimeout)
 }
 
-// healthz answers 200 when the database answers within two seconds, 503 when
-// it does not.
+// healthz answers 200 when the database answers within two seconds, 503
+// when it does not. It says whether the database is a hot standby and, if
+// so, how far its replay is behind the primary (store.Replication): what a
+// replica serves is that old.
 func (s *server) healthz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	r, err := s.store.Replication(ctx)
+	if err != nil {
 		s.logger.Warn("health check: database unreachable", "err", err)
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "unreachable"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "database": "ok"})
+	h := gin.H{"status": "ok", "database": "ok", "standby": r.Standby}
+	if r.Standby {
+		h["receiving_wal"] = r.ReceivingWAL
+		h["replay_lag_seconds"] = nil
+		if r.ReplayLag != nil {
+			h["replay_lag_seconds"] = r.ReplayLag.Seconds()
+		}
+	}
+	c.JSON(http.StatusOK, h)
 }
 
 func (s *server) logRequests(c *gin.Context) {

@@ -218,3 +218,44 @@ func (c *deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// replicationCollector reports at each scrape whether the database is a hot
+// standby and, on one, its replay lag (store.Replication).
+type replicationCollector struct {
+	status       func(context.Context) (store.Replication, error)
+	standby, lag *prometheus.Desc
+}
+
+func newReplicationCollector(status func(context.Context) (store.Replication, error)) *replicationCollector {
+	return &replicationCollector{
+		status: status,
+		standby: prometheus.NewDesc("auditlog_database_standby",
+			"1 when the API's database is a hot standby (pg_is_in_recovery()), 0 on a primary.", nil, nil),
+		lag: prometheus.NewDesc("auditlog_replay_lag_seconds",
+			"On a standby, how far what it serves is behind its primary: 0 while it streams and has replayed all it received, "+
+				"else the time since the last transaction it replayed committed (no series on a primary).", nil, nil),
+	}
+}
+
+func (c *replicationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.standby
+	ch <- c.lag
+}
+
+func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := c.status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.standby, err)
+		return
+	}
+	standby := 0.0
+	if r.Standby {
+		standby = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.standby, prometheus.GaugeValue, standby)
+	if r.ReplayLag != nil {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, r.ReplayLag.Seconds())
+	}
+}

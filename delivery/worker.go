@@ -465,13 +465,17 @@ func matchAny(list []string, match func(string) bool) bool {
 }
 
 // Check connects to url and says whether its role may deliver (holds
-// audit_deliverer), so that serve refuses to start with one that cannot.
+// audit_deliverer) on a primary (not a hot standby, which takes no writes),
+// so that serve and deliver refuse to start where the worker cannot.
 func Check(ctx context.Context, url string) error {
 	conn, err := database.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
+	if err := database.CheckPrimary(ctx, conn, "delivery worker"); err != nil {
+		return err
+	}
 	var ok bool
 	var user string
 	if err := conn.QueryRow(ctx, "SELECT pg_has_role('audit_deliverer', 'USAGE'), current_user").Scan(&ok, &user); err != nil {

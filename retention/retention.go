@@ -191,6 +191,8 @@ type Retier struct {
 
 // RunOnce runs one pass: premake, re-tier, drop, record. A pass whose steps
 // failed returns its report and an error naming them; the next pass retries.
+// Against a hot standby it does nothing and returns an error wrapping
+// database.ErrStandby.
 func (w *Worker) RunOnce(ctx context.Context) (Report, error) { return w.pass(ctx, false) }
 
 // DryRun reports what a pass would do, changing nothing and recording
@@ -242,6 +244,11 @@ func (w *Worker) pass(ctx context.Context, dry bool) (Report, error) {
 	// first frees it for the next pass at once.
 	defer conn.Close(context.WithoutCancel(ctx))
 	p := &pass{w: w, conn: conn, dry: dry, r: Report{DryRun: dry}}
+	if !dry {
+		if err := database.CheckPrimary(ctx, conn, "retention worker"); err != nil {
+			return p.r, err
+		}
+	}
 
 	var locked bool
 	if err := conn.QueryRow(ctx, tryLockSQL, database.RetentionLock).Scan(&locked); err != nil {

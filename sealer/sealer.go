@@ -174,17 +174,20 @@ func runOnce(ctx context.Context, cfg *Config) error {
 
 // checkServer refuses what a retry cannot fix.
 func checkServer(ctx context.Context, conn *pgx.Conn) error {
-	var standby, replication, sealer bool
+	if err := database.CheckPrimary(ctx, conn, "sealer"); errors.Is(err, database.ErrStandby) {
+		return fatalError{err}
+	} else if err != nil {
+		return err
+	}
+	var replication, sealer bool
 	var walLevel string
 	err := conn.QueryRow(ctx, `
-		SELECT pg_is_in_recovery(), current_setting('wal_level'),
+		SELECT current_setting('wal_level'),
 		       (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
-		       pg_has_role(current_user, 'audit_sealer', 'MEMBER')`).Scan(&standby, &walLevel, &replication, &sealer)
+		       pg_has_role(current_user, 'audit_sealer', 'MEMBER')`).Scan(&walLevel, &replication, &sealer)
 	switch {
 	case err != nil:
 		return fmt.Errorf("check server: %w", err)
-	case standby:
-		return fatalError{errors.New("sealer: the database is a standby (read-only); run the sealer against the primary")}
 	case walLevel != "logical":
 		return fatalError{fmt.Errorf("sealer: wal_level is %s; set wal_level = logical and restart PostgreSQL (docs/feed.md)", walLevel)}
 	case !replication || !sealer:

@@ -117,5 +117,8 @@ func runDeliver(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := delivery.Check(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
 	return delivery.Run(ctx, cfg)
 }

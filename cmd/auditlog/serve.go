@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,6 +82,9 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	defer pool.Close()
+	if err := refuseWorkersOnStandby(ctx, cfg); err != nil {
+		return err
+	}
 	stopRetention, err := startRetention(ctx, e, cfg.dbURL, cfg.retention)
 	if err != nil {
 		return err
@@ -133,4 +137,55 @@ func serve(ctx context.Context, e env, cfg serveConfig) error {
 		return err
 	}
 	return nil
+}
+
+// refuseWorkersOnStandby refuses to start the workers of serve whose
+// database is a hot standby, in one error naming every flag that fixes it:
+// the API serves from a standby, but the workers write. Told one worker at a
+// time, a user would restart serve once per worker; dropping them unasked
+// would leave the primary with no retention, seals or deliveries, and no one
+// told.
+func refuseWorkersOnStandby(ctx context.Context, cfg serveConfig) error {
+	type worker struct{ name, url, off, urlFlag string }
+	var workers []worker
+	if !cfg.retention.disabled {
+		workers = append(workers, worker{"retention worker", cfg.retention.dbURL, "--no-retention", "--retention-database-url"})
+	}
+	if !cfg.seal.disabled {
+		workers = append(workers, worker{"sealer", cfg.seal.dbURL, "--no-sealer", "--sealer-database-url"})
+	}
+	if cfg.deliver != nil {
+		workers = append(workers, worker{"delivery worker", cfg.deliver.dbURL, "--no-delivery", "--delivery-database-url"})
+	}
+	standby := map[string]bool{} // by URL: the workers usually share serve's
+	var server string
+	var names, offs, urlFlags []string
+	for _, w := range workers {
+		url := cmp.Or(w.url, cfg.dbURL)
+		on, checked := standby[url]
+		if !checked {
+			conn, err := database.Connect(ctx, url)
+			if err != nil {
+				return fmt.Errorf("%s: %w", w.name, err)
+			}
+			on, err = database.IsStandby(ctx, conn)
+			if on && server == "" {
+				server = database.Server(conn)
+			}
+			conn.Close(context.WithoutCancel(ctx))
+			if err != nil {
+				return fmt.Errorf("%s: %w", w.name, err)
+			}
+			standby[url] = on
+		}
+		if on {
+			names, offs, urlFlags = append(names, w.name), append(offs, w.off), append(urlFlags, w.urlFlag)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the database at %s %w: the API can serve from it, but the %s cannot; "+
+		"pass %s and run them against the primary (an auditlog serve there), or give %s of the primary (docs/scaling.md)",
+		server, database.ErrStandby, strings.Join(names, ", "), strings.Join(offs, " "), strings.Join(urlFlags, ", "))
 }

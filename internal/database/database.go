@@ -134,3 +134,37 @@ func DropDatabase(ctx context.Context, conn *pgx.Conn, name string) error {
 	}
 	return nil
 }
+
+// ErrStandby is wrapped by CheckPrimary's error: the server is a hot
+// standby, which takes no writes.
+var ErrStandby = errors.New("is a standby (pg_is_in_recovery()), which takes no writes")
+
+// IsStandby reports whether conn's server is a hot standby, replaying a
+// primary's WAL (pg_is_in_recovery()).
+func IsStandby(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var standby bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return false, fmt.Errorf("check whether %s is a standby: %w", Server(conn), err)
+	}
+	return standby, nil
+}
+
+// CheckPrimary returns an error wrapping ErrStandby, which names the server,
+// when conn's server is a hot standby: worker (retention worker, sealer,
+// delivery worker) writes, so it runs against the primary.
+func CheckPrimary(ctx context.Context, conn *pgx.Conn, worker string) error {
+	standby, err := IsStandby(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("%s: %w", worker, err)
+	}
+	if standby {
+		return fmt.Errorf("%s: the database at %s %w; run the %s against the primary", worker, Server(conn), ErrStandby, worker)
+	}
+	return nil
+}
+
+// Server names conn's server for messages: host:port (database "name").
+func Server(conn *pgx.Conn) string {
+	c := conn.Config()
+	return fmt.Sprintf("%s (database %q)", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), c.Database)
+}

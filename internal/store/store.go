@@ -34,14 +34,6 @@ type Store struct {
 // audit_reader (it needs nothing more).
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping database: %w", err)
-	}
-	return nil
-}
-
 // ErrUnauthenticated means the token is unknown, expired or revoked.
 var ErrUnauthenticated = errors.New("token unknown, expired or revoked")
 

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/sealer"
+)
+
+// TestServeFromAStandby serves the API from a hot standby of the test
+// server: once the standby has replayed the primary's WAL, a page (and its
+// next page by the primary's cursor), the exports, the summary, the feed and
+// the catalog read there equal the primary's; a browser signs in there;
+// /healthz and /metrics report the replay lag. The retention worker, the
+// sealer and the delivery worker refuse the standby, alone or in serve.
+func TestServeFromAStandby(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	onStandby := testdb.Standby(t)
+	ctx := context.Background()
+
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
+	_, email := fixture.User(t, pool, fixture.UserOpts{OrgID: org, Role: "owner"})
+	e, out := testEnv(t)
+	if err := run(ctx, []string{"token", "create", "--org", org, "--email", email, "--database-url", url}, e.stdout, e.stderr); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out.String())
+	sealtest.Start(t, url, sealer.Config{})
+	for range 5 {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com"})
+	}
+	sealtest.WaitSealed(t, pool, org, 6) // pat.created too
+
+	reader := testdb.Role(t, url, "audit_reader")
+	testdb.WaitReplayed(t, url, onStandby(url))
+	primary := serveAt(t, serveConfig{dbURL: reader, retention: retentionFlags{disabled: true}, seal: sealFlags{disabled: true}})
+	standby := serveAt(t, serveConfig{dbURL: onStandby(reader), retention: retentionFlags{disabled: true}, seal: sealFlags{disabled: true}})
+
+	api := "/api/orgs/" + org + "/audit"
+	// A summary's end is at most now: one in the past is the same on both.
+	until := time.Now().UTC()
+	span := "?since=" + until.Add(-time.Hour).Format(time.RFC3339Nano) + "&until=" + until.Format(time.RFC3339Nano)
+	_, first := fetch(t, primary+api+"?limit=2", token)
+	cursor := first[strings.Index(first, `"next_cursor":"`)+len(`"next_cursor":"`):]
+	cursor = cursor[:strings.IndexByte(cursor, '"')]
+	for _, path := range []string{api + "?limit=2", api + "?limit=2&cursor=" + cursor, api + "?format=csv", api + "?format=ndjson",
+		api + "/summary" + span, api + "/feed?after=0", "/api/audit/actions"} {
+		code, want := fetch(t, primary+path, token)
+		if code != http.StatusOK {
+			t.Fatalf("%s on the primary: %d %s", path, code, want)
+		}
+		if code, got := fetch(t, standby+path, token); code != http.StatusOK || got != want {
+			t.Errorf("%s on the standby: %d\n%s\nwant (the primary's)\n%s", path, code, got, want)
+		}
+	}
+	if !strings.Contains(first, `"seq":6`) {
+		t.Errorf("the page shows no sealed event: %s", first)
+	}
+
+	// Sign in as the Activity page does, then read with the cookie alone.
+	req, _ := http.NewRequest(http.MethodPost, standby+"/api/session", strings.NewReader(`{"token": "`+token+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || len(resp.Cookies()) != 1 {
+		t.Fatalf("sign-in on the standby: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	req, _ = http.NewRequest(http.MethodGet, standby+api+"?limit=2", nil)
+	req.AddCookie(resp.Cookies()[0])
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a page by the session cookie on the standby: %d", resp.StatusCode)
+	}
+
+	if code, body := fetch(t, standby+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":true`) || !strings.Contains(body, `"replay_lag_seconds":`) {
+		t.Errorf("healthz on the standby: %d %s", code, body)
+	}
+	if code, body := fetch(t, primary+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":false`) || strings.Contains(body, "replay_lag") {
+		t.Errorf("healthz on the primary: %d %s", code, body)
+	}
+	if _, body := fetch(t, standby+"/metrics", ""); !strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
+		t.Errorf("metrics on the standby show no replay lag:\n%s", body)
+	}
+
+	t.Run("workers refuse", func(t *testing.T) {
+		dir := t.TempDir()
+		super := onStandby(url)
+		for _, args := range [][]string{
+			{"retention", "run", "--database-url", super},
+			{"seal", "--database-url", super, "--seal-key", filepath.Join(dir, "seal.pem"), "--create-key"},
+			{"deliver", "--database-url", super, "--delivery-key", filepath.Join(dir, "delivery.pem"), "--create-delivery-key"},
+		} {
+			err := run(ctx, args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "is a standby") || !strings.Contains(err.Error(), "primary") {
+				t.Errorf("%s against a standby: %v; want it refused, naming the primary", args[0], err)
+			}
+		}
+		err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", super, "--seal-key", filepath.Join(dir, "seal.pem"),
+			"--delivery-key", filepath.Join(dir, "delivery.pem")}, io.Discard, io.Discard)
+		for _, want := range []string{"is a standby", "--no-retention", "--no-sealer", "--no-delivery", "--retention-database-url"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("serve against a standby with its workers: %v; want it to mention %q", err, want)
+			}
+		}
+	})
+}
+
+// serveAt runs serve with cfg on a free port until the test ends and
+// returns its base URL.
+func serveAt(t *testing.T, cfg serveConfig) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	cfg.addr, cfg.ready = "127.0.0.1:0", func(a net.Addr) { addrc <- a }
+	e, _ := testEnv(t)
+	go func() { done <- serve(ctx, e, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case a := <-addrc:
+		return fmt.Sprintf("http://%s", a)
+	case err := <-done:
+		done <- err
+		t.Fatalf("serve ended early: %v", err)
+		return ""
+	}
+}
+
+// fetch GETs url with token (if any) and returns the status and body.
+func fetch(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b.String()
+}
