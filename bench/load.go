@@ -16,6 +16,8 @@ type loadResult struct {
 	ops       int64
 	elapsed   time.Duration
 	latencies []time.Duration // every operation's, sorted
+	done      []time.Duration // when each operation ended, from the start
+	worstEnd  time.Duration   // when the slowest one ended, from the start
 }
 
 func (r loadResult) perSecond() float64 { return float64(r.ops) / r.elapsed.Seconds() }
@@ -25,6 +27,27 @@ func (r loadResult) quantile(q float64) time.Duration {
 		return 0
 	}
 	return r.latencies[min(len(r.latencies)-1, int(q*float64(len(r.latencies))))]
+}
+
+// idleSeconds counts the whole seconds from the start in which no operation
+// ended.
+func (r loadResult) idleSeconds() int {
+	idle := make([]bool, int(r.elapsed/time.Second))
+	for i := range idle {
+		idle[i] = true
+	}
+	for _, d := range r.done {
+		if s := int(d / time.Second); s < len(idle) {
+			idle[s] = false
+		}
+	}
+	n := 0
+	for _, v := range idle {
+		if v {
+			n++
+		}
+	}
+	return n
 }
 
 func (r loadResult) max() time.Duration {
@@ -57,6 +80,9 @@ func runClients(ctx context.Context, url string, clients int, d time.Duration,
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		lat     []time.Duration
+		done    []time.Duration
+		worst   time.Duration
+		worstAt time.Duration
 		firstMu sync.Mutex
 		first   error
 	)
@@ -65,7 +91,8 @@ func runClients(ctx context.Context, url string, clients int, d time.Duration,
 	start := time.Now()
 	for ci, c := range conns {
 		wg.Go(func() {
-			var mine []time.Duration
+			var mine, ended []time.Duration
+			var myWorst, myWorstAt time.Duration
 			for i := 0; runCtx.Err() == nil; i++ {
 				t0 := time.Now()
 				if err := op(runCtx, c, ci*1_000_000+i); err != nil {
@@ -81,10 +108,18 @@ func runClients(ctx context.Context, url string, clients int, d time.Duration,
 					break
 				}
 				mine = append(mine, time.Since(t0))
+				ended = append(ended, time.Since(start))
+				if mine[len(mine)-1] > myWorst {
+					myWorst, myWorstAt = mine[len(mine)-1], ended[len(ended)-1]
+				}
 				ops.Add(1)
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
+			done = append(done, ended...)
+			if myWorst > worst {
+				worst, worstAt = myWorst, myWorstAt
+			}
 			mu.Unlock()
 		})
 	}
@@ -94,5 +129,5 @@ func runClients(ctx context.Context, url string, clients int, d time.Duration,
 		return loadResult{}, first
 	}
 	slices.Sort(lat)
-	return loadResult{ops: ops.Load(), elapsed: elapsed, latencies: lat}, nil
+	return loadResult{ops: ops.Load(), elapsed: elapsed, latencies: lat, done: done, worstEnd: worstAt}, nil
 }

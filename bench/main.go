@@ -63,6 +63,7 @@ var suite = []benchmark{
 	{"seal", benchSeal},
 	{"retention_retire", benchRetire},
 	{"retention_stall", benchRetentionStall},
+	{"partman", benchPartman},
 	{"import", benchImport},
 	{"api", benchAPI},
 }

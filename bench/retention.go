@@ -26,10 +26,44 @@ func loadDay(ctx context.Context, conn *pgx.Conn, tier string, day time.Time, n 
 	if _, err := conn.Exec(ctx, "SELECT audit.make_leaf($1, $2::date)", tier, day); err != nil {
 		return fmt.Errorf("make leaf %s %s: %w", tier, day.Format(time.DateOnly), err)
 	}
+	return fillDay(ctx, conn, tier, day, n)
+}
+
+// fillDay fills the tier's existing leaf for day with n events.
+func fillDay(ctx context.Context, conn *pgx.Conn, tier string, day time.Time, n int) error {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(loadDaySQL, tier), day, 86400, n); err != nil {
 		return fmt.Errorf("load %s %s: %w", tier, day.Format(time.DateOnly), err)
 	}
 	return nil
+}
+
+// tierRetention is each tier's retention in days, as in audit.tiers.
+var tierRetention = []struct {
+	name string
+	days int
+}{{"free", 7}, {"team", 30}, {"enterprise", 365}}
+
+// writerOrgs makes one org per tier for the writers of logEvents.
+func writerOrgs(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	var orgs []string
+	for _, t := range tierRetention {
+		var org string
+		if err := conn.QueryRow(ctx, "INSERT INTO cloud.orgs (name, plan) VALUES ('bench', $1) RETURNING id::text", t.name).Scan(&org); err != nil {
+			return nil, err
+		}
+		orgs = append(orgs, org)
+	}
+	return orgs, nil
+}
+
+// logEvents is a runClients operation recording one event per call, in its
+// own transaction, for the orgs in turn.
+func logEvents(orgs []string) func(ctx context.Context, c *pgx.Conn, i int) error {
+	return func(ctx context.Context, c *pgx.Conn, i int) error {
+		_, err := c.Exec(ctx, "SELECT audit.log_event(org_id => $1, action => 'cluster.created', target_id => $2, metadata => $3)",
+			orgs[i%len(orgs)], fmt.Sprint("cl-", i), `{"name": "prod-eu-1"}`)
+		return err
+	}
 }
 
 // newWorker returns a retention worker on url; stop closes its pool.
@@ -132,17 +166,9 @@ func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	tiers := []struct {
-		name string
-		days int
-	}{{"free", 7}, {"team", 30}, {"enterprise", 365}}
-	var orgs []string
-	for _, t := range tiers {
-		var org string
-		if err := conn.QueryRow(ctx, "INSERT INTO cloud.orgs (name, plan) VALUES ('bench', $1) RETURNING id::text", t.name).Scan(&org); err != nil {
-			return nil, err
-		}
-		orgs = append(orgs, org)
+	orgs, err := writerOrgs(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
 	// steps passes at most; pass k acts at start+k days and drops, in each
 	// tier, the leaf that expires that day.
@@ -151,7 +177,7 @@ func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
 	start := today.AddDate(0, 0, -steps-5)
 	perLeaf := max(100, int(2000*b.scale))
 	b.logger.Info("preparing expired leaves", "leaves", 3*steps, "events_per_leaf", perLeaf)
-	for _, t := range tiers {
+	for _, t := range tierRetention {
 		for k := range steps {
 			if err := loadDay(ctx, conn, t.name, start.AddDate(0, 0, k-t.days-1), perLeaf); err != nil {
 				return nil, err
@@ -165,11 +191,7 @@ func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
 	}
 
 	const clients = 4
-	insert := func(ctx context.Context, c *pgx.Conn, i int) error {
-		_, err := c.Exec(ctx, "SELECT audit.log_event(org_id => $1, action => 'cluster.created', target_id => $2, metadata => $3)",
-			orgs[i%len(orgs)], fmt.Sprint("cl-", i), `{"name": "prod-eu-1"}`)
-		return err
-	}
+	insert := logEvents(orgs)
 	phase := b.duration / 2
 	quiet, err := runClients(ctx, url, clients, phase, nil, insert)
 	if err != nil {
@@ -191,7 +213,7 @@ func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
 		var made, dropped, passes int
 		var passErr, readerErr error
 		if readers {
-			wg.Go(func() { readerErr = holdReaders(phaseCtx, url) })
+			wg.Go(func() { readerErr = holdReaders(phaseCtx, url, 2*time.Second) })
 		}
 		// The phase without readers leaves a few days for the one with them,
 		// whose passes are slow (each detach waits for a reader).
@@ -247,16 +269,17 @@ func benchRetentionStall(ctx context.Context, b *bench) ([]row, error) {
 	return rows, nil
 }
 
-// holdReaders keeps a transaction open that has read every tier table, 2 s
-// at a time, until ctx ends: the long report a concurrent detach must wait
-// for.
-func holdReaders(ctx context.Context, url string) error {
+// holdReaders keeps a transaction open that has read every tier table, for
+// hold at a time, until ctx ends: the long report a concurrent detach must
+// wait for.
+func holdReaders(ctx context.Context, url string, hold time.Duration) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	for ctx.Err() == nil {
+		began := time.Now()
 		tx, err := conn.Begin(ctx)
 		if err == nil {
 			_, err = tx.Exec(ctx, `SELECT count(*) FROM audit.events_free; SELECT count(*) FROM audit.events_team;
@@ -270,7 +293,7 @@ func holdReaders(ctx context.Context, url string) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Until(began.Add(hold))):
 		}
 		tx.Rollback(context.WithoutCancel(ctx))
 	}
