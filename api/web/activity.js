@@ -196,7 +196,12 @@ function show(state, message) {
   $("denied").hidden = state !== "denied";
   $("content").hidden = state !== "content";
   $("sign-out").hidden = state === "sign-in";
-  if (state !== "content") showOrg(null); // nothing of another session stays
+  if (state !== "content") {
+    showOrg(null); // nothing of another session stays
+    clearTimeout(streamsTimer);
+    $("streams").hidden = true;
+    $("streams-list").textContent = "";
+  }
   if (state === "denied") $("denied").textContent = message;
   if (state === "sign-in") $("token").focus();
 }
@@ -254,6 +259,7 @@ async function load() {
     if (f.warning) setStatus(f.warning, true);
     show("content");
     showCheckpoint();
+    loadStreams();
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
@@ -262,6 +268,7 @@ async function load() {
       setExport(q, 0);
       show("content");
       setStatus(`This view cannot be shown: ${err.message}`, true);
+      loadStreams();
       loadCatalog(); // signed in all the same: the box's hints help mend the search
       get(api("/audit/summary?range=24h")).then((s) => showOrg(s.org), () => {});
     }
@@ -665,6 +672,83 @@ async function showCheckpoint() {
   }
 }
 
+// The Streams panel: the org's subscriptions as the API lists them
+// (docs/delivery.md), read-only. While it is open it is read again every
+// 10 s, so deliveries show as they happen.
+const streamsEvery = 10000;
+let streamsTimer = 0;
+let streamsGeneration = 0;
+async function loadStreams() {
+  clearTimeout(streamsTimer);
+  const gen = ++streamsGeneration;
+  let body;
+  try {
+    body = await get(api("/audit/streams"));
+  } catch (_) {
+    if (gen === streamsGeneration) $("streams").hidden = true; // the log shows without it
+    return;
+  }
+  if (gen !== streamsGeneration || $("content").hidden) return;
+  showStreams(body.streams);
+  if ($("streams").open) streamsTimer = setTimeout(loadStreams, streamsEvery);
+}
+
+const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+const kindNames = { webhook: "Webhook", slack: "Slack", splunk_hec: "Splunk HEC" };
+
+// showStreams lists the subscriptions, keeping open the attempts the reader
+// had opened; an org that streams nothing has no panel.
+function showStreams(streams) {
+  const list = $("streams-list");
+  const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.dataset.id));
+  const failing = streams.filter((s) => s.state === "failing").length;
+  const lag = Math.max(0, ...streams.filter((s) => s.state === "active").map((s) => s.lag));
+  $("streams-summary").textContent = [plural(streams.length, "subscription"),
+    failing ? `${failing} failing` : "", lag ? `up to ${plural(lag, "event")} behind` : "up to date"].filter(Boolean).join(", ");
+  list.textContent = "";
+  for (const s of streams) list.append(renderStream(s, open.has(s.id)));
+  $("streams").hidden = !streams.length;
+}
+
+// ruleWords says which events a subscription's rule keeps.
+function ruleWords(s) {
+  const parts = [["actions", s.actions], ["target types", s.target_types], ["actors", s.actor_emails]]
+    .filter(([, list]) => list.length).map(([what, list]) => `${what} ${list.join(", ")}`);
+  return parts.length ? `Events with ${parts.join("; ")}` : "Every event";
+}
+
+// renderStream is one subscription: its state, rule, destination host,
+// lag, latest attempt, and its last attempts behind a disclosure.
+function renderStream(s, attemptsOpen) {
+  const state = s.state === "failing" && s.failing_since
+    ? `Failing since ${fmtShort(new Date(s.failing_since))}` : s.state.charAt(0).toUpperCase() + s.state.slice(1);
+  const lag = s.lag ? `${plural(s.lag, "event")} behind (delivered up to seq ${s.position})` : `Up to date (seq ${s.position})`;
+  const dl = el("dl");
+  for (const [k, v] of [["Rule", ruleWords(s)], ["Destination", `${kindNames[s.kind] || s.kind} to ${s.host}`], ["Lag", lag],
+    ["Latest attempt", s.attempts.length ? `${relative(new Date(s.attempts[0].attempted_at))}: ${attemptWords(s.attempts[0])}` : "None yet"]]) {
+    dl.append(el("dt", {}, k), el("dd", {}, v));
+  }
+  const item = el("li", { class: "stream", "data-state": s.state },
+    el("div", { class: "stream-head" }, el("strong", {}, s.name), el("span", { class: `state ${s.state}` }, state)), dl);
+  if (s.attempts.length) {
+    const attempts = el("details", { "data-id": s.id }, el("summary", {}, s.attempts.length === 1 ? "The last attempt" : `Last ${s.attempts.length} attempts, newest first`),
+      el("ol", { class: "attempts" }, ...s.attempts.map((a) => el("li", { class: a.error ? "failed" : "ok" },
+        el("time", { datetime: a.attempted_at, title: isoInZone(new Date(a.attempted_at)) }, fmtShort(new Date(a.attempted_at))),
+        ` ${attemptWords(a)}`))));
+    attempts.open = attemptsOpen;
+    item.append(attempts);
+  }
+  return item;
+}
+
+// attemptWords says how an attempt went: its answer, the seqs it covered,
+// how long it took.
+function attemptWords(a) {
+  const seqs = !a.events ? "no events" : `${plural(a.events, "event")}, seq ${a.first_seq}${a.last_seq !== a.first_seq ? `–${a.last_seq}` : ""}`;
+  const result = a.error ? `Failed${a.status ? ` (${a.status})` : ""}: ${a.error}` : `Delivered (${a.status})`;
+  return `${result} · ${seqs} · ${a.latency_ms.toLocaleString()} ms`;
+}
+
 async function signIn(ev) {
   ev.preventDefault();
   $("sign-in-error").textContent = "";
@@ -773,6 +857,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("more").addEventListener("click", more);
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
+  $("streams").addEventListener("toggle", () => { if ($("streams").open) loadStreams(); });
   window.addEventListener("popstate", load);
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) more();

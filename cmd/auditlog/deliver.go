@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,9 @@ type deliverFlags struct {
 	allow     string
 	link      string
 	failAfter time.Duration
+	// roots, if not nil, are trusted instead of the system's certificate
+	// authorities: auditlog dev's receiver.
+	roots *x509.CertPool
 }
 
 func (d *deliverFlags) register(fs *flag.FlagSet, inServe bool) {
@@ -62,7 +66,8 @@ func parseAllow(s string) ([]netip.Prefix, error) {
 
 // config checks the flags and reads the key.
 func (d *deliverFlags) config(e env, fallbackURL string) (delivery.Config, error) {
-	cfg := delivery.Config{DatabaseURL: cmp.Or(d.dbURL, fallbackURL), Logger: e.logger, FailAfter: d.failAfter, Link: d.link}
+	cfg := delivery.Config{DatabaseURL: cmp.Or(d.dbURL, fallbackURL), Logger: e.logger, FailAfter: d.failAfter, Link: d.link,
+		Guard: delivery.Guard{RootCAs: d.roots}}
 	var err error
 	if cfg.Guard.Allow, err = parseAllow(d.allow); err != nil {
 		return cfg, err

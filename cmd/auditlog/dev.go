@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/demo"
 	"github.com/auditlog/auditlog/internal/devenv"
@@ -117,10 +118,20 @@ func dev(ctx context.Context, e env, cfg devConfig) error {
 		return err
 	}
 
+	st = beginStep(ctx, out, "starting the demo's webhook receiver")
+	keyPath := filepath.Join(cluster.Dir(), devenv.DeliveryKeyFile)
+	rcv, err := startReceiver(ctx, dbURL, keyPath, e.logger)
+	if err := st.end(err, ""); err != nil {
+		return err
+	}
+	defer rcv.Close()
+	info.receiverURL = rcv.URL
+
 	st = beginStep(ctx, out, "serving")
 	var stopReprint func()
 	scfg.dbURL, scfg.retention.dbURL = info.apiURL, info.workerURL
 	scfg.seal = sealFlags{dbURL: info.sealerURL, keyPath: filepath.Join(cluster.Dir(), devenv.SealKeyFile), createKey: true}
+	scfg.deliver = &deliverFlags{dbURL: info.delivererURL, keyPath: keyPath, allow: rcv.Allow.String(), roots: rcv.Roots, failAfter: 24 * time.Hour}
 	scfg.ready = func(a net.Addr) {
 		st.end(nil, "http://"+a.String())
 		var b strings.Builder
@@ -145,8 +156,27 @@ func dev(ctx context.Context, e env, cfg devConfig) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "stopped the API server, the retention worker and the sealer")
+	fmt.Fprintln(out, "stopped the API server, the retention worker, the sealer and the delivery worker")
+	rcv.Close()
+	n, last := rcv.Received()
+	fmt.Fprintf(out, "stopped the demo's webhook receiver (it took %d events this run, up to seq %d)\n", n, last)
 	return nil
+}
+
+// startReceiver starts the demo's webhook receiver with its subscription
+// (internal/devenv), for the delivery worker with the key at keyPath,
+// made if missing.
+func startReceiver(ctx context.Context, dbURL, keyPath string, logger *slog.Logger) (*devenv.Receiver, error) {
+	key, err := delivery.LoadOrCreateKey(keyPath, true)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := database.Connect(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	return devenv.StartReceiver(ctx, conn, key, demo.EnterpriseOrgID, demo.OwnerEmail, logger)
 }
 
 // stopCluster ends dev's use of the local cluster and says whether that
@@ -213,12 +243,14 @@ func devMigrate(ctx context.Context, e env, adminURL, dbURL string) (schema.Resu
 
 // devInfo is what `auditlog dev` prepared, to print once the server listens.
 type devInfo struct {
-	apiURL      string // the database as auditlog_api, for the API
-	workerURL   string // the database as auditlog_worker, for the retention worker
-	sealerURL   string // the database as auditlog_sealer, for the sealer
-	demo        demo.Result
-	token       string
-	tokenMinted bool
+	apiURL       string // the database as auditlog_api, for the API
+	workerURL    string // the database as auditlog_worker, for the retention worker
+	sealerURL    string // the database as auditlog_sealer, for the sealer
+	delivererURL string // the database as auditlog_deliverer, for the delivery worker
+	receiverURL  string // the demo's webhook receiver, once started
+	demo         demo.Result
+	token        string
+	tokenMinted  bool
 }
 
 // prepareDev makes, in the migrated database at dbURL, the demo (the first
@@ -244,7 +276,10 @@ func prepareDev(ctx context.Context, e env, dbURL, dir string) (devInfo, error) 
 	if info.workerURL, err = database.WithUser(dbURL, devenv.Worker, ""); err != nil {
 		return info, err
 	}
-	info.sealerURL, err = database.WithUser(dbURL, devenv.Sealer, "")
+	if info.sealerURL, err = database.WithUser(dbURL, devenv.Sealer, ""); err != nil {
+		return info, err
+	}
+	info.delivererURL, err = database.WithUser(dbURL, devenv.Deliverer, "")
 	return info, err
 }
 
@@ -369,6 +404,10 @@ func printDev(w io.Writer, addr, dir string, pid int, info devInfo) {
 	fmt.Fprintf(w, "  Owner token:   %s\n", info.token)
 	fmt.Fprintf(w, "                 (%s, an owner; %s; stored in %s/%s)\n", demo.OwnerEmail, tokenNote, dir, devenv.TokenFile)
 	fmt.Fprintf(w, "  Try:           curl -H 'Authorization: Bearer %s' '%s/api/orgs/%s/audit?limit=5'\n", info.token, base, org.ID)
+	if info.receiverURL != "" {
+		fmt.Fprintf(w, "  Streams:       every event of %s goes to a webhook receiver at %s\n", org.Name, info.receiverURL)
+		fmt.Fprintf(w, "                 (subscription %q; the Activity page's Streams panel shows its deliveries)\n", devenv.ReceiverSubscription)
+	}
 	fmt.Fprintf(w, "  Database:      psql -h %s -U %s %s\n", dir, pglocal.Superuser, devDatabase)
 	fmt.Fprintf(w, "                 login roles: %s\n", strings.Join(roles, ", "))
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop (the local PostgreSQL stops too; its data is kept in %s).\n", dir)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,10 +18,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/internal/demo"
 	"github.com/auditlog/auditlog/internal/devenv"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/pat"
+	"github.com/auditlog/auditlog/internal/pglocal"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/sealer"
 )
@@ -106,6 +111,62 @@ func waitFor(t *testing.T, b *fixture.Buffer, s string) {
 	}
 }
 
+// recordEvent records an event of the demo's enterprise org in the
+// database of the dev running on the cluster in dir.
+func recordEvent(t *testing.T, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close(ctx)
+	conn, err := pgx.Connect(ctx, cluster.URL(devDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := auditlog.Log(ctx, conn, auditlog.Event{OrgID: demo.EnterpriseOrgID, Action: auditlog.AuthSignout}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitDelivered waits until the demo's subscription, the org's only one,
+// has delivered events in an attempt after since, and none failed, as the
+// owner reads them through the API.
+func waitDelivered(t *testing.T, r devRun, since time.Time) {
+	t.Helper()
+	m := regexp.MustCompile(`Owner token: +(\S+)`).FindStringSubmatch(r.stdout.String())
+	if m == nil || !strings.Contains(r.stdout.String(), "Streams:       every event of Northwind Robotics goes to a webhook receiver at https://127.0.0.1:") {
+		t.Fatalf("no owner token or receiver in:\n%s", r.stdout)
+	}
+	var last string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodGet, r.base+"/api/orgs/"+demo.EnterpriseOrgID+"/audit/streams", nil)
+		req.Header.Set("Authorization", "Bearer "+m[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Streams []store.Stream }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || len(body.Streams) != 1 || body.Streams[0].Name != devenv.ReceiverSubscription {
+			t.Fatalf("streams: %d, %+v, %v", resp.StatusCode, body, err)
+		}
+		for _, a := range body.Streams[0].Attempts {
+			if a.Error != nil {
+				t.Fatalf("a failed delivery to the demo receiver: %v %s", a.Status, *a.Error)
+			}
+			if a.AttemptedAt.After(since) && a.Events > 0 {
+				return
+			}
+		}
+		last = fmt.Sprintf("%+v", body.Streams[0])
+	}
+	t.Fatalf("the demo subscription delivered nothing after %v: %s", since, last)
+}
+
 // devRun is one `auditlog dev` run in the test: what it printed and logged.
 type devRun struct {
 	stdout, stderr *fixture.Buffer
@@ -151,6 +212,9 @@ func TestDevPrintsEachPhaseOnceThenTheBanner(t *testing.T) {
 	if code := get(t, first.base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d", code)
 	}
+	// The demo's subscription delivers to dev's receiver, which checks
+	// each batch's signature: the Streams panel's API shows it.
+	waitDelivered(t, first, time.Time{})
 	var printed strings.Builder
 	if err := printRunningBanner(&printed, dir); err != nil {
 		t.Fatal(err)
@@ -170,13 +234,18 @@ func TestDevPrintsEachPhaseOnceThenTheBanner(t *testing.T) {
 	wantPhases := regexp.MustCompile(`^starting PostgreSQL in ` + regexp.QuoteMeta(dir) + ` \.\.\. \d+\.\ds
 migrating \.\.\. \d+\.\ds \(schema version \d+: \d+ migrations applied\)
 loading the demo \.\.\. \d+\.\ds \(made just now: 4 orgs, \d+ events recorded live, \d+ imported\)
+starting the demo's webhook receiver \.\.\. \d+\.\ds
 serving \.\.\. \d+\.\ds \(http://127\.0\.0\.1:\d+\)
 $`)
 	if !wantPhases.MatchString(phases) {
 		t.Errorf("phases:\n%s\nwant each once, in order, with its time", phases)
 	}
-	if !strings.HasSuffix(first.stdout.String(), "stopped the API server, the retention worker and the sealer\nstopped PostgreSQL (its data stays in "+dir+" for the next run)\n") {
-		t.Errorf("dev did not say what it stopped:\n%s", first.stdout)
+	stopped := regexp.MustCompile(`stopped the API server, the retention worker, the sealer and the delivery worker
+stopped the demo's webhook receiver \(it took [1-9]\d* events this run, up to seq [1-9]\d*\)
+stopped PostgreSQL \(its data stays in ` + regexp.QuoteMeta(dir) + ` for the next run\)
+$`)
+	if !stopped.MatchString(first.stdout.String()) {
+		t.Errorf("dev did not say what it stopped, or its receiver took nothing:\n%s", first.stdout)
 	}
 	if s := first.stderr.String(); s != "" {
 		t.Errorf("dev logged, without --log-requests:\n%s", s)
@@ -189,6 +258,11 @@ $`)
 	if code := get(t, second.base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d", code)
 	}
+	// A second run keeps the subscription, with a receiver on its port and
+	// a certificate of its own: an event recorded now reaches it too.
+	since := time.Now()
+	recordEvent(t, dir)
+	waitDelivered(t, second, since)
 	if err := stop(); err != nil {
 		t.Fatalf("second dev stopped with %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,7 +19,12 @@ import (
 	"github.com/auditlog/auditlog/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asAuditlog) != "" {
+		main() // exits
+	}
+	testdb.Main(m)
+}
 
 // testEnv is an env whose output the test can read.
 func testEnv(t *testing.T) (env, *bytes.Buffer) {

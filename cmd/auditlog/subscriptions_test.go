@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
@@ -24,14 +23,7 @@ func TestSubscriptionsCommand(t *testing.T) {
 	pool := testdb.Pool(t, url)
 	ctx := context.Background()
 	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	keyPath := filepath.Join(t.TempDir(), "delivery-key.pem")
-	key, err := delivery.LoadOrCreateKey(keyPath, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, "SELECT audit.register_delivery_key($1, $2)", delivery.KeyID(key.PublicKey()), key.PublicKey().Bytes()); err != nil {
-		t.Fatal(err)
-	}
+	keyPath := registeredKey(t, pool, t.TempDir())
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 

@@ -41,6 +41,7 @@ var LoginRoles = []LoginRole{
 		About: "the retention worker (audit_owner only for DETACH ... CONCURRENTLY, see docs/retention.md)"},
 	{Name: "auditlog_import", Groups: []string{"audit_maintainer"}, About: "bulk imports"},
 	{Name: Sealer, Groups: []string{"audit_sealer"}, Replication: true, About: "the sealer (REPLICATION for logical decoding, see docs/feed.md)"},
+	{Name: Deliverer, Groups: []string{"audit_deliverer"}, About: "the delivery worker (see docs/delivery.md)"},
 }
 
 // Worker is the login role the retention worker runs as.
@@ -48,6 +49,9 @@ const Worker = "auditlog_worker"
 
 // Sealer is the login role the sealer runs as.
 const Sealer = "auditlog_sealer"
+
+// Deliverer is the login role the delivery worker runs as.
+const Deliverer = "auditlog_deliverer"
 
 // SealKeyFile is the name of the file, in the local cluster's directory,
 // that keeps the sealer's signing key between runs.
