@@ -348,15 +348,16 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 		t.Errorf("after removing the chip: %s", u)
 	}
 
-	// The search box takes qualifiers; each term is a chip of its own.
-	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "action:cluster.* -action:cluster.created\r"))
+	// The search box takes qualifiers and phrases; each term is a chip of
+	// its own, a phrase in quotes one term.
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), `action:cluster.*   -"a cluster is  registered"`+"\r"))
 	for _, a := range waitRows(ctx, t, 5) {
 		if a != "cluster.token_rotated" {
-			t.Errorf("action:cluster.* -action:cluster.created shows %s", a)
+			t.Errorf(`action:cluster.* -"a cluster is registered" shows %s`, a)
 		}
 	}
-	if n := eval[int](ctx, t, `document.querySelectorAll('#chips button').length`); n != 2 {
-		t.Errorf("%d chips for two search terms", n)
+	if chips := eval[[]string](ctx, t, `[...document.querySelectorAll('#chips button strong')].map(s => s.textContent)`); !slices.Equal(chips, []string{"action:cluster.*", `-"a cluster is  registered"`}) {
+		t.Errorf("the chips of two search terms: %q", chips)
 	}
 	do(ctx, t, chromedp.Click(chromedp.CSS("#chips li:last-child button")))
 	waitRows(ctx, t, 20)
@@ -456,6 +457,49 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if err != nil {
 		t.Errorf("no hints after a refused search: %d options", eval[int](ctx, t, `document.querySelectorAll('#action-list option').length`))
+	}
+}
+
+// TestActivityPageAfterARefusedSearch: a search the API refuses shows its
+// error and nothing of the view before it (no chart, rows, count or
+// export), the term still there to mend; the next search shows its view.
+func TestActivityPageAfterARefusedSearch(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	waitText(ctx, t, "total", "61 events")
+
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), `"token rotated`+"\r"))
+	waitText(ctx, t, "status", "no closing quote")
+	shown := eval[map[string]any](ctx, t, `({
+		chart: !document.getElementById('chart-figure').hidden, log: !document.getElementById('log').hidden,
+		empty: !document.getElementById('empty').hidden, more: !document.getElementById('more').hidden,
+		rows: document.querySelectorAll('#rows tr').length, total: document.getElementById('total').textContent,
+		export: document.getElementById('export').getAttribute('aria-disabled'),
+		error: document.getElementById('status').classList.contains('error'),
+		chips: document.getElementById('chips').textContent, box: document.getElementById('f-action').value})`)
+	want := map[string]any{"chart": false, "log": false, "empty": false, "more": false, "rows": 0.0, "total": "",
+		"export": "true", "error": true, "chips": `Search: "token rotated×`, "box": `"token rotated`}
+	for k, v := range want {
+		if shown[k] != v {
+			t.Errorf("after a refused search, %s is %v, want %v", k, shown[k], v)
+		}
+	}
+
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), `"`+"\r"))
+	for _, a := range waitRows(ctx, t, 5) {
+		if a != "cluster.token_rotated" {
+			t.Errorf(`"token rotated" shows %s`, a)
+		}
+	}
+	waitText(ctx, t, "total", "5 events")
+	if bars, hidden, isError := eval[int](ctx, t, `document.querySelectorAll('#chart .bar').length`),
+		eval[bool](ctx, t, `document.getElementById('chart-figure').hidden`),
+		eval[bool](ctx, t, `document.getElementById('status').classList.contains('error')`); bars != 7 || hidden || isError {
+		t.Errorf("after the search is mended: %d bars, chart hidden %v, status an error %v", bars, hidden, isError)
 	}
 }
 

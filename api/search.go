@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 
 	"github.com/auditlog/auditlog/internal/store"
 )
@@ -13,11 +17,12 @@ import (
 // search is the q parameter parsed: GitHub-style qualifiers, e.g.
 // `action:pat.* actor:ada@example.com target:cluster created:>=2026-11-01
 // -action:auth.*`. A word without a qualifier is matched against action
-// names, as the action parameter is.
+// names, as the action parameter is; a "phrase in quotes" is matched as
+// written.
 type search struct {
-	actions    []string // patterns an event's action must match one of
-	notActions []string // patterns it must match none of
-	targets    []string // target types it must be one of
+	actions    []actionTerm // an event's action must match one of these
+	notActions []actionTerm // and none of these
+	targets    []string     // target types it must be one of
 	notTargets []string
 	actor      string
 	since      time.Time // zero: none
@@ -39,28 +44,28 @@ func parseSearch(q string) (search, error) {
 	if len(q) > maxSearchLen {
 		return s, fmt.Errorf("longer than %d characters", maxSearchLen)
 	}
-	tokens := strings.Fields(q)
+	tokens, err := searchTokens(q)
+	if err != nil {
+		return s, err
+	}
 	if len(tokens) > maxSearchTokens {
 		return s, fmt.Errorf("more than %d terms", maxSearchTokens)
 	}
 	for _, token := range tokens {
-		negated := strings.HasPrefix(token, "-")
-		key, value, qualified := strings.Cut(strings.TrimPrefix(token, "-"), ":")
-		if !qualified {
-			key, value = "action", key
-		}
-		if value == "" {
-			return s, fmt.Errorf("%q: nothing after the colon", token)
+		negated, key, value, quoted, err := splitToken(token)
+		if err != nil {
+			return s, fmt.Errorf("%q: %w", token, err)
 		}
 		switch key {
 		case "action":
-			if _, err := path.Match(value, ""); err != nil {
+			if _, err := path.Match(value, ""); err != nil && !quoted {
 				return s, fmt.Errorf("%q: not a pattern such as pat.*", token)
 			}
+			t := actionTerm{text: lower(value), phrase: quoted}
 			if negated {
-				s.notActions = append(s.notActions, value)
+				s.notActions = append(s.notActions, t)
 			} else {
-				s.actions = append(s.actions, value)
+				s.actions = append(s.actions, t)
 			}
 		case "target":
 			if !slices.Contains(targetTypes, value) {
@@ -159,21 +164,94 @@ func (s search) filtersActions() bool {
 	return len(s.actions)+len(s.notActions)+len(s.targets)+len(s.notTargets) > 0
 }
 
-// keeps says whether the search keeps action a. A pattern with * is a glob
-// (pat.*); without, an exact name, or else free text found in the name.
+// actionTerm is an action: term or a word of q, in lower case.
+type actionTerm struct {
+	text   string
+	phrase bool // quoted: found as written in the name or the description
+}
+
+// keeps says whether the search keeps action a. A phrase is found as
+// written in the action's name or its description; else a term with * is a
+// glob (pat.*), an action's name the action alone, and other text is found
+// in the name. Each ignores case.
 func (s search) keeps(a store.Action, exact func(string) bool) bool {
-	matches := func(pattern string) bool {
-		if strings.Contains(pattern, "*") {
-			ok, _ := path.Match(pattern, a.Action)
+	name := lower(a.Action)
+	matches := func(t actionTerm) bool {
+		switch {
+		case t.phrase:
+			return strings.Contains(name, t.text) || strings.Contains(lower(a.Description), t.text)
+		case strings.Contains(t.text, "*"):
+			ok, _ := path.Match(t.text, name)
 			return ok
+		case exact(t.text):
+			return name == t.text
 		}
-		if exact(pattern) {
-			return a.Action == pattern
-		}
-		return strings.Contains(a.Action, strings.ToLower(pattern))
+		return strings.Contains(name, t.text)
 	}
 	return (len(s.actions) == 0 || slices.ContainsFunc(s.actions, matches)) &&
 		!slices.ContainsFunc(s.notActions, matches) &&
 		(len(s.targets) == 0 || slices.Contains(s.targets, a.TargetType)) &&
 		!slices.Contains(s.notTargets, a.TargetType)
+}
+
+// lower is s in lower case as the actor filter lowers it: by the rules of
+// the root locale (PostgreSQL's lower() by the ICU root collation), beyond
+// ASCII too (ΣΟΦΟΣ is σοφος, with its final sigma).
+func lower(s string) string {
+	return cases.Lower(language.Und).String(s)
+}
+
+// searchTokens splits q into its terms at spaces outside double quotes; a
+// quote left open is an error that names its term.
+func searchTokens(q string) ([]string, error) {
+	var tokens []string
+	start, open := -1, false
+	for i, r := range q {
+		switch {
+		case r == '"':
+			open = !open
+		case unicode.IsSpace(r) && !open:
+			if start >= 0 {
+				tokens = append(tokens, q[start:i])
+			}
+			start = -1
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if open {
+		return nil, fmt.Errorf("%q: no closing quote; a phrase is \"in quotes\"", q[start:])
+	}
+	if start >= 0 {
+		tokens = append(tokens, q[start:])
+	}
+	return tokens, nil
+}
+
+// splitToken reads a term: an optional -, an optional qualifier and its
+// colon, and the value, which may be a whole "phrase in quotes" (a word
+// alone is action's value).
+func splitToken(token string) (negated bool, key, value string, quoted bool, err error) {
+	rest, negated := strings.CutPrefix(token, "-")
+	key, value, qualified := strings.Cut(rest, ":")
+	if !qualified || strings.Contains(key, `"`) { // a colon in a phrase is the phrase's
+		key, value = "action", rest
+	}
+	if strings.Contains(value, `"`) {
+		inner, ok := strings.CutPrefix(value, `"`)
+		inner, ok2 := strings.CutSuffix(inner, `"`)
+		if !ok || !ok2 || strings.Contains(inner, `"`) {
+			return false, "", "", false, fmt.Errorf(`quotes go around a whole phrase or value, as "token revoked" or actor:"ada@example.com"`)
+		}
+		value, quoted = strings.Join(strings.Fields(inner), " "), true
+	}
+	if value == "" {
+		if quoted {
+			return false, "", "", false, fmt.Errorf("nothing in the quotes")
+		}
+		return false, "", "", false, fmt.Errorf("nothing after the colon")
+	}
+	return negated, key, value, quoted, nil
 }

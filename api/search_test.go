@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"math"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/auditlog/auditlog/internal/fixture"
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // TestSearchQualifiers: q's qualifiers (action globs, exclusions, actor,
@@ -33,7 +35,7 @@ func TestSearchQualifiers(t *testing.T) {
 		e.OrgID = org
 		ids[name] = fixture.Event(t, b.admin, e)
 	}
-	for q, want := range map[string][]string{
+	b.wantSearches(t, org, token, ids, []string{"signin", "minted", "revoked", "cluster"}, map[string][]string{
 		"action:pat.*":                              {"minted", "revoked"},
 		"action:pat.* -action:pat.revoked":          {"minted"},
 		"-action:auth.*":                            {"minted", "revoked", "cluster"},
@@ -45,10 +47,28 @@ func TestSearchQualifiers(t *testing.T) {
 		"created:" + day(2).Format(time.DateOnly):   {"minted"},
 		"created:" + day(5).Format(time.DateOnly) + ".." + day(3).Format(time.DateOnly):    {"revoked", "cluster"},
 		"action:pat.* created:>" + day(3).Format(time.DateOnly) + " actor:ann@example.com": {"minted"},
-	} {
+	})
+	b.wantSearchRefused(t, org, token, map[string]string{
+		"/audit?q=colour:blue":                                `"colour:blue"`,
+		"/audit?q=created:>=yesterday":                        `"created:>=yesterday"`,
+		"/audit?q=target:planet":                              `"target:planet"`,
+		"/audit?q=actor:a@example.com+actor:b@example.com":    `"actor:b@example.com"`,
+		"/audit?actor=a@example.com&q=actor:b@example.com":    "give one",
+		"/audit?q=-created:2026-01-01":                        "negated",
+		"/audit/feed?q=created:>=2026-01-01":                  "commit order",
+		"/audit?q=" + strings.Repeat("x+", maxSearchTokens+1): "terms",
+	})
+}
+
+// wantSearches checks that each search keeps the events named (ids maps a
+// name to its event, newest lists the names newest first) in the list, the
+// CSV export and the summary's total.
+func (b *testBundle) wantSearches(t *testing.T, org, token string, ids map[string]string, newest []string, searches map[string][]string) {
+	t.Helper()
+	for q, want := range searches {
 		query := "range=30d&q=" + url.QueryEscape(q)
 		var wantIDs []string
-		for _, name := range []string{"signin", "minted", "revoked", "cluster"} { // newest first
+		for _, name := range newest {
 			if slices.Contains(want, name) {
 				wantIDs = append(wantIDs, ids[name])
 			}
@@ -65,21 +85,112 @@ func TestSearchQualifiers(t *testing.T) {
 			t.Errorf("%s: summary total %d, want %d", q, s.Total, len(wantIDs))
 		}
 	}
+}
 
-	for path, bad := range map[string]string{
-		"/audit?q=colour:blue":                                `"colour:blue"`,
-		"/audit?q=created:>=yesterday":                        `"created:>=yesterday"`,
-		"/audit?q=target:planet":                              `"target:planet"`,
-		"/audit?q=actor:a@example.com+actor:b@example.com":    `"actor:b@example.com"`,
-		"/audit?actor=a@example.com&q=actor:b@example.com":    "give one",
-		"/audit?q=-created:2026-01-01":                        "negated",
-		"/audit/feed?q=created:>=2026-01-01":                  "commit order",
-		"/audit?q=" + strings.Repeat("x+", maxSearchTokens+1): "terms",
-	} {
+// wantSearchRefused checks that each path (of the org's API) is a 400 that
+// names q, and in its reason the text given.
+func (b *testBundle) wantSearchRefused(t *testing.T, org, token string, refused map[string]string) {
+	t.Helper()
+	for path, bad := range refused {
 		resp, body := b.get(t, "/api/orgs/"+org+path, token)
 		p := wantProblem(t, resp, body, http.StatusBadRequest)
 		if len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != "q" || !strings.Contains(p.InvalidParams[0].Reason, bad) {
 			t.Errorf("%s: %s, want q named with %s", path, body, bad)
 		}
 	}
+}
+
+// hourly records an event of ann@example.com for each pair of a name and an
+// action, the first an hour ago, each next an hour before, and returns their
+// ids by name and the names, newest first.
+func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string) (map[string]string, []string) {
+	t.Helper()
+	ids, newest := map[string]string{}, []string{}
+	for i := 0; i < len(namesAndActions); i += 2 {
+		name := namesAndActions[i]
+		ids[name] = fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: namesAndActions[i+1], ActorEmail: "ann@example.com",
+			Metadata:   `{"name": "ci", "email": "joe@example.com", "role": "member"}`,
+			OccurredAt: time.Now().Add(-time.Duration(i+1) * time.Hour)})
+		newest = append(newest, name)
+	}
+	return ids, newest
+}
+
+// TestSearchIgnoresCase: q's globs, names and words ignore case as the
+// actor filter does, beyond ASCII too (the Kelvin sign K lowers to k in
+// PostgreSQL's ICU lower() and in the search alike), and a glob in capitals
+// asks the database for the same actions, so the same index, as in lower
+// case.
+func TestSearchIgnoresCase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ids, newest := b.hourly(t, org, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		"action:PAT.*":              {"minted"},
+		"-action:AUTH.*":            {"rotated", "minted"},
+		"Pat.Created":               {"minted"},
+		"action:*.TO\u212aEN_*":     {"rotated"},
+		"TO\u212aEN":                {"rotated"},
+		"actor:ANN@EXAMPLE.COM PAT": {"minted"},
+	})
+
+	var sqlLower []string
+	texts := []string{"PAT.*", "*.TO\u212aEN_*", "ÉMILE@EXAMPLE.COM", "ΣΊΣΥΦΟΣ", "İSTANBUL"}
+	if err := b.admin.QueryRow(context.Background(), `SELECT array_agg(lower(t COLLATE "und-x-icu") ORDER BY n) FROM unnest($1::text[]) WITH ORDINALITY AS x(t, n)`, texts).Scan(&sqlLower); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		if lower(text) != sqlLower[i] {
+			t.Errorf("%q lowers to %q in the search, %q in the actor filter", text, lower(text), sqlLower[i])
+		}
+	}
+
+	catalog, err := store.New(b.admin).Actions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for upper, lower := range map[string]string{"action:PAT.*": "action:pat.*", "-action:AUTH.*": "-action:auth.*", "action:*.TO\u212aEN_*": "action:*.token_*"} {
+		su, err1 := parseSearch(upper)
+		sl, err2 := parseSearch(lower)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if got, want := actionFilter(catalog, filterParams{search: su}), actionFilter(catalog, filterParams{search: sl}); !slices.Equal(got, want) {
+			t.Errorf("%s asks for %v, %s for %v", upper, got, lower, want)
+		}
+	}
+}
+
+// TestSearchPhrases: a "phrase in quotes" is found as written, ignoring
+// case, in the action's name or its catalog description; * in it is a star,
+// a colon or a leading - are its own; a qualifier's value may be quoted. A
+// quote left open, or one inside a word, is a 400 that names the term.
+func TestSearchPhrases(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ids, newest := b.hourly(t, org, "revoked", "pat.revoked", "minted", "pat.created", "invited", "org_invitation.created")
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		`"token revoked"`:                     {"revoked"}, // pat.revoked's description: Token revoked
+		`"TOKEN   MINTED"`:                    {"minted"},
+		`"invite sent" "token minted"`:        {"minted", "invited"},
+		`action:pat.* -"token revoked"`:       {"minted"},
+		`"pat.created"`:                       {"minted"},
+		`"created"`:                           {"minted", "invited"},
+		`action:"pat.*"`:                      {},
+		`"pat:created"`:                       {},
+		`actor:"ANN@example.com" "invite"`:    {"invited"},
+		`target:"pat" -action:"token minted"`: {"revoked"},
+	})
+	b.wantSearchRefused(t, org, token, map[string]string{
+		"/audit?q=" + url.QueryEscape(`action:pat.* "token rev`):        `"\"token rev": no closing quote`,
+		"/audit?q=" + url.QueryEscape(`"token revoked" actor:"ann@`):    `"actor:\"ann@": no closing quote`,
+		"/audit?q=" + url.QueryEscape(`pat"token revoked"`):             `"pat\"token revoked\"": quotes go around a whole phrase`,
+		"/audit?q=" + url.QueryEscape(`"token"revoked`):                 `quotes go around`,
+		"/audit?q=" + url.QueryEscape(`""`):                             `nothing in the quotes`,
+		"/audit?q=" + url.QueryEscape(`"`+strings.Repeat("a", 500)+`"`): "longer than 500",
+		"/audit/feed?q=" + url.QueryEscape(`"token`):                    "no closing quote",
+		"/audit/summary?q=" + url.QueryEscape(`"token`):                 "no closing quote",
+	})
 }

@@ -138,10 +138,14 @@ function showFilters(f) {
   $("custom").hidden = f.range !== "custom";
 }
 
+// searchTerms splits a search into its terms at spaces outside double
+// quotes, as the API does: a "phrase in quotes" is one term.
+const searchTerms = (q) => q.match(/(?:[^\s"]+|"[^"]*"?)+/g) || [];
+
 function readFilters() {
   const range = $("f-range").value;
   return {
-    q: $("f-action").value.trim().replace(/\s+/g, " "),
+    q: searchTerms($("f-action").value).join(" "),
     target_type: $("f-target").value,
     actor: $("f-actor").value.trim(),
     range,
@@ -263,7 +267,10 @@ async function load() {
   } catch (err) {
     if (gen !== generation) return;
     if (!handleAuthError(err)) {
+      // Nothing of the previous view stays beside the error: no rows, no
+      // chart, no count (the range and the chips say what was asked).
       $("rows").textContent = "";
+      for (const id of ["log", "empty", "more"]) $(id).hidden = true;
       showSummary(null, f, b);
       setExport(q, 0);
       show("content");
@@ -518,7 +525,7 @@ function showSummary(s, f, b) {
   const label = f.range === "custom" ? "Custom range" : presets[f.range].label;
   const dates = since ? `${fmtDateTime(since)} – ${fmtDateTime(until)}` : `up to ${fmtDateTime(until)}`;
   $("range-words").textContent = `${label}: ${dates} ${zoneLabel()}`;
-  $("total").textContent = s ? `${s.total.toLocaleString()} event${s.total === 1 ? "" : "s"}` : "";
+  $("total").textContent = s ? ` · ${s.total.toLocaleString()} event${s.total === 1 ? "" : "s"}` : "";
   const clipped = s && b.since && new Date(s.since) - b.since > 60000;
   $("plan-limit").hidden = !clipped;
   if (clipped) {
@@ -526,6 +533,7 @@ function showSummary(s, f, b) {
     $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(since)} ${zoneLabel()} is shown.`;
   }
   showChips(f);
+  $("chart-figure").hidden = !s; // no counts: no chart, rather than one of zeros
   drawChart(s ? s.days : [], s ? s.bucket : b.bucket);
 }
 
@@ -540,7 +548,7 @@ function showChips(f) {
     remove.addEventListener("click", () => navigate({ ...filtersFromURL(), ...without }));
     chips.append(el("li", {}, remove));
   };
-  const terms = f.q ? f.q.split(" ") : [];
+  const terms = searchTerms(f.q);
   terms.forEach((term, i) => chip("Search", term, { q: terms.filter((_, j) => j !== i).join(" ") }));
   if (f.target_type) chip("Target type", $("f-target").selectedOptions[0]?.textContent || f.target_type, { target_type: "" });
   if (f.actor) chip("Actor", f.actor, { actor: "" });
