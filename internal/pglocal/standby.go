@@ -68,7 +68,7 @@ func (s *Standby) start(ctx context.Context, c *Cluster) error {
 	}
 	data := filepath.Join(s.dir, "data")
 	backup := c.command(ctx, "pg_basebackup", "-D", data, "-R", "-X", "stream", "--checkpoint=fast",
-		"--no-sync", "--no-manifest", "-h", c.dir, "-p", strconv.Itoa(port), "-U", Superuser)
+		"--no-sync", "--no-manifest", "-h", c.dir, "-p", strconv.Itoa(c.port), "-U", Superuser)
 	if out, err := backup.CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_basebackup of %s: %v: %s", c.dir, err, bytes.TrimSpace(out))
 	}
