@@ -19,10 +19,11 @@
 // A transaction recording several events may instead set the context once
 // with SetContext and call Log per event.
 //
-// They are thin wrappers over the SQL functions audit.log_event and
-// audit.set_context (docs/recording.md), which the connecting role may call
-// through audit_writer. A refused event is an *Error; errors.Is tells which
-// rule it broke (ErrUnknownOrg, ErrMissingMetadata, ...).
+// Record, Log and SetContext are thin wrappers over the SQL functions
+// audit.log_event and audit.set_context (docs/recording.md), which the
+// connecting role may call through audit_writer. A refused event is an
+// *Error; errors.Is tells which rule it broke (ErrUnknownOrg,
+// ErrMissingMetadata, ...).
 package auditlog
 
 import (

@@ -54,16 +54,12 @@ func Example() {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// ... the action itself: UPDATE clusters SET name = 'prod-eu' ...
 
-		// Who is acting, once per transaction, from the request.
-		err := auditlog.SetContext(ctx, tx, auditlog.Context{
+		// The event, with the request it comes from: one statement.
+		_, err := auditlog.Record(ctx, tx, auditlog.Context{
 			Actor:     auditlog.Actor{ID: userID, ViaPAT: "deploy-bot"},
 			IP:        netip.MustParseAddr("198.51.100.4"),
 			UserAgent: "radar-cli/2.1",
-		})
-		if err != nil {
-			return err
-		}
-		_, err = auditlog.Log(ctx, tx, auditlog.Event{
+		}, auditlog.Event{
 			OrgID:    orgID,
 			Action:   auditlog.ClusterUpdated,
 			TargetID: "cl_8f2a",
