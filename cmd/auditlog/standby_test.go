@@ -97,8 +97,9 @@ func TestServeFromAStandby(t *testing.T) {
 	if code, body := fetch(t, primary+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":false`) || strings.Contains(body, "replay_lag") {
 		t.Errorf("healthz on the primary: %d %s", code, body)
 	}
-	if _, body := fetch(t, standby+"/metrics", ""); !strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
-		t.Errorf("metrics on the standby show no replay lag:\n%s", body)
+	if code, body := fetch(t, standby+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "\nauditlog_replay_lag_seconds ") ||
+		!strings.Contains(body, "\nauditlog_database_standby 1") {
+		t.Errorf("metrics on the standby: %d, want 200 with the replay lag:\n%s", code, body)
 	}
 
 	t.Run("workers refuse", func(t *testing.T) {
