@@ -20,8 +20,9 @@ import (
 
 // TestServeFromAStandby serves the API from a hot standby of the test
 // server: once the standby has replayed the primary's WAL, a page (and its
-// next page by the primary's cursor), the exports, the summary, the feed and
-// the catalog read there equal the primary's; a browser signs in there;
+// next page by the primary's cursor), the exports, the summary, the feed,
+// the checkpoints, the subscriptions, the catalog and the seal keys read
+// there equal the primary's; a browser signs in there;
 // /healthz and /metrics report the replay lag. The retention worker, the
 // sealer and the delivery worker refuse the standby, alone or in serve.
 func TestServeFromAStandby(t *testing.T) {
@@ -57,7 +58,7 @@ func TestServeFromAStandby(t *testing.T) {
 	cursor := first[strings.Index(first, `"next_cursor":"`)+len(`"next_cursor":"`):]
 	cursor = cursor[:strings.IndexByte(cursor, '"')]
 	for _, path := range []string{api + "?limit=2", api + "?limit=2&cursor=" + cursor, api + "?format=csv", api + "?format=ndjson",
-		api + "/summary" + span, api + "/feed?after=0", "/api/audit/actions"} {
+		api + "/summary" + span, api + "/feed?after=0", api + "/checkpoints", api + "/streams", "/api/audit/actions", "/api/audit/keys"} {
 		code, want := fetch(t, primary+path, token)
 		if code != http.StatusOK {
 			t.Fatalf("%s on the primary: %d %s", path, code, want)
