@@ -102,6 +102,9 @@ func TestServeFromAStandby(t *testing.T) {
 		!strings.Contains(body, "\nauditlog_database_standby 1") {
 		t.Errorf("metrics on the standby: %d, want 200 with the replay lag:\n%s", code, body)
 	}
+	if _, body := fetch(t, primary+"/metrics", ""); !strings.Contains(body, "\nauditlog_database_standby 0") || strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
+		t.Errorf("metrics on the primary: want standby 0 and no replay lag:\n%s", body)
+	}
 
 	t.Run("workers refuse", func(t *testing.T) {
 		dir := t.TempDir()
