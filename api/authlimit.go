@@ -17,7 +17,8 @@ import (
 // Guards against guessing tokens: each client address may fail
 // authentication failedAuthRate times a second on average, in bursts of
 // failedAuthBurst (429 past that, before any lookup), and a token the
-// database did not know is answered 401 from memory for tokenCacheTTL. A
+// database did not know is answered 401 from memory for tokenCacheTTL
+// (unless the database is a hot standby, which may learn it by replay). A
 // token the database knew within tokenCacheTTL is no guess: its lookups
 // skip the per-address guard, so its owner's concurrent requests (which
 // the guard would count as attempts that may fail) are never refused for it.
@@ -49,7 +50,9 @@ func (s *server) checkToken(c *gin.Context, token, org string) (store.Principal,
 	p, err := s.store.Authenticate(ctx, hash, org, s.asOf())
 	failed := errors.Is(err, store.ErrUnauthenticated)
 	switch {
-	case failed:
+	// A standby may know the token once it has replayed further: not
+	// remembered, so it works there as soon as it is replayed.
+	case failed && !errors.Is(err, store.ErrUnauthenticatedOnStandby):
 		s.unknownTokens.add(hash)
 	case err == nil:
 		s.knownTokens.add(hash)

@@ -179,13 +179,25 @@ func refuseWorkersOnStandby(ctx context.Context, cfg serveConfig) error {
 			standby[url] = on
 		}
 		if on {
-			names, offs, urlFlags = append(names, w.name), append(offs, w.off), append(urlFlags, w.urlFlag)
+			names, offs, urlFlags = append(names, "the "+w.name), append(offs, w.off), append(urlFlags, w.urlFlag)
 		}
 	}
 	if len(names) == 0 {
 		return nil
 	}
-	return fmt.Errorf("the database at %s %w: the API can serve from it, but the %s cannot; "+
-		"pass %s and run them against the primary (an auditlog serve there), or give %s of the primary (docs/scaling.md)",
-		server, database.ErrStandby, strings.Join(names, ", "), strings.Join(offs, " "), strings.Join(urlFlags, ", "))
+	them := "them"
+	if len(names) == 1 {
+		them = "it"
+	}
+	return fmt.Errorf("the database at %s %w: the API can serve from it, but %s cannot; "+
+		"pass %s and run %s against the primary (an auditlog serve there), or give %s of the primary (docs/scaling.md)",
+		server, database.ErrStandby, and(names), strings.Join(offs, " "), them, strings.Join(urlFlags, ", "))
+}
+
+// and joins words as a sentence lists them: "a, b and c".
+func and(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }

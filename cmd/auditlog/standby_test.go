@@ -20,9 +20,11 @@ import (
 
 // TestServeFromAStandby serves the API from a hot standby of the test
 // server: once the standby has replayed the primary's WAL, a page (and its
-// next page by the primary's cursor), the exports, the summary, the feed and
-// the catalog read there equal the primary's; a browser signs in there;
-// /healthz and /metrics report the replay lag. The retention worker, the
+// next page by the primary's cursor), the exports, the summary, the feed,
+// the checkpoints, the subscriptions, the catalog and the seal keys read
+// there equal the primary's; a browser signs in there; a token minted on the
+// primary works there once replayed; /healthz and /metrics report the replay
+// lag. The retention worker, the
 // sealer and the delivery worker refuse the standby, alone or in serve.
 func TestServeFromAStandby(t *testing.T) {
 	t.Parallel()
@@ -38,11 +40,12 @@ func TestServeFromAStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(out.String())
-	sealtest.Start(t, url, sealer.Config{})
+	stopSealer := sealtest.Start(t, url, sealer.Config{})
 	for range 5 {
 		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com"})
 	}
 	sealtest.WaitSealed(t, pool, org, 6) // pat.created too
+	stopSealer()                         // nothing changes between a read on the primary and on the standby
 
 	reader := testdb.Role(t, url, "audit_reader")
 	testdb.WaitReplayed(t, url, onStandby(url))
@@ -57,7 +60,7 @@ func TestServeFromAStandby(t *testing.T) {
 	cursor := first[strings.Index(first, `"next_cursor":"`)+len(`"next_cursor":"`):]
 	cursor = cursor[:strings.IndexByte(cursor, '"')]
 	for _, path := range []string{api + "?limit=2", api + "?limit=2&cursor=" + cursor, api + "?format=csv", api + "?format=ndjson",
-		api + "/summary" + span, api + "/feed?after=0", "/api/audit/actions"} {
+		api + "/summary" + span, api + "/feed?after=0", api + "/checkpoints", api + "/streams", "/api/audit/actions", "/api/audit/keys"} {
 		code, want := fetch(t, primary+path, token)
 		if code != http.StatusOK {
 			t.Fatalf("%s on the primary: %d %s", path, code, want)
@@ -97,9 +100,42 @@ func TestServeFromAStandby(t *testing.T) {
 	if code, body := fetch(t, primary+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":false`) || strings.Contains(body, "replay_lag") {
 		t.Errorf("healthz on the primary: %d %s", code, body)
 	}
-	if _, body := fetch(t, standby+"/metrics", ""); !strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
-		t.Errorf("metrics on the standby show no replay lag:\n%s", body)
+	if code, body := fetch(t, standby+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "\nauditlog_replay_lag_seconds ") ||
+		!strings.Contains(body, "\nauditlog_database_standby 1") {
+		t.Errorf("metrics on the standby: %d, want 200 with the replay lag:\n%s", code, body)
 	}
+	if _, body := fetch(t, primary+"/metrics", ""); !strings.Contains(body, "\nauditlog_database_standby 0") || strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
+		t.Errorf("metrics on the primary: want standby 0 and no replay lag:\n%s", body)
+	}
+
+	// A token the standby has not replayed yet is refused there, and
+	// accepted as soon as it is replayed: not remembered as unknown.
+	t.Run("token minted ahead of the standby", func(t *testing.T) {
+		standbyAdmin := testdb.Pool(t, onStandby(url))
+		if _, err := standbyAdmin.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+			t.Fatal(err)
+		}
+		for state := ""; state != "paused"; time.Sleep(10 * time.Millisecond) {
+			if err := standbyAdmin.QueryRow(ctx, "SELECT pg_get_wal_replay_pause_state()").Scan(&state); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e, out := testEnv(t)
+		if err := run(ctx, []string{"token", "create", "--org", org, "--email", email, "--database-url", url}, e.stdout, e.stderr); err != nil {
+			t.Fatal(err)
+		}
+		fresh := strings.TrimSpace(out.String())
+		if code, body := fetch(t, standby+api+"?limit=1", fresh); code != http.StatusUnauthorized {
+			t.Fatalf("a token the standby has not replayed: %d %s, want 401", code, body)
+		}
+		if _, err := standbyAdmin.Exec(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
+			t.Fatal(err)
+		}
+		testdb.WaitReplayed(t, url, onStandby(url))
+		if code, body := fetch(t, standby+api+"?limit=1", fresh); code != http.StatusOK {
+			t.Errorf("the token once the standby replayed it: %d %s, want 200", code, body)
+		}
+	})
 
 	t.Run("workers refuse", func(t *testing.T) {
 		dir := t.TempDir()

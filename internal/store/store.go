@@ -37,6 +37,11 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // ErrUnauthenticated means the token is unknown, expired or revoked.
 var ErrUnauthenticated = errors.New("token unknown, expired or revoked")
 
+// ErrUnauthenticatedOnStandby is ErrUnauthenticated (errors.Is holds) from a
+// hot standby, which may not have replayed yet the token's minting on the
+// primary.
+var ErrUnauthenticatedOnStandby = fmt.Errorf("%w, as far as this hot standby has replayed", ErrUnauthenticated)
+
 // Principal is who a valid token acts as, and their role in the org asked
 // about.
 type Principal struct {
@@ -50,13 +55,21 @@ type Principal struct {
 // Authenticate looks up the token whose SHA-256 is tokenHash, as of at (nil:
 // the database's clock), and its user's role in org orgID (empty: none asked
 // about). It returns
-// ErrUnauthenticated for a token that is unknown, expired or revoked.
+// ErrUnauthenticated for a token that is unknown, expired or revoked
+// (ErrUnauthenticatedOnStandby on a hot standby).
 func (s *Store) Authenticate(ctx context.Context, tokenHash []byte, orgID string, at *time.Time) (Principal, error) {
 	var p Principal
 	var role *string
 	err := s.pool.QueryRow(ctx, "SELECT pat_id, user_id, role FROM audit.authenticate($1, $2, $3)",
 		tokenHash, nullString(orgID), at).Scan(&p.PATID, &p.UserID, &role)
 	if errors.Is(err, pgx.ErrNoRows) {
+		var standby bool
+		if err := s.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+			return Principal{}, fmt.Errorf("authenticate: %w", err)
+		}
+		if standby {
+			return Principal{}, ErrUnauthenticatedOnStandby
+		}
 		return Principal{}, ErrUnauthenticated
 	}
 	if err != nil {
