@@ -59,6 +59,7 @@ var suite = []benchmark{
 	{"retention_stall", benchRetentionStall},
 	{"import", benchImport},
 	{"api", benchAPI},
+	{"delivery", benchDelivery},
 }
 
 // bench is what every benchmark gets.
