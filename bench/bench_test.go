@@ -28,7 +28,7 @@ func TestEveryBenchmarkRuns(t *testing.T) {
 	// The stall benchmark needs phases long enough for a detach to wait out
 	// its 2 s readers; the others are quick at any length.
 	for _, args := range [][]string{
-		{"-run", "^(log_event|seal|retention_retire|import|api)$", "-duration", "200ms"},
+		{"-run", "^(log_event|seal|retention_retire|import|api|delivery)$", "-duration", "200ms"},
 		{"-run", "^retention_stall$", "-duration", "8s"},
 	} {
 		err := run(context.Background(), append([]string{"-database-url", admin, "-scale", "0.0005"}, args...), &out)
@@ -37,7 +37,7 @@ func TestEveryBenchmarkRuns(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"log_event tx/s", "retire one day", "worst log_event latency", "import rows/s",
-		"API first page", "commit to sealed lag", "CSV export rows/s", "API server peak RSS"} {
+		"API first page", "commit to sealed lag", "CSV export rows/s", "API server peak RSS", "commit to webhook receiver latency"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q row:\n%s", want, out.String())
 		}

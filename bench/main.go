@@ -66,6 +66,7 @@ var suite = []benchmark{
 	{"partman", benchPartman},
 	{"import", benchImport},
 	{"api", benchAPI},
+	{"delivery", benchDelivery},
 }
 
 // bench is what every benchmark gets.

@@ -24,19 +24,10 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	var org string
-	err = conn.QueryRow(ctx, `
-		WITH o AS (INSERT INTO cloud.orgs (name, plan) VALUES ('bench', 'team') RETURNING id),
-		     leaves AS (SELECT audit.make_leaf('team', current_date), audit.make_leaf('team', current_date + 1))
-		SELECT o.id::text FROM o, leaves`).Scan(&org)
+	org, s, err := sealedOrg(ctx, b, url, conn)
 	if err != nil {
 		return nil, err
 	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	s := &sealerProc{cfg: sealer.Config{DatabaseURL: url, Key: key, Logger: b.logger}}
 	// The slot is made once; stopping the sealer keeps it, so what is
 	// written while it is stopped waits in the WAL, as after an outage.
 	if err := s.start(ctx, conn); err != nil {
@@ -117,6 +108,25 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 			baseline: fmt.Sprintf("%.0f tx/s", without), ratio: sealRate / without,
 			goal: ">= 5", met: ptr(sealRate/without >= 5)},
 	}, nil
+}
+
+// sealedOrg makes a team org with today's and tomorrow's leaves in the
+// database at url (conn), and a sealer for it, not started, with a key of
+// its own.
+func sealedOrg(ctx context.Context, b *bench, url string, conn *pgx.Conn) (string, *sealerProc, error) {
+	var org string
+	err := conn.QueryRow(ctx, `
+		WITH o AS (INSERT INTO cloud.orgs (name, plan) VALUES ('bench', 'team') RETURNING id),
+		     leaves AS (SELECT audit.make_leaf('team', current_date), audit.make_leaf('team', current_date + 1))
+		SELECT o.id::text FROM o, leaves`).Scan(&org)
+	if err != nil {
+		return "", nil, err
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	return org, &sealerProc{cfg: sealer.Config{DatabaseURL: url, Key: key, Logger: b.logger}}, nil
 }
 
 // sealerProc runs the sealer in this process and records when it ran.

@@ -18,6 +18,15 @@ import (
 // plan time stay small however long the org's history).
 const FeedSpan = 7 * 24 * time.Hour
 
+// feedSettle is how long after its seal an event the page's snapshot does
+// not see is taken for not visible yet rather than gone: the sealer reads
+// a transaction from the WAL once its commit is flushed, which can be
+// before the commit is visible to other sessions, so a seal can be seen
+// before its event for a moment. A page ends before such a seal, to be read
+// again; past feedSettle an event not seen is taken for removed (by
+// retention, or out of the read scope) and skipped.
+const feedSettle = 10 * time.Second
+
 // feedScan is how many seals a filtered feed page reads at most: a page
 // may then hold no event yet move on.
 const feedScan = 1000
@@ -66,6 +75,7 @@ type feedSeal struct {
 	hash       []byte
 	occurredAt time.Time
 	eventID    string
+	fresh      bool // sealed less than feedSettle ago
 }
 
 // Feed reads a page of q.OrgID's events after seq q.After, in seq order,
@@ -87,7 +97,14 @@ func (s *Store) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 		if err != nil {
 			return err
 		}
+		unseen, err := unseenEvents(ctx, tx, q, seals, events)
+		if err != nil {
+			return err
+		}
 		for _, sl := range seals {
+			if unseen[sl.eventID] {
+				break // not visible yet: read again from here
+			}
 			page.Next = sl.seq
 			if e, ok := events[sl.eventID]; ok && e.OccurredAt.Equal(sl.occurredAt) {
 				page.Events = append(page.Events, FeedEvent{Seq: sl.seq, Hash: fmt.Sprintf("%x", sl.hash), Event: e})
@@ -113,15 +130,15 @@ func readSeals(ctx context.Context, tx pgx.Tx, q FeedQuery) ([]feedSeal, error) 
 		n = max(n, feedScan)
 	}
 	rows, err := tx.Query(ctx, `
-		SELECT seq, hash, occurred_at, event_id::text FROM audit.seals
-		WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, q.OrgID, q.After, n)
+		SELECT seq, hash, occurred_at, event_id::text, sealed_at > now() - $4::interval FROM audit.seals
+		WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, q.OrgID, q.After, n, feedSettle)
 	if err != nil {
 		return nil, err
 	}
 	var seals []feedSeal
 	var sl feedSeal
 	var lo, hi time.Time
-	_, err = pgx.ForEachRow(rows, []any{&sl.seq, &sl.hash, &sl.occurredAt, &sl.eventID}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&sl.seq, &sl.hash, &sl.occurredAt, &sl.eventID, &sl.fresh}, func() error {
 		if len(seals) == 0 {
 			lo, hi = sl.occurredAt, sl.occurredAt
 		}
@@ -188,6 +205,37 @@ func sealedEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal)
 		byID[e.ID] = e
 	}
 	return byID, nil
+}
+
+// unseenEvents are the events of fresh seals in the read scope that the
+// snapshot does not see at all (not merely filtered out of shown): not
+// visible yet (feedSettle).
+func unseenEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal, shown map[string]Event) (map[string]bool, error) {
+	var missing []feedSeal
+	for _, sl := range seals {
+		if _, ok := shown[sl.eventID]; !ok && sl.fresh && !sl.occurredAt.Before(q.Floor) {
+			missing = append(missing, sl)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	all := q
+	all.Actions, all.Actor = nil, ""
+	seen := shown
+	if q.Actions != nil || q.Actor != "" {
+		var err error
+		if seen, err = sealedEvents(ctx, tx, all, missing); err != nil {
+			return nil, err
+		}
+	}
+	unseen := map[string]bool{}
+	for _, sl := range missing {
+		if _, ok := seen[sl.eventID]; !ok {
+			unseen[sl.eventID] = true
+		}
+	}
+	return unseen, nil
 }
 
 func minTime(a, b time.Time) time.Time {
