@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -54,12 +55,12 @@ func parseSearch(q string) (search, error) {
 	for _, token := range tokens {
 		negated, key, value, quoted, err := splitToken(token)
 		if err != nil {
-			return s, fmt.Errorf("%q: %w", token, err)
+			return s, fmt.Errorf("%s: %w", named(token), err)
 		}
 		switch key {
 		case "action":
 			if _, err := path.Match(value, ""); err != nil && !quoted {
-				return s, fmt.Errorf("%q: not a pattern such as pat.*", token)
+				return s, fmt.Errorf("%s: not a pattern such as pat.*", named(token))
 			}
 			t := actionTerm{text: lower(value), phrase: quoted}
 			if negated {
@@ -69,7 +70,7 @@ func parseSearch(q string) (search, error) {
 			}
 		case "target":
 			if !slices.Contains(targetTypes, value) {
-				return s, fmt.Errorf("%q: the target types are %s", token, strings.Join(targetTypes, ", "))
+				return s, fmt.Errorf("%s: the target types are %s", named(token), strings.Join(targetTypes, ", "))
 			}
 			if negated {
 				s.notTargets = append(s.notTargets, value)
@@ -78,18 +79,18 @@ func parseSearch(q string) (search, error) {
 			}
 		case "actor":
 			if negated || s.actor != "" || len(value) > maxActorLen {
-				return s, fmt.Errorf("%q: one actor:, without -, of at most %d characters", token, maxActorLen)
+				return s, fmt.Errorf("%s: one actor:, without -, of at most %d characters", named(token), maxActorLen)
 			}
 			s.actor = value
 		case "created":
 			if negated {
-				return s, fmt.Errorf("%q: created: cannot be negated", token)
+				return s, fmt.Errorf("%s: created: cannot be negated", named(token))
 			}
 			if err := s.created(value); err != nil {
-				return s, fmt.Errorf("%q: %w", token, err)
+				return s, fmt.Errorf("%s: %w", named(token), err)
 			}
 		default:
-			return s, fmt.Errorf("%q: unknown qualifier; the qualifiers are %s", token, strings.Join(searchKeys, ":, ")+":")
+			return s, fmt.Errorf("%s: unknown qualifier; the qualifiers are %s", named(token), strings.Join(searchKeys, ":, ")+":")
 		}
 	}
 	return s, nil
@@ -222,12 +223,21 @@ func searchTokens(q string) ([]string, error) {
 		}
 	}
 	if open {
-		return nil, fmt.Errorf("%q: no closing quote; a phrase is \"in quotes\"", q[start:])
+		return nil, fmt.Errorf("%s: no closing quote; a phrase is \"in quotes\"", named(q[start:]))
 	}
 	if start >= 0 {
 		tokens = append(tokens, q[start:])
 	}
 	return tokens, nil
+}
+
+// named quotes a term for an error message: in double quotes, or in single
+// quotes when it holds a double quote itself (which %q would escape).
+func named(term string) string {
+	if strings.Contains(term, `"`) {
+		return "'" + term + "'"
+	}
+	return strconv.Quote(term)
 }
 
 // splitToken reads a term: an optional -, an optional qualifier and its

@@ -184,9 +184,9 @@ func TestSearchPhrases(t *testing.T) {
 		`target:"pat" -action:"token minted"`: {"revoked"},
 	})
 	b.wantSearchRefused(t, org, token, map[string]string{
-		"/audit?q=" + url.QueryEscape(`action:pat.* "token rev`):        `"\"token rev": no closing quote`,
-		"/audit?q=" + url.QueryEscape(`"token revoked" actor:"ann@`):    `"actor:\"ann@": no closing quote`,
-		"/audit?q=" + url.QueryEscape(`pat"token revoked"`):             `"pat\"token revoked\"": quotes go around a whole phrase`,
+		"/audit?q=" + url.QueryEscape(`action:pat.* "token rev`):        `'"token rev': no closing quote`,
+		"/audit?q=" + url.QueryEscape(`"token revoked" actor:"ann@`):    `'actor:"ann@': no closing quote`,
+		"/audit?q=" + url.QueryEscape(`pat"token revoked"`):             `'pat"token revoked"': quotes go around a whole phrase`,
 		"/audit?q=" + url.QueryEscape(`"token"revoked`):                 `quotes go around`,
 		"/audit?q=" + url.QueryEscape(`""`):                             `nothing in the quotes`,
 		"/audit?q=" + url.QueryEscape(`"`+strings.Repeat("a", 500)+`"`): "longer than 500",

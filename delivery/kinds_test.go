@@ -20,7 +20,8 @@ import (
 )
 
 // TestSlackAndSplunkFormats: a Slack subscription gets one readable
-// message per event (who, what, target, a link to the event), a Splunk HEC
+// message per event (its sentence as the Activity page reads it, the
+// action, a link to the event), a Splunk HEC
 // one gets batches of HEC events with its token, each in seq order; the
 // metrics count the events delivered per kind.
 func TestSlackAndSplunkFormats(t *testing.T) {
@@ -98,7 +99,8 @@ func TestSlackAndSplunkFormats(t *testing.T) {
 		}
 	}
 	for _, text := range slackTexts {
-		if !strings.Contains(text, "@example.com* pat.created pat `") || !strings.Contains(text, "<https://audit.example.com/orgs/"+org+"/activity/events/") {
+		// The catalog's sentence, as the Activity page reads it, then the action.
+		if !strings.Contains(text, `@example.com* created token "t" `+"`pat.created` (seq ") || !strings.Contains(text, "<https://audit.example.com/orgs/"+org+"/activity/events/") {
 			t.Errorf("Slack message %q", text)
 		}
 	}

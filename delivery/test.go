@@ -35,7 +35,7 @@ func Test(ctx context.Context, db Querier, key *ecdh.PrivateKey, g Guard, orgID,
 			ActorType: "system", Metadata: []byte("{}"),
 		}})
 	}
-	reqs, err := requests(ctx, id, s, d, events, time.Now(), "")
+	reqs, err := requests(ctx, id, s, d, events, time.Now(), "", nil)
 	if err != nil {
 		return 0, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/database"
+	"github.com/auditlog/auditlog/internal/sentence"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -88,6 +89,8 @@ type worker struct {
 	pool   *pgxpool.Pool
 	store  *store.Store
 	client *http.Client
+	// sentences are the catalog's, by action: how Slack messages read.
+	sentences map[string]string
 }
 
 // Run delivers until ctx ends: a goroutine per active subscription, so a
@@ -108,6 +111,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	w := &worker{cfg: cfg, pool: pool, store: store.New(pool), client: cfg.Guard.Client(cfg.Timeout)}
 	defer w.client.CloseIdleConnections()
+	if w.sentences, err = sentences(ctx, w.store); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
 	return w.run(ctx)
 }
 
@@ -330,7 +336,7 @@ func (w *worker) send(ctx context.Context, id string, s sub, events []store.Feed
 		a.err = err
 		return a
 	}
-	reqs, err := requests(ctx, id, s, d, events, a.at, w.cfg.Link)
+	reqs, err := requests(ctx, id, s, d, events, a.at, w.cfg.Link, w.sentences)
 	if err != nil {
 		a.err = err
 		return a
@@ -364,8 +370,9 @@ type webhookBody struct {
 // requests are the HTTP requests that deliver events to d: one signed
 // batch for a webhook, one message per event for Slack, one batch of HEC
 // events for Splunk. link, if not empty, is the base URL of the Activity
-// page that Slack messages link events to.
-func requests(ctx context.Context, id string, s sub, d Destination, events []store.FeedEvent, at time.Time, link string) ([]*http.Request, error) {
+// page that Slack messages link events to; sentences, the catalog's by
+// action, how they read.
+func requests(ctx context.Context, id string, s sub, d Destination, events []store.FeedEvent, at time.Time, link string, sentences map[string]string) ([]*http.Request, error) {
 	post := func(body []byte, contentType string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
 		if err == nil {
@@ -389,7 +396,7 @@ func requests(ctx context.Context, id string, s sub, d Destination, events []sto
 	case KindSlack:
 		var reqs []*http.Request
 		for _, e := range events {
-			body, err := json.Marshal(map[string]string{"text": slackLine(e, link)})
+			body, err := json.Marshal(map[string]string{"text": slackLine(e, link, sentences[e.Action])})
 			if err != nil {
 				return nil, err
 			}
@@ -424,22 +431,34 @@ func requests(ctx context.Context, id string, s sub, d Destination, events []sto
 // slackEscape escapes what Slack's mrkdwn reads as markup.
 var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
-// slackLine is one readable line for an event: who did what to which
-// target, with a link to it on the Activity page.
-func slackLine(e store.FeedEvent, link string) string {
-	who := e.ActorType
-	if e.ActorEmail != nil {
-		who = *e.ActorEmail
-	}
-	line := fmt.Sprintf("*%s* %s %s", slackEscape.Replace(who), slackEscape.Replace(e.Action), slackEscape.Replace(e.TargetType))
-	if e.TargetID != nil {
-		line += " `" + slackEscape.Replace(*e.TargetID) + "`"
+// slackLine is one readable line for an event: its action's sentence, as
+// the Activity page reads it (who acted in bold), then the action's code,
+// with a link to it on the Activity page. Without a sentence it is who acted
+// and the action's code.
+func slackLine(e store.FeedEvent, link, template string) string {
+	bold := func(s string) string { return "*" + s + "*" }
+	line := sentence.Render(template, e.Event, bold, slackEscape.Replace)
+	if template != "" {
+		line += " `" + e.Action + "`"
 	}
 	line += fmt.Sprintf(" (seq %d)", e.Seq)
 	if link != "" {
 		line += fmt.Sprintf(" <%s/orgs/%s/activity/events/%s|view>", strings.TrimSuffix(link, "/"), e.OrgID, e.ID)
 	}
 	return line
+}
+
+// sentences reads the catalog's sentences, by action.
+func sentences(ctx context.Context, st *store.Store) (map[string]string, error) {
+	actions, err := st.Actions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the catalog's sentences: %w", err)
+	}
+	m := make(map[string]string, len(actions))
+	for _, a := range actions {
+		m[a.Action] = a.Sentence
+	}
+	return m, nil
 }
 
 // Match reports whether the rule keeps event e.

@@ -84,10 +84,12 @@ GRANT EXECUTE ON FUNCTION
 -- attempts.
 GRANT SELECT ON audit.streams, audit.delivery_attempts TO audit_reader;
 
--- audit_deliverer: read the sealed events and the subscriptions; record
--- attempts, positions and its key only through functions that check them.
+-- audit_deliverer: read the sealed events, the subscriptions and the
+-- catalog (how Slack messages read); record attempts, positions and its key
+-- only through functions that check them.
 GRANT SELECT ON audit.events_free, audit.events_team, audit.events_enterprise,
-                audit.seals, audit.seal_heads, audit.subscriptions, audit.streams, audit.delivery_keys
+                audit.seals, audit.seal_heads, audit.subscriptions, audit.streams, audit.delivery_keys,
+                audit.actions, audit.action_sentences
   TO audit_deliverer;
 GRANT EXECUTE ON FUNCTION
   audit.org_scope(uuid, timestamptz),

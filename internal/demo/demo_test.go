@@ -2,14 +2,19 @@ package demo_test
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/internal/demo"
+	"github.com/auditlog/auditlog/internal/sentence"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
 
@@ -214,5 +219,40 @@ func TestDemoFillsEachRetentionWindow(t *testing.T) {
 			t.Errorf("%s: events from %v ago to %v ago on %d days; want from %v ago to now on %d days",
 				c.tier, time.Since(oldest).Round(time.Hour), time.Since(newest).Round(time.Second), days, c.oldest, c.minDays)
 		}
+	}
+}
+
+// TestDemoReadsAsSentences: every event of the demo reads as a sentence
+// about people and names, as the Activity page and Slack write it: nothing
+// missing (…) and no bare id where the sentence names someone or something.
+func TestDemoReadsAsSentences(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := demoDB(t)
+	catalog, err := store.New(pool).Actions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	templates := map[string]string{}
+	for _, a := range catalog {
+		templates[a.Action] = a.Sentence
+	}
+	rows, _ := pool.Query(ctx, `SELECT id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email,
+		host(ip) AS ip, user_agent, request_id, metadata FROM audit.events`)
+	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[store.Event])
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-`)
+	same := func(s string) string { return s }
+	bad := map[string]string{}
+	for _, e := range events {
+		s := sentence.Render(templates[e.Action], e, same, same)
+		if strings.Contains(s, "…") || id.MatchString(s) {
+			bad[e.Action] = s
+		}
+	}
+	for action, s := range bad {
+		t.Errorf("%s reads %q", action, s)
 	}
 }

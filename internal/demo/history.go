@@ -220,7 +220,7 @@ func (h *historian) everyday(at time.Time) {
 		if p := h.pat(at); p != nil && h.rng.IntN(2) == 0 {
 			who, c, viaPAT = p.owner, p.spec.client, p.spec.name
 		}
-		h.emit(who, c, viaPAT, at, auditlog.ClusterUpdated, cluster.id, map[string]any{"changes": map[string]any{
+		h.emit(who, c, viaPAT, at, auditlog.ClusterUpdated, cluster.id, map[string]any{"name": cluster.spec.name, "changes": map[string]any{
 			"labels": []map[string]string{{"team": "platform"}, {"team": "platform", "cost-center": fmt.Sprint(100 + h.rng.IntN(900))}}}})
 	case k < 265 && cluster != nil:
 		h.emit(h.admin(at), browser, "", at, auditlog.ClusterTokenRotated, cluster.id, map[string]any{"name": cluster.spec.name})

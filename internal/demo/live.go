@@ -138,7 +138,7 @@ func (r *runner) live(ctx context.Context) error {
 			if err := tx.QueryRow(ctx, query("change-role"), nw.id, margaret.id, "admin").Scan(&previous); err != nil {
 				return err
 			}
-			return r.log(ctx, tx, nw.id, auditlog.OrgMemberRoleChanged, margaret.id, map[string]any{"previous_role": previous, "new_role": "admin"})
+			return r.log(ctx, tx, nw.id, auditlog.OrgMemberRoleChanged, margaret.id, map[string]any{"email": margaret.email, "previous_role": previous, "new_role": "admin"})
 		}},
 		{"ada removes barbara", request{ada, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
 			var email string
@@ -165,7 +165,7 @@ func (r *runner) live(ctx context.Context) error {
 			if err := tx.QueryRow(ctx, query("rename-cluster"), id, "staging-eu").Scan(&old); err != nil {
 				return err
 			}
-			return r.log(ctx, tx, nw.id, auditlog.ClusterUpdated, id, map[string]any{"changes": map[string]any{"name": []string{old, "staging-eu"}}})
+			return r.log(ctx, tx, nw.id, auditlog.ClusterUpdated, id, map[string]any{"name": "staging-eu", "changes": map[string]any{"name": []string{old, "staging-eu"}}})
 		}},
 		{"ada rotates prod-us-1's install token", request{ada, browser, ""}, func(ctx context.Context, tx pgx.Tx) error {
 			id := r.clusters["prod-us-1"]
