@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,9 @@ var largeLoads = []tierLoad{{"enterprise", 100, 60_000_000, 366, 2_000_000, "big
 // the expired days), then a re-tier of the 1M-event org. It runs only when
 // -run names it (make bench-large).
 func benchLarge(ctx context.Context, b *bench) ([]row, error) {
+	if err := b.roomFor(ctx, largeLoads); err != nil {
+		return nil, err
+	}
 	url, orgs, loadTook, err := b.apiData(ctx, largeDatabase, largeLoads)
 	if err != nil {
 		return nil, err
@@ -106,6 +110,41 @@ func benchLarge(ctx context.Context, b *bench) ([]row, error) {
 	// The pass changed the data set: the next run loads it again.
 	_, err = conn.Exec(ctx, "DELETE FROM bench_loaded")
 	return rows, err
+}
+
+// bytesPerEvent is what an event of the data set takes on disk, its leaf's
+// share of the heap and the three indexes (measured: 700 to 740 bytes), and
+// the WAL the load leaves until the next checkpoint.
+const bytesPerEvent = 800
+
+// roomFor refuses to load a data set the server's disk cannot hold, before
+// filling the disk (shared with whatever else runs there) half-way: a
+// server on this machine only, where its data directory can be looked at.
+func (b *bench) roomFor(ctx context.Context, loads []tierLoad) error {
+	conn, err := database.Connect(ctx, b.adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var dir string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dir); err != nil {
+		return err
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		b.logger.Warn("cannot tell the server's free disk space; loading anyway", "data_directory", dir, "err", err)
+		return nil
+	}
+	var events float64
+	for _, l := range loads {
+		events += float64(l.events) * b.scale
+	}
+	need, free := events*bytesPerEvent, float64(fs.Bavail)*float64(fs.Bsize)
+	if need > free {
+		return fmt.Errorf("%.0f events need about %.0f GB on disk and %s has %.0f GB free: use a smaller -scale (%.2f fits) or a bigger disk",
+			events, need/1e9, dir, free/1e9, b.scale*free/need)
+	}
+	return nil
 }
 
 // largeSize is the database's size on disk and each tier table's (its
