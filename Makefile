@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run test bench lint build screenshots
+.PHONY: help run test bench bench-large lint build screenshots
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ test: ## run every test against a real PostgreSQL, with the race detector
 
 bench: ## run the benchmarks on a local PostgreSQL and print the results table
 	$(GO) run ./bench
+
+bench-large: ## load 100M events (about 80 GB of disk; BENCH_FLAGS=-scale=0.1 for a tenth) and measure reads and retention on them
+	$(GO) run ./bench -run '^large$$' $(BENCH_FLAGS)
 
 screenshots: ## redraw docs/screenshots/: the Activity page's states at 1440x900 and 390x844, from its browser tests
 	@scripts/install-deps.sh postgresql chromium

@@ -36,19 +36,22 @@ import (
 const apiDatabase = "auditlog_bench_api"
 
 // tierLoad is how many orgs and events a tier gets, spread evenly over its
-// days: the design's scale of 10M events, 6M enterprise over 366 daily leaves, 3M team
-// over 31, 1M free over 8, in 1,000 orgs. One enterprise org holds the
-// bigExport events the export is measured on.
+// days, and how many of those events its first org holds (big, if not 0),
+// which bench_orgs lists under bigPlan instead of the tier.
 type tierLoad struct {
-	tier   string
-	orgs   int
-	events int
-	days   int
+	tier    string
+	orgs    int
+	events  int
+	days    int
+	big     int
+	bigPlan string
 }
 
-var apiLoads = []tierLoad{{"enterprise", 100, 6_000_000, 366}, {"team", 300, 3_000_000, 31}, {"free", 600, 1_000_000, 8}}
-
-const bigExport = 2_000_000
+// apiLoads is the design's scale of 10M events, 6M enterprise over 366 daily
+// leaves, 3M team over 31, 1M free over 8, in 1,000 orgs. One enterprise org
+// holds the 2M events the export is measured on.
+var apiLoads = []tierLoad{{"enterprise", 100, 6_000_000, 366, 2_000_000, "big"}, {"team", 300, 3_000_000, 31, 0, ""},
+	{"free", 600, 1_000_000, 8, 0, ""}}
 
 // benchOrg is an org of the data set with its owner's token.
 type benchOrg struct {
@@ -61,7 +64,7 @@ type benchOrg struct {
 // second against psql copying the same select in the same run, and the
 // server's peak RSS while exporting.
 func benchAPI(ctx context.Context, b *bench) ([]row, error) {
-	url, orgs, err := b.apiData(ctx)
+	url, orgs, _, err := b.apiData(ctx, apiDatabase, apiLoads)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +73,7 @@ func benchAPI(ctx context.Context, b *bench) ([]row, error) {
 		return nil, err
 	}
 	defer srv.stop()
-	rows, err := srv.firstPageLatency(ctx, orgs)
+	rows, err := srv.firstPageLatency(ctx, orgs, 20*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
@@ -81,27 +84,29 @@ func benchAPI(ctx context.Context, b *bench) ([]row, error) {
 	return append(rows, export...), nil
 }
 
-// apiData returns the URL of a database loaded with the data set, loading
-// it unless the previous run left one of the same scale, schema and day.
-func (b *bench) apiData(ctx context.Context) (string, map[string][]benchOrg, error) {
-	url, err := database.WithDatabase(b.adminURL, apiDatabase)
+// apiData returns the URL of database name loaded with the data set of
+// loads, loading it unless the previous run left one of the same scale,
+// schema and day, and how long loading took (0: reused).
+func (b *bench) apiData(ctx context.Context, name string, loads []tierLoad) (string, map[string][]benchOrg, time.Duration, error) {
+	url, err := database.WithDatabase(b.adminURL, name)
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	if orgs, err := loadedOrgs(ctx, url, b.scale); err == nil {
-		b.logger.Info("reusing the API data set", "database", apiDatabase)
-		return url, orgs, nil
+		b.logger.Info("reusing the data set", "database", name)
+		return url, orgs, 0, nil
 	}
-	if url, err = b.freshDB(ctx, apiDatabase); err != nil {
-		return "", nil, err
+	if url, err = b.freshDB(ctx, name); err != nil {
+		return "", nil, 0, err
 	}
 	start := time.Now()
-	if err := loadAPIData(ctx, b, url); err != nil {
-		return "", nil, fmt.Errorf("load: %w", err)
+	if err := loadAPIData(ctx, b, url, loads); err != nil {
+		return "", nil, 0, fmt.Errorf("load: %w", err)
 	}
-	b.logger.Info("loaded the API data set", "took", time.Since(start).Round(time.Second))
+	took := time.Since(start)
+	b.logger.Info("loaded the data set", "database", name, "took", took.Round(time.Second))
 	orgs, err := loadedOrgs(ctx, url, b.scale)
-	return url, orgs, err
+	return url, orgs, took, err
 }
 
 // loadedOrgs reads the orgs of a loaded data set, or fails if there is none
@@ -135,7 +140,7 @@ func loadedOrgs(ctx context.Context, url string, scale float64) (map[string][]be
 // loadAPIData makes the orgs, members and tokens, the leaves, then COPYs
 // the events into the tier tables, one stream per tier, in time order so
 // each leaf fills in turn.
-func loadAPIData(ctx context.Context, b *bench, url string) error {
+func loadAPIData(ctx context.Context, b *bench, url string, loads []tierLoad) error {
 	conn, err := database.Connect(ctx, url)
 	if err != nil {
 		return err
@@ -150,11 +155,11 @@ func loadAPIData(ctx context.Context, b *bench, url string) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	byTier := map[string][]benchOrg{}
 	var orgRows, userRows, memberRows, patRows, benchRows [][]any
-	for _, l := range apiLoads {
+	for _, l := range loads {
 		for i := range l.orgs {
 			o := benchOrg{id: randomUUID(rng).String(), plan: l.tier, token: pat.Generate()}
-			if l.tier == "enterprise" && i == 0 {
-				o.plan = "big" // the export's org, on the enterprise plan
+			if l.big > 0 && i == 0 {
+				o.plan = l.bigPlan // on the tier's plan
 			}
 			orgRows = append(orgRows, []any{o.id, fmt.Sprintf("%s-%d", l.tier, i), l.tier})
 			for k := range 5 {
@@ -186,7 +191,7 @@ func loadAPIData(ctx context.Context, b *bench, url string) error {
 			return fmt.Errorf("copy %s: %w", strings.Join(c.table, "."), err)
 		}
 	}
-	for _, l := range apiLoads {
+	for _, l := range loads {
 		if _, err := conn.Exec(ctx, "SELECT audit.make_leaf($1, current_date - d) FROM generate_series(-1, $2) d", l.tier, l.days); err != nil {
 			return fmt.Errorf("leaves of %s: %w", l.tier, err)
 		}
@@ -202,11 +207,11 @@ func loadAPIData(ctx context.Context, b *bench, url string) error {
 	}
 
 	now := time.Now()
-	errc := make(chan error, len(apiLoads))
-	for i, l := range apiLoads {
+	errc := make(chan error, len(loads))
+	for i, l := range loads {
 		go func() { errc <- copyEvents(ctx, b, url, l, byTier[l.tier], actions, now, uint64(i)) }()
 	}
-	for range apiLoads {
+	for range loads {
 		if e := <-errc; e != nil && err == nil {
 			err = e
 		}
@@ -219,7 +224,11 @@ func loadAPIData(ctx context.Context, b *bench, url string) error {
 		return err
 	}
 	b.logger.Info("vacuuming and analysing the tier tables")
-	for _, t := range []string{"events_enterprise", "events_team", "events_free", "seals"} {
+	tables := []string{"seals"}
+	for _, l := range loads {
+		tables = append(tables, "events_"+l.tier)
+	}
+	for _, t := range tables {
 		if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) audit."+t); err != nil {
 			return err
 		}
@@ -250,7 +259,7 @@ func sealLoaded(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // copyEvents streams a tier's events, newest first, evenly spread over its
-// days; the big org gets bigExport of the enterprise events.
+// days; its first org gets l.big of them.
 func copyEvents(ctx context.Context, b *bench, url string, l tierLoad, orgs []benchOrg, actions []store.Action, now time.Time, seed uint64) error {
 	conn, err := database.Connect(ctx, url)
 	if err != nil {
@@ -259,10 +268,7 @@ func copyEvents(ctx context.Context, b *bench, url string, l tierLoad, orgs []be
 	defer conn.Close(ctx)
 	rng := rand.New(rand.NewPCG(seed, 99))
 	n := int(float64(l.events) * b.scale)
-	bigShare := 0.0
-	if l.tier == "enterprise" {
-		bigShare = float64(bigExport) / float64(l.events)
-	}
+	bigShare := float64(l.big) / float64(l.events)
 	span := time.Duration(l.days)*24*time.Hour - time.Hour
 	orgIDs := make([]pgtype.UUID, len(orgs))
 	for i, o := range orgs {
@@ -409,8 +415,9 @@ var pageFilters = []struct {
 }
 
 // firstPageLatency times first pages (100 events) one request at a time,
-// after a warm-up that lets every connection prepare its statements.
-func (s *apiServer) firstPageLatency(ctx context.Context, orgs map[string][]benchOrg) ([]row, error) {
+// after a warm-up that lets every connection prepare its statements; goal
+// is the p99 each filter should stay under.
+func (s *apiServer) firstPageLatency(ctx context.Context, orgs map[string][]benchOrg, goal time.Duration) ([]row, error) {
 	const warmup, measured = 100, 1000
 	plans := []string{"big", "enterprise", "team", "free"}
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -434,8 +441,8 @@ func (s *apiServer) firstPageLatency(ctx context.Context, orgs map[string][]benc
 		rows = append(rows, row{
 			benchmark: "API first page (100 events) via HTTP, " + f.name,
 			measured:  fmt.Sprintf("p50 %s, p99 %s", ms(r.quantile(0.5)), ms(p99)),
-			goal:      "p99 < 20 ms",
-			met:       ptr(p99 < 20*time.Millisecond),
+			goal:      fmt.Sprintf("p99 <= %d ms", goal.Milliseconds()),
+			met:       ptr(p99 <= goal),
 		})
 	}
 	return rows, nil

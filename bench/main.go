@@ -56,17 +56,20 @@ type row struct {
 type benchmark struct {
 	name string
 	run  func(ctx context.Context, b *bench) ([]row, error)
+	// alone: run only when -run is given and matches (not in make bench).
+	alone bool
 }
 
 var suite = []benchmark{
-	{"log_event", benchLogEvent},
-	{"seal", benchSeal},
-	{"retention_retire", benchRetire},
-	{"retention_stall", benchRetentionStall},
-	{"partman", benchPartman},
-	{"import", benchImport},
-	{"api", benchAPI},
-	{"delivery", benchDelivery},
+	{"log_event", benchLogEvent, false},
+	{"seal", benchSeal, false},
+	{"retention_retire", benchRetire, false},
+	{"retention_stall", benchRetentionStall, false},
+	{"partman", benchPartman, false},
+	{"import", benchImport, false},
+	{"api", benchAPI, false},
+	{"large", benchLarge, true},
+	{"delivery", benchDelivery, false},
 }
 
 // bench is what every benchmark gets.
@@ -118,7 +121,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	var rows []row
 	for _, bm := range suite {
-		if !match.MatchString(bm.name) {
+		if !match.MatchString(bm.name) || bm.alone && *only == "" {
 			continue
 		}
 		b.logger.Info("running benchmark", "name", bm.name)
