@@ -14,6 +14,7 @@ import (
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/importer"
 	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/internal/verify"
 	"github.com/auditlog/auditlog/retention"
@@ -263,6 +264,44 @@ func TestPruningKeepsTheChainVerifiable(t *testing.T) {
 	if err != nil || res.Break != nil || res.First != 3 || res.Last != 5 || res.Verified != 3 || res.Checkpoints == 0 {
 		t.Fatalf("after pruning: %+v, %v; want seq 3 to 5 verified from the removal checkpoint", res, err)
 	}
+	// An export still carries each kept event's prev_hash, the first one's
+	// from the seal pruned before it (its removal checkpoint).
+	want := map[int64]string{} // by seq: the hash of the link before
+	rows, err := pool.Query(context.Background(), `
+		SELECT seq + 1, encode(hash, 'hex') FROM audit.checkpoints WHERE org_id = $1 AND kind = 'removal'
+		UNION ALL SELECT seq + 1, encode(hash, 'hex') FROM audit.seals WHERE org_id = $1`, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	var hash string
+	if _, err := pgx.ForEachRow(rows, []any{&next, &hash}, func() error { want[next] = hash; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	exported := 0
+	err = exportAll(t, pool, org, func(e store.ListedEvent) error {
+		exported++
+		if e.Seq == nil || e.PrevHash == nil || *e.PrevHash != want[*e.Seq] {
+			t.Errorf("event %s exported without the prev_hash of its seal: %+v; want %v", e.ID, e, want)
+		}
+		return nil
+	})
+	if err != nil || exported != 3 {
+		t.Fatalf("exported %d events, %v; want 3", exported, err)
+	}
+}
+
+// exportAll streams org's events as its NDJSON export does.
+func exportAll(t testing.TB, pool *pgxpool.Pool, org string, each func(store.ListedEvent) error) error {
+	t.Helper()
+	st := store.New(pool)
+	sc, err := st.Scope(context.Background(), org, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	return st.Stream(context.Background(), store.Query{OrgID: org, Tiers: sc.Tiers, Since: sc.Floor,
+		Before: store.Position{OccurredAt: now.Add(time.Hour), ID: store.MinID}, Now: now}, each)
 }
 
 // Bulk-imported events are sealed too, once their batch commits.

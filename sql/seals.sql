@@ -32,8 +32,13 @@ BEGIN
       USING ERRCODE = 'AL030';
   END IF;
 
-  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
-  SELECT * FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash);
+  -- Each seal's prev_hash: the seal before it in the batch, else the org's
+  -- head (none: seq 1, after 32 zero bytes).
+  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, prev_hash)
+  SELECT b.org_id, b.seq, b.occurred_at, b.event_id, b.hash,
+         coalesce(lag(b.hash) OVER (PARTITION BY b.org_id ORDER BY b.seq), h.hash, decode(repeat('00', 32), 'hex'))
+  FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash) AS b(org_id, seq, occurred_at, event_id, hash)
+  LEFT JOIN audit.seal_heads h ON h.org_id = b.org_id;
 
   INSERT INTO audit.seal_heads AS h (org_id, seq, hash, sealed_at)
   SELECT DISTINCT ON (b.org_id) b.org_id, b.seq, b.hash, now()
