@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,4 +329,94 @@ func TestImportedEventsAreSealed(t *testing.T) {
 	}
 	sealtest.WaitSealed(t, pool, org, 50)
 	checkChain(t, pool, org, 50)
+}
+
+// Pruning deletes the checkpoints verification no longer needs: those
+// before the last removal checkpoint of their org. It prunes only orgs with
+// seals of removed events, however many others there are, each as far as
+// its events are gone, in batches smaller than one org's share.
+func TestPruningKeepsOnlyTheCheckpointsStillNeeded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	now := time.Now()
+	old := func(org string, days time.Duration) {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-days * 24 * time.Hour)})
+	}
+	a := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})       // prunes 3 of 4, over two days of checkpoints
+	f := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})       // prunes 1 of 2
+	e := fixture.Org(t, pool, fixture.OrgOpts{Plan: "enterprise"}) // keeps its old events
+	old(a, 10)
+	old(f, 10)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: f})
+	old(e, 10)
+	old(e, 9)
+	var others []string // nothing to prune
+	for range 40 {
+		o := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: o})
+		others = append(others, o)
+	}
+	var days atomic.Int64 // the sealer's clock runs this many days ahead
+	sealtest.Start(t, url, sealer.Config{PruneEvery: 50 * time.Millisecond, CheckpointEvery: 50 * time.Millisecond, PruneBatch: 2,
+		Now: func() time.Time { return time.Now().Add(time.Duration(days.Load()) * 24 * time.Hour) }})
+	sealtest.WaitCheckpoint(t, pool, a, 1)
+	old(a, 9)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: a, OccurredAt: now.Add(-9*24*time.Hour + time.Hour)})
+	record(t, pool, a)
+	days.Store(1)
+	sealtest.WaitCheckpoint(t, pool, a, 4)
+
+	w, err := retention.New(pool, retention.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.RunOnce(ctx); err != nil || len(rep.Dropped) == 0 {
+		t.Fatalf("retention pass: %+v, %v; want expired leaves dropped", rep, err)
+	}
+	first := func(org string) (seq int64) {
+		if err := pool.QueryRow(ctx, "SELECT coalesce(min(seq), 0) FROM audit.seals WHERE org_id = $1", org).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	sealtest.WaitFor(t, pool, "the seals of removed events pruned", func(context.Context) (bool, error) {
+		return first(a) == 4 && first(f) == 2, nil
+	})
+
+	checkpoints := func(org string) []string {
+		cps, err := store.New(pool).Checkpoints(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		rows, err := pool.Query(ctx, "SELECT kind || ' ' || seq FROM audit.checkpoints WHERE org_id = $1 ORDER BY seq, kind", org)
+		if err == nil {
+			all, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) != len(all) {
+			t.Errorf("org %s: the API lists %d of its %d checkpoints %v: it lists all that are kept", org, len(cps), len(all), all)
+		}
+		return all
+	}
+	for org, want := range map[string][]string{a: {"removal 3", "day 4"}, f: {"removal 1", "day 2"}, e: {"day 2"}} {
+		if got := checkpoints(org); !slices.Equal(got, want) {
+			t.Errorf("org %s keeps checkpoints %v, want %v", org, got, want)
+		}
+	}
+	for org, n := range map[string]int64{a: 1, f: 1, e: 2} {
+		checkChain(t, pool, org, n)
+	}
+	if first(e) != 1 {
+		t.Errorf("org %s's seals were pruned from seq %d: its plan keeps its events", e, first(e))
+	}
+	for _, o := range others {
+		if got := checkpoints(o); first(o) != 1 || !slices.Equal(got, []string{"day 1"}) {
+			t.Errorf("org %s with nothing to prune: first seal %d, checkpoints %v", o, first(o), got)
+		}
+	}
 }
