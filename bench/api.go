@@ -245,9 +245,12 @@ func sealLoaded(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, `
 		SET maintenance_work_mem = '512MB';
 		SET work_mem = '512MB';
-		INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
-		SELECT org_id, row_number() OVER (PARTITION BY org_id ORDER BY occurred_at, id), occurred_at, id, sha256(uuid_send(id))
-		FROM audit.stored_events;
+		INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, prev_hash)
+		SELECT org_id, seq, occurred_at, id, hash,
+		       coalesce(lag(hash) OVER (PARTITION BY org_id ORDER BY seq), decode(repeat('00', 32), 'hex'))
+		FROM (SELECT org_id, row_number() OVER (PARTITION BY org_id ORDER BY occurred_at, id) AS seq, occurred_at, id,
+		             sha256(uuid_send(id)) AS hash
+		      FROM audit.stored_events) e;
 		INSERT INTO audit.seal_heads (org_id, seq, hash, sealed_at)
 		SELECT DISTINCT ON (org_id) org_id, seq, hash, now() FROM audit.seals ORDER BY org_id, seq DESC;
 		RESET maintenance_work_mem;

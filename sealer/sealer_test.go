@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/importer"
 	"github.com/auditlog/auditlog/internal/sealtest"
+	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
 	"github.com/auditlog/auditlog/internal/verify"
 	"github.com/auditlog/auditlog/retention"
@@ -263,6 +266,44 @@ func TestPruningKeepsTheChainVerifiable(t *testing.T) {
 	if err != nil || res.Break != nil || res.First != 3 || res.Last != 5 || res.Verified != 3 || res.Checkpoints == 0 {
 		t.Fatalf("after pruning: %+v, %v; want seq 3 to 5 verified from the removal checkpoint", res, err)
 	}
+	// An export still carries each kept event's prev_hash, the first one's
+	// from the seal pruned before it (its removal checkpoint).
+	want := map[int64]string{} // by seq: the hash of the link before
+	rows, err := pool.Query(context.Background(), `
+		SELECT seq + 1, encode(hash, 'hex') FROM audit.checkpoints WHERE org_id = $1 AND kind = 'removal'
+		UNION ALL SELECT seq + 1, encode(hash, 'hex') FROM audit.seals WHERE org_id = $1`, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	var hash string
+	if _, err := pgx.ForEachRow(rows, []any{&next, &hash}, func() error { want[next] = hash; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	exported := 0
+	err = exportAll(t, pool, org, func(e store.ListedEvent) error {
+		exported++
+		if e.Seq == nil || e.PrevHash == nil || *e.PrevHash != want[*e.Seq] {
+			t.Errorf("event %s exported without the prev_hash of its seal: %+v; want %v", e.ID, e, want)
+		}
+		return nil
+	})
+	if err != nil || exported != 3 {
+		t.Fatalf("exported %d events, %v; want 3", exported, err)
+	}
+}
+
+// exportAll streams org's events as its NDJSON export does.
+func exportAll(t testing.TB, pool *pgxpool.Pool, org string, each func(store.ListedEvent) error) error {
+	t.Helper()
+	st := store.New(pool)
+	sc, err := st.Scope(context.Background(), org, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	return st.Stream(context.Background(), store.Query{OrgID: org, Tiers: sc.Tiers, Since: sc.Floor,
+		Before: store.Position{OccurredAt: now.Add(time.Hour), ID: store.MinID}, Now: now}, each)
 }
 
 // Bulk-imported events are sealed too, once their batch commits.
@@ -288,4 +329,94 @@ func TestImportedEventsAreSealed(t *testing.T) {
 	}
 	sealtest.WaitSealed(t, pool, org, 50)
 	checkChain(t, pool, org, 50)
+}
+
+// Pruning deletes the checkpoints verification no longer needs: those
+// before the last removal checkpoint of their org. It prunes only orgs with
+// seals of removed events, however many others there are, each as far as
+// its events are gone, in batches smaller than one org's share.
+func TestPruningKeepsOnlyTheCheckpointsStillNeeded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	now := time.Now()
+	old := func(org string, days time.Duration) {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: now.Add(-days * 24 * time.Hour)})
+	}
+	a := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})       // prunes 3 of 4, over two days of checkpoints
+	f := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})       // prunes 1 of 2
+	e := fixture.Org(t, pool, fixture.OrgOpts{Plan: "enterprise"}) // keeps its old events
+	old(a, 10)
+	old(f, 10)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: f})
+	old(e, 10)
+	old(e, 9)
+	var others []string // nothing to prune
+	for range 40 {
+		o := fixture.Org(t, pool, fixture.OrgOpts{Plan: "free"})
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: o})
+		others = append(others, o)
+	}
+	var days atomic.Int64 // the sealer's clock runs this many days ahead
+	sealtest.Start(t, url, sealer.Config{PruneEvery: 50 * time.Millisecond, CheckpointEvery: 50 * time.Millisecond, PruneBatch: 2,
+		Now: func() time.Time { return time.Now().Add(time.Duration(days.Load()) * 24 * time.Hour) }})
+	sealtest.WaitCheckpoint(t, pool, a, 1)
+	old(a, 9)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: a, OccurredAt: now.Add(-9*24*time.Hour + time.Hour)})
+	record(t, pool, a)
+	days.Store(1)
+	sealtest.WaitCheckpoint(t, pool, a, 4)
+
+	w, err := retention.New(pool, retention.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.RunOnce(ctx); err != nil || len(rep.Dropped) == 0 {
+		t.Fatalf("retention pass: %+v, %v; want expired leaves dropped", rep, err)
+	}
+	first := func(org string) (seq int64) {
+		if err := pool.QueryRow(ctx, "SELECT coalesce(min(seq), 0) FROM audit.seals WHERE org_id = $1", org).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	sealtest.WaitFor(t, pool, "the seals of removed events pruned", func(context.Context) (bool, error) {
+		return first(a) == 4 && first(f) == 2, nil
+	})
+
+	checkpoints := func(org string) []string {
+		cps, err := store.New(pool).Checkpoints(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		rows, err := pool.Query(ctx, "SELECT kind || ' ' || seq FROM audit.checkpoints WHERE org_id = $1 ORDER BY seq, kind", org)
+		if err == nil {
+			all, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) != len(all) {
+			t.Errorf("org %s: the API lists %d of its %d checkpoints %v: it lists all that are kept", org, len(cps), len(all), all)
+		}
+		return all
+	}
+	for org, want := range map[string][]string{a: {"removal 3", "day 4"}, f: {"removal 1", "day 2"}, e: {"day 2"}} {
+		if got := checkpoints(org); !slices.Equal(got, want) {
+			t.Errorf("org %s keeps checkpoints %v, want %v", org, got, want)
+		}
+	}
+	for org, n := range map[string]int64{a: 1, f: 1, e: 2} {
+		checkChain(t, pool, org, n)
+	}
+	if first(e) != 1 {
+		t.Errorf("org %s's seals were pruned from seq %d: its plan keeps its events", e, first(e))
+	}
+	for _, o := range others {
+		if got := checkpoints(o); first(o) != 1 || !slices.Equal(got, []string{"day 1"}) {
+			t.Errorf("org %s with nothing to prune: first seal %d, checkpoints %v", o, first(o), got)
+		}
+	}
 }

@@ -32,8 +32,13 @@ BEGIN
       USING ERRCODE = 'AL030';
   END IF;
 
-  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
-  SELECT * FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash);
+  -- Each seal's prev_hash: the seal before it in the batch, else the org's
+  -- head (none: seq 1, after 32 zero bytes).
+  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, prev_hash)
+  SELECT b.org_id, b.seq, b.occurred_at, b.event_id, b.hash,
+         coalesce(lag(b.hash) OVER (PARTITION BY b.org_id ORDER BY b.seq), h.hash, decode(repeat('00', 32), 'hex'))
+  FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash) AS b(org_id, seq, occurred_at, event_id, hash)
+  LEFT JOIN audit.seal_heads h ON h.org_id = b.org_id;
 
   INSERT INTO audit.seal_heads AS h (org_id, seq, hash, sealed_at)
   SELECT DISTINCT ON (b.org_id) b.org_id, b.seq, b.hash, now()
@@ -101,7 +106,8 @@ END;
 COMMENT ON FUNCTION audit.unsigned_heads(integer) IS 'For the sealer: org heads that no checkpoint covers yet.';
 
 -- audit.record_checkpoints stores signed checkpoints of one kind. A day's
--- checkpoint is replaced by a later one of the same UTC day.
+-- checkpoint is replaced by a later one of the same UTC day; a removal
+-- checkpoint replaces every checkpoint of its org at an earlier seq.
 CREATE OR REPLACE FUNCTION audit.record_checkpoints(
   p_kind text, p_key_id text,
   p_org uuid[], p_seq bigint[], p_hash bytea[], p_signed_at timestamptz[], p_signature bytea[])
@@ -124,6 +130,11 @@ BEGIN
     SELECT p_kind, b.org_id, b.seq, b.hash, b.signed_at, p_key_id, b.signature
     FROM unnest(p_org, p_seq, p_hash, p_signed_at, p_signature) AS b(org_id, seq, hash, signed_at, signature)
     ON CONFLICT (org_id, seq) WHERE kind = 'removal' DO NOTHING;
+    -- The chain now starts after this removal checkpoint: those before it
+    -- prove links no longer stored, and nothing reads them again.
+    DELETE FROM audit.checkpoints c
+    USING unnest(p_org, p_seq) AS b(org_id, seq)
+    WHERE c.org_id = b.org_id AND c.seq < b.seq;
   END IF;
 END
 $$;
@@ -168,6 +179,9 @@ COMMENT ON VIEW audit.unsealed_events IS 'Stored events without a seal: not yet 
 -- before it). Nor is an event gone while a leaf of its day is detached or
 -- pending a detach: out of the tier tables, but its drop may yet copy it to
 -- the tier of a plan that keeps it (audit.keep_from_leaf), sealed already.
+-- An org is looked at only if its first seal is prunable (one index probe
+-- and its floor, in one statement for every org), and then read only as
+-- far as it prunes, plus one seal.
 CREATE OR REPLACE FUNCTION audit.prune_seals(p_batch integer)
 RETURNS TABLE (org_id uuid, seq bigint, hash bytea)
 LANGUAGE plpgsql
@@ -175,35 +189,50 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  o uuid;
+  c record;
   v_left integer := p_batch;
+  v_stop bigint;
   v_last bigint;
   v_hash bytea;
   v_n integer;
-  v_floor timestamptz;
   v_limbo tstzmultirange;
 BEGIN
   SELECT coalesce(range_agg(tstzrange(l.range_start, l.range_end)), '{}') INTO v_limbo
   FROM audit.leaf_states() l WHERE l.state <> 'attached';
-  FOR o IN SELECT h.org_id FROM audit.seal_heads h ORDER BY h.org_id LOOP
-    EXIT WHEN v_left <= 0;
-    -- Only retention removes events, below the floor: a seal whose event is
-    -- gone above it stays, so verify names the deletion.
-    SELECT sc.floor INTO v_floor FROM audit.org_scope(o) sc;
-    CONTINUE WHEN v_floor IS NULL;
-    SELECT max(f.seq) INTO v_last
-    FROM (
-      SELECT s.seq, bool_and(e.id IS NULL AND s.occurred_at < v_floor AND NOT s.occurred_at <@ v_limbo) OVER (ORDER BY s.seq) AS gone
-      FROM (SELECT * FROM audit.seals s WHERE s.org_id = o ORDER BY s.seq LIMIT v_left) s
-      LEFT JOIN audit.stored_events e ON e.org_id = s.org_id AND e.occurred_at = s.occurred_at AND e.id = s.event_id
+  -- Only retention removes events, below the floor: a seal whose event is
+  -- gone above it stays, so verify names the deletion. No floor: the org
+  -- is gone.
+  FOR c IN
+    SELECT h.org_id AS org, f.seq AS first, audit.retention_floor(o.id, t.retention, now()) AS floor
+    FROM audit.seal_heads h
+    JOIN cloud.orgs o ON o.id = h.org_id
+    JOIN audit.tiers t ON t.tier = o.plan
+    CROSS JOIN LATERAL (
+      SELECT s.seq, s.occurred_at, s.event_id FROM audit.seals s WHERE s.org_id = h.org_id ORDER BY s.seq LIMIT 1
     ) f
-    WHERE f.gone;
-    CONTINUE WHEN v_last IS NULL;
-    SELECT s.hash INTO v_hash FROM audit.seals s WHERE s.org_id = o AND s.seq = v_last;
-    DELETE FROM audit.seals s WHERE s.org_id = o AND s.seq <= v_last;
+    WHERE f.occurred_at < audit.retention_floor(o.id, t.retention, now())
+      AND NOT f.occurred_at <@ v_limbo
+      AND NOT EXISTS (SELECT FROM audit.stored_events e
+                      WHERE e.org_id = h.org_id AND e.occurred_at = f.occurred_at AND e.id = f.event_id)
+    ORDER BY h.org_id
+  LOOP
+    EXIT WHEN v_left <= 0;
+    -- The first seal that stays, within the batch.
+    SELECT s.seq INTO v_stop
+    FROM audit.seals s
+    WHERE s.org_id = c.org AND s.seq >= c.first AND s.seq < c.first + v_left
+      AND (s.occurred_at >= c.floor OR s.occurred_at <@ v_limbo
+           OR EXISTS (SELECT FROM audit.stored_events e
+                      WHERE e.org_id = s.org_id AND e.occurred_at = s.occurred_at AND e.id = s.event_id))
+    ORDER BY s.seq
+    LIMIT 1;
+    SELECT max(s.seq) INTO v_last
+    FROM audit.seals s WHERE s.org_id = c.org AND s.seq >= c.first AND s.seq < coalesce(v_stop, c.first + v_left);
+    SELECT s.hash INTO v_hash FROM audit.seals s WHERE s.org_id = c.org AND s.seq = v_last;
+    DELETE FROM audit.seals s WHERE s.org_id = c.org AND s.seq <= v_last;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_left := v_left - v_n;
-    org_id := o; seq := v_last; hash := v_hash;
+    org_id := c.org; seq := v_last; hash := v_hash;
     RETURN NEXT;
   END LOOP;
 END

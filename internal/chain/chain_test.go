@@ -237,3 +237,61 @@ func TestParseHash(t *testing.T) {
 		t.Errorf("String() = %q, want 64 lowercase hex digits", s)
 	}
 }
+
+// BenchmarkCanonical is the sealer's per-event cost of the canonical form,
+// for an event as the control plane records it.
+func BenchmarkCanonical(b *testing.B) {
+	e := store.Event{
+		ID: "0a1b2c3d-0000-4000-8000-000000000001", OrgID: org, OccurredAt: time.Now(),
+		Action: "cluster.created", TargetType: "cluster", TargetID: ptr("cl-42"), ActorType: "user",
+		ActorEmail: ptr("ada@northwind.example"), IP: ptr("203.0.113.7"),
+		UserAgent: ptr("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+		RequestID: ptr("req-0a1b2c3d"),
+		Metadata:  []byte(`{"name": "prod-eu-1", "region": "eu-west-1", "changes": {"labels": ["a", "b"]}}`),
+	}
+	for b.Loop() {
+		if _, err := chain.Canonical(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCanonicalEscapesAsEncodingJSON: the canonical form writes each string
+// as encoding/json does without HTML escaping (what every stored chain was
+// computed with), in a column and in metadata.
+func TestCanonicalEscapesAsEncodingJSON(t *testing.T) {
+	encode := func(v any) string {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSuffix(buf.String(), "\n")
+	}
+	strs := []string{"", "plain", `quote " and \ backslash`, "<&>", "\x7f", "é", "\u2028\u2029", "\xff\xfe invalid", "😀", "tab\tnewline\n"}
+	for c := range 0x20 {
+		strs = append(strs, string(rune(c)))
+	}
+	for _, s := range strs {
+		e := golden()
+		e.TargetID, e.Metadata = &s, []byte(`{"k": `+encode(s)+`, "a": [`+encode(s)+`]}`)
+		got, err := chain.Canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.TargetID, e.Metadata = ptr("X"), []byte(`{"k": "Y", "a": ["Y"]}`)
+		base, err := chain.Canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var decoded string // as metadata holds it: invalid UTF-8 became U+FFFD
+		if err := json.Unmarshal([]byte(encode(s)), &decoded); err != nil {
+			t.Fatal(err)
+		}
+		want := strings.ReplaceAll(strings.Replace(string(base), `"X"`, encode(s), 1), `"Y"`, encode(decoded))
+		if string(got) != want {
+			t.Errorf("%q:\n got %s\nwant %s", s, got, want)
+		}
+	}
+}

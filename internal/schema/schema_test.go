@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/auditlog/auditlog/internal/schema"
 	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/migrations"
 	"github.com/auditlog/auditlog/sql"
 )
 
@@ -294,5 +296,67 @@ func TestCodePackageTiersAreTheTable(t *testing.T) {
 	}
 	if !slices.Equal(tiers, sql.Tiers) {
 		t.Errorf("audit.tiers with a table: %v, the code package's tiers: %v", tiers, sql.Tiers)
+	}
+}
+
+// Migration 018 gives existing seals the hash of the link before them: the
+// seal before, or, after a pruned stretch, the removal checkpoint holding
+// it; none when neither is there.
+func TestMigration018FillsEachSealsPrevHash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	body, err := fs.ReadFile(migrations.FS, "018_seal_prev_hash.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	a, b, c := "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b", "00000000-0000-4000-8000-00000000000c"
+	// As before it: no column; org a's seals 1 to 3, b's 5 and 6 after a
+	// removal checkpoint at 4, c's 8 with its link before gone (a day
+	// checkpoint at 7 is not a removed link).
+	for _, st := range []struct {
+		sql  string
+		args []any
+	}{
+		{"ALTER TABLE audit.seals DROP COLUMN prev_hash", nil},
+		{`INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
+		  SELECT o::uuid, s, now(), gen_random_uuid(), h FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS x(o, s, h)`,
+			[]any{[]string{a, a, a, b, b, c}, []int64{1, 2, 3, 5, 6, 8}, [][]byte{hash(1), hash(2), hash(3), hash(5), hash(6), hash(8)}}},
+		{"INSERT INTO audit.seal_keys (key_id, public_key) VALUES ('k', $1)", []any{hash(0xee)}},
+		{`INSERT INTO audit.checkpoints (kind, org_id, day, seq, hash, signed_at, key_id, signature)
+		  VALUES ('removal', $1, NULL, 4, $2, now(), 'k', $4), ('day', $3, current_date, 7, $2, now(), 'k', $4)`,
+			[]any{b, hash(4), c, bytes.Repeat([]byte{9}, 64)}},
+	} {
+		if _, err := pool.Exec(ctx, st.sql, st.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, string(body))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, "SELECT org_id::text, seq, prev_hash FROM audit.seals ORDER BY org_id, seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Org  string
+		Seq  int64
+		Prev []byte
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][]byte{1: hash(0), 2: hash(1), 3: hash(2), 5: hash(4), 6: hash(5), 8: nil}
+	if len(got) != len(want) {
+		t.Fatalf("%d seals after the migration, want %d", len(got), len(want))
+	}
+	for _, s := range got {
+		if !bytes.Equal(s.Prev, want[s.Seq]) {
+			t.Errorf("org %s seq %d: prev_hash %x, want %x", s.Org, s.Seq, s.Prev, want[s.Seq])
+		}
 	}
 }

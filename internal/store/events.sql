@@ -26,20 +26,22 @@ id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, a
 
 {{- /* An event's seal, if it has one yet (docs/feed.md): its seq, its hash
   and the hash of the link before it (32 zero bytes before seq 1), so that
-  each row can be recomputed on its own; null while unsealed, and
-  prev_hash also when retention pruned the seal before. */ -}}
+  each row can be recomputed on its own; null while unsealed (and prev_hash
+  of a seal older than migration 018 whose link before was gone). */ -}}
 {{- define "seal_columns" -}}
 sl.seal_seq AS seq, encode(sl.seal_hash, 'hex') AS hash, encode(sl.seal_prev, 'hex') AS prev_hash
 {{- end -}}
 
 {{- /* One lookup of audit.seals by its key (org_id, occurred_at, event_id)
-  per event, and one by (org_id, seq) for the previous link; a nested loop
-  keeps the events' order, so nothing is sorted. */ -}}
+  per event: the seal holds the previous link's hash. Only a seal recorded
+  before it did, whose previous link was gone when migration 018 filled
+  them in, or recorded while that migration was being applied, looks the
+  link up by (org_id, seq). A nested loop keeps the events' order, so
+  nothing is sorted. */ -}}
 {{- define "seal_join" -}}
 LEFT JOIN LATERAL (
   SELECT s.seq AS seal_seq, s.hash AS seal_hash,
-         CASE WHEN s.seq = 1 THEN decode(repeat('00', 32), 'hex')
-              ELSE (SELECT p.hash FROM audit.seals p WHERE p.org_id = s.org_id AND p.seq = s.seq - 1) END AS seal_prev
+         coalesce(s.prev_hash, (SELECT p.hash FROM audit.seals p WHERE p.org_id = s.org_id AND p.seq = s.seq - 1)) AS seal_prev
   FROM audit.seals s
   WHERE s.org_id = e.org_id AND s.occurred_at = e.occurred_at AND s.event_id = e.id
 ) sl ON true
