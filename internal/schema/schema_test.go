@@ -299,14 +299,14 @@ func TestCodePackageTiersAreTheTable(t *testing.T) {
 	}
 }
 
-// Migration 018 gives existing seals the hash of the link before them: the
+// Migration 015 gives existing seals the hash of the link before them: the
 // seal before, or, after a pruned stretch, the removal checkpoint holding
 // it; none when neither is there.
-func TestMigration018FillsEachSealsPrevHash(t *testing.T) {
+func TestMigration015FillsEachSealsPrevHash(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.NewPool(t)
-	body, err := fs.ReadFile(migrations.FS, "018_seal_prev_hash.sql")
+	body, err := fs.ReadFile(migrations.FS, "015_seal_prev_hash.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
