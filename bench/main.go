@@ -143,13 +143,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // let any local user in). It returns the cluster and a superuser URL over
 // TCP, for the benchmarks that measure what an application sees.
 func startCluster(ctx context.Context, dir string, logger *slog.Logger) (*pglocal.Cluster, string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	port, err := benchPort(dir)
+	if err != nil {
 		return nil, "", err
 	}
 	hba := filepath.Join(dir, "bench_hba.conf")
@@ -175,6 +173,23 @@ func startCluster(ctx context.Context, dir string, logger *slog.Logger) (*pgloca
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(pglocal.Superuser, password),
 		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: "/postgres", RawQuery: "sslmode=disable"}
 	return cluster, u.String(), nil
+}
+
+// benchPort is the cluster's port: picked free on its first start and kept
+// in its directory, so that a server left running by an earlier bench (its
+// socket is named after the port) is found again.
+func benchPort(dir string) (int, error) {
+	file := filepath.Join(dir, "bench_port")
+	if b, err := os.ReadFile(file); err == nil {
+		return strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port, os.WriteFile(file, []byte(strconv.Itoa(port)), 0o644)
 }
 
 func printTable(out io.Writer, rows []row, b *bench) {
