@@ -327,9 +327,11 @@ func (a attempt) errText() *string {
 // maxResponse bounds what is read of a receiver's response.
 const maxResponse = 64 << 10
 
-// send posts events to the subscription's destination.
-func (w *worker) send(ctx context.Context, id string, s sub, events []store.FeedEvent) attempt {
-	a := attempt{at: time.Now()}
+// send posts events to the subscription's destination. The attempt's
+// latency is set however it ends (a named result, so that the deferred
+// func sets what is returned).
+func (w *worker) send(ctx context.Context, id string, s sub, events []store.FeedEvent) (a attempt) {
+	a = attempt{at: time.Now()}
 	defer func() { a.latency = time.Since(a.at) }()
 	d, err := Open(w.cfg.Key, s.sealed)
 	if err != nil {
@@ -356,7 +358,6 @@ func (w *worker) send(ctx context.Context, id string, s sub, events []store.Feed
 			return a
 		}
 	}
-	a.latency = time.Since(a.at)
 	return a
 }
 
