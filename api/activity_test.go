@@ -266,6 +266,11 @@ func TestActivityPage(t *testing.T) {
 		if w := eval[int64](ctx, t, `document.documentElement.scrollWidth`); w > width {
 			t.Errorf("on a %d px screen the page is %d px wide", width, w)
 		}
+		// Nor does the chart as drawn for a wider screen, until it is
+		// redrawn for this one (a turned phone; a busy machine).
+		if w := eval[int64](ctx, t, `(() => { document.querySelector('#chart svg').setAttribute('width', 1200); return document.documentElement.scrollWidth })()`); w > width {
+			t.Errorf("on a %d px screen, the chart drawn for 1200 px makes the page %d px wide", width, w)
+		}
 		// Every placeholder shown fits its box.
 		if cut := eval[string](ctx, t, placeholdersCutJS); cut != "" {
 			t.Errorf("on a %d px screen the placeholders of %s are cut off", width, cut)
