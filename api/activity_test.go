@@ -271,6 +271,12 @@ func TestActivityPage(t *testing.T) {
 		if w := eval[int64](ctx, t, `(() => { document.querySelector('#chart svg').setAttribute('width', 1200); return document.documentElement.scrollWidth })()`); w > width {
 			t.Errorf("on a %d px screen, the chart drawn for 1200 px makes the page %d px wide", width, w)
 		}
+		// No term of the search box's hint breaks across lines (-action:
+		// did at 320 px), the filters open.
+		if broken := eval[string](ctx, t, `(() => { document.getElementById('filters').classList.add('open');
+			return [...document.querySelectorAll('#search-hint code')].filter(c => c.getClientRects().length > 1).map(c => c.textContent).join(' ') })()`); broken != "" {
+			t.Errorf("on a %d px screen the hint's %s breaks across lines", width, broken)
+		}
 		// Every placeholder shown fits its box.
 		if cut := eval[string](ctx, t, placeholdersCutJS); cut != "" {
 			t.Errorf("on a %d px screen the placeholders of %s are cut off", width, cut)
