@@ -260,7 +260,7 @@ func TestActivityPage(t *testing.T) {
 	do(ctx, t, chromedp.Focus(chromedp.CSS("#rows tr.event button.open")), chromedp.KeyEvent("\r"))
 
 	// From a small phone to a desktop, the page (an event open) fits the
-	// screen's width.
+	// screen's width: nothing scrolls sideways.
 	fitsEveryWidth(ctx, t)
 
 	// Export the filtered log: the browser downloads a CSV of ann's events.
@@ -400,6 +400,17 @@ func fitsEveryWidth(ctx context.Context, t *testing.T) {
 		}
 		if cut := eval[string](ctx, t, placeholdersCutJS); cut != "" {
 			t.Errorf("on a %d px screen the placeholders of %s are cut off", width, cut)
+		}
+		// Nor does the chart as drawn for a wider screen, until it is
+		// redrawn for this one (a turned phone; a busy machine).
+		if w := eval[int64](ctx, t, `(() => { document.querySelector('#chart svg')?.setAttribute('width', 1200); return document.documentElement.scrollWidth })()`); w > width {
+			t.Errorf("on a %d px screen, the chart drawn for 1200 px makes the page %d px wide", width, w)
+		}
+		// No term of the search box's hint breaks across lines (-action:
+		// did at 320 px), the filters open.
+		if broken := eval[string](ctx, t, `(() => { document.getElementById('filters').classList.add('open');
+			return [...document.querySelectorAll('#search-hint code')].filter(c => c.getClientRects().length > 1).map(c => c.textContent).join(' ') })()`); broken != "" {
+			t.Errorf("on a %d px screen the hint's %s breaks across lines", width, broken)
 		}
 	}
 	do(ctx, t, chromedp.EmulateViewport(1280, 900))
