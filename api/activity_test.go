@@ -85,7 +85,7 @@ func setupActivity(t *testing.T) activityBundle {
 	}
 	add(40, "auth.signin", "bob@example.com", `{"method": "sso"}`)
 	add(15, "cluster.created", "ann@example.com", `{"name": "prod-eu", "labels": {"env": "prod"}}`)
-	add(5, "cluster.token_rotated", "ann@example.com", `{"via_pat": "deploy-bot"}`)
+	add(5, "cluster.token_rotated", "ann@example.com", `{"name": "prod-eu", "via_pat": "deploy-bot"}`)
 	add(1, "org_member.role_changed", "carol@example.com", `{"previous_role": "member", "new_role": "admin"}`)
 	return activityBundle{testBundle: b, org: org, ownerToken: ownerToken,
 		memberToken: b.token(t, member, tokenOpts{}), page: b.base + "/orgs/" + org + "/activity"}

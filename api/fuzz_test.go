@@ -24,6 +24,7 @@ func FuzzListEvents(f *testing.F) {
 		"format=csv&action=token&until=0001-01-01T00:00:00Z", "cursor=AAAA", "cursor=" + strings.Repeat("A", 76),
 		"cursor=%2F%2F%2F", "limit=2&limit=3", "unknown=1", "%ZZ=1", "action=" + strings.Repeat("é", 60),
 		"action=_&target_type=org_member", "action=%25", "actor=%5C", ";=;&&&==",
+		`q="token`, `q=-"a+b"+action:"pat.*"`, `q=""`, `q=a"b"c`, `q=actor:"%C3%89MILE%40x"`, `q="%5B"`,
 	} {
 		f.Add(seed)
 	}

@@ -241,8 +241,8 @@ func named(term string) string {
 }
 
 // splitToken reads a term: an optional -, an optional qualifier and its
-// colon, and the value, which may be a whole "phrase in quotes" (a word
-// alone is action's value).
+// colon (none is action:), and the value, which may be a whole "phrase in
+// quotes".
 func splitToken(token string) (negated bool, key, value string, quoted bool, err error) {
 	rest, negated := strings.CutPrefix(token, "-")
 	key, value, qualified := strings.Cut(rest, ":")
