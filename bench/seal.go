@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,6 +66,7 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 	// time before the next phase, the last time timed.
 	var backlog int64
 	var catchUp time.Duration
+	var cpu sealCPU
 	for i := range 2 {
 		w, err := runClients(ctx, url, clients, b.duration/2, nil, write)
 		if err != nil {
@@ -75,7 +82,7 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 		if backlog, err = countUnsealed(ctx, conn); err != nil {
 			return nil, err
 		}
-		start := time.Now()
+		start, self := time.Now(), processCPU()
 		if err := s.start(ctx, conn); err != nil {
 			return nil, err
 		}
@@ -84,6 +91,9 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 		}
 		catchUp = time.Since(start)
 		if i == 1 {
+			if cpu, err = catchUpCPU(ctx, conn, processCPU()-self); err != nil {
+				return nil, err
+			}
 			s.stop()
 		}
 	}
@@ -98,6 +108,14 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 		lagRow.measured, lagRow.met = fmt.Sprintf("%s (%s), %d events", ms(p99), ms(p50), len(lags)), ptr(p99 < time.Second)
 	}
 	sealRate := float64(backlog) / catchUp.Seconds()
+	cpuRow := row{benchmark: "CPU per event sealing the backlog: sealer process / its backend / WAL sender",
+		measured: "not measured (the server's processes are not on this machine)"}
+	if cpu.ok {
+		per := func(d time.Duration) string {
+			return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(backlog))
+		}
+		cpuRow.measured = per(cpu.process) + " / " + per(cpu.backend) + " / " + per(cpu.walSender)
+	}
 	return []row{
 		{benchmark: fmt.Sprintf("log_event tx/s with the sealer running vs without, %d clients, durable", clients),
 			measured: fmt.Sprintf("%.0f tx/s", with), baseline: fmt.Sprintf("%.0f tx/s", without), ratio: with / without,
@@ -107,6 +125,7 @@ func benchSeal(ctx context.Context, b *bench) ([]row, error) {
 			measured: fmt.Sprintf("%.0f events/s (%d in %s)", sealRate, backlog, catchUp.Round(time.Millisecond)),
 			baseline: fmt.Sprintf("%.0f tx/s", without), ratio: sealRate / without,
 			goal: ">= 5", met: ptr(sealRate/without >= 5)},
+		cpuRow,
 	}, nil
 }
 
@@ -127,6 +146,72 @@ func sealedOrg(ctx context.Context, b *bench, url string, conn *pgx.Conn) (strin
 		return "", nil, err
 	}
 	return org, &sealerProc{cfg: sealer.Config{DatabaseURL: url, Key: key, Logger: b.logger}}, nil
+}
+
+// sealCPU is the CPU time the sealer's three parts spent catching up.
+type sealCPU struct {
+	ok                          bool
+	process, backend, walSender time.Duration
+}
+
+// catchUpCPU reads, once the sealer has caught up, the CPU time of its two
+// server processes (made when it started: its connection and its WAL
+// sender) from /proc, when the server runs on this machine; process is this
+// process's, in which the sealer runs (the writers are stopped meanwhile).
+func catchUpCPU(ctx context.Context, conn *pgx.Conn, process time.Duration) (sealCPU, error) {
+	cpu := sealCPU{process: process}
+	rows, err := conn.Query(ctx, `
+		SELECT pid, backend_type = 'walsender' FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type IN ('client backend', 'walsender')`)
+	if err != nil {
+		return cpu, err
+	}
+	var pid int
+	var walSender bool
+	var senders, backends int
+	_, err = pgx.ForEachRow(rows, []any{&pid, &walSender}, func() error {
+		d, err := procCPU(pid)
+		if err != nil {
+			return nil // not on this machine
+		}
+		if walSender {
+			cpu.walSender, senders = cpu.walSender+d, senders+1
+		} else {
+			cpu.backend, backends = cpu.backend+d, backends+1
+		}
+		return nil
+	})
+	cpu.ok = senders == 1 && backends == 1
+	return cpu, err
+}
+
+// procCPU is the user and system CPU time of process pid, from /proc.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's closing parenthesis; utime and stime
+	// are the 14th and 15th of the line, in clock ticks (100 a second).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// processCPU is this process's user and system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sealerProc runs the sealer in this process and records when it ran.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -26,5 +27,20 @@ func TestSealLagCountsOnlyWhileRunning(t *testing.T) {
 		if got := whileRunning(at(c.committed), at(c.sealed), ran); got != c.want {
 			t.Errorf("committed at %vs, sealed at %vs: counted %v, want %v", c.committed, c.sealed, got, c.want)
 		}
+	}
+}
+
+// The CPU time read from /proc for the server's processes is the time the
+// process spent: this process's, compared with getrusage.
+func TestProcCPUReadsAProcess(t *testing.T) {
+	t.Parallel()
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+	}
+	got, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := processCPU(); got < 100*time.Millisecond || got > want+50*time.Millisecond || got < want-100*time.Millisecond {
+		t.Errorf("procCPU: %s, getrusage: %s", got, want)
 	}
 }

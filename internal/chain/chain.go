@@ -13,11 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -147,66 +144,135 @@ func canonicalIP(s *string) *string {
 	return &out
 }
 
-// appendCanonicalJSON appends a JSON value with sorted object keys and
-// numbers kept as written.
+// appendCanonicalJSON appends a JSON value with sorted object keys (the
+// last of a repeated key), no spaces, strings as encoding/json writes them
+// and numbers as written: what decoding it with UseNumber and marshalling
+// it again with sorted keys gives, without building the maps.
 func appendCanonicalJSON(buf, raw []byte) ([]byte, error) {
 	if len(raw) == 0 || string(raw) == "{}" {
 		return append(buf, "{}"...), nil
 	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
 	// Bytes after the value would be dropped, so two different metadata
 	// would share their canonical form.
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON value")
+	if !json.Valid(raw) {
+		return nil, errors.New("not one JSON value")
 	}
-	return appendValue(buf, v)
+	p := jsonReader{b: raw}
+	return p.value(buf)
 }
 
-// appendValue appends a value decoded with UseNumber, as encoding/json would
-// marshal it, but with object keys sorted.
-func appendValue(buf []byte, v any) ([]byte, error) {
-	var err error
-	switch x := v.(type) {
-	case map[string]any:
-		keys := slices.Sorted(maps.Keys(x))
-		buf = append(buf, '{')
-		for i, k := range keys {
-			if i > 0 {
-				buf = append(buf, ',')
+// jsonReader reads a valid JSON text.
+type jsonReader struct {
+	b []byte
+	i int
+}
+
+func (p *jsonReader) space() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+// value appends the canonical form of the value at p.i.
+func (p *jsonReader) value(buf []byte) ([]byte, error) {
+	p.space()
+	switch c := p.b[p.i]; c {
+	case '{':
+		type member struct {
+			key   string
+			value []byte
+		}
+		var members []member
+		for p.i++; ; {
+			p.space()
+			if p.b[p.i] == '}' {
+				p.i++
+				break
 			}
-			buf = append(appendString(buf, k), ':')
-			if buf, err = appendValue(buf, x[k]); err != nil {
+			key, err := p.string()
+			if err != nil {
 				return nil, err
 			}
+			p.space()
+			p.i++ // ':'
+			v, err := p.value(nil)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, member{key, v})
+			if p.space(); p.b[p.i] == ',' {
+				p.i++
+			}
+		}
+		slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		buf = append(buf, '{')
+		n := 0
+		for k, m := range members {
+			if k+1 < len(members) && members[k+1].key == m.key {
+				continue // a later value of the key replaces it
+			}
+			if n++; n > 1 {
+				buf = append(buf, ',')
+			}
+			buf = append(append(appendString(buf, m.key), ':'), m.value...)
 		}
 		return append(buf, '}'), nil
-	case []any:
+	case '[':
 		buf = append(buf, '[')
-		for i, val := range x {
-			if i > 0 {
+		var err error
+		for p.i++; ; {
+			p.space()
+			if p.b[p.i] == ']' {
+				p.i++
+				return append(buf, ']'), nil
+			}
+			if buf[len(buf)-1] != '[' {
 				buf = append(buf, ',')
 			}
-			if buf, err = appendValue(buf, val); err != nil {
+			if buf, err = p.value(buf); err != nil {
 				return nil, err
 			}
+			if p.space(); p.b[p.i] == ',' {
+				p.i++
+			}
 		}
-		return append(buf, ']'), nil
-	case string:
-		return appendString(buf, x), nil
-	case json.Number:
-		return append(buf, x...), nil // as written: the decoder checked it
-	case bool:
-		return strconv.AppendBool(buf, x), nil
-	case nil:
-		return append(buf, "null"...), nil
-	default:
-		return nil, fmt.Errorf("unexpected JSON value %T", v)
+	case '"':
+		s, err := p.string()
+		return appendString(buf, s), err
+	case 't', 'n':
+		p.i += 4
+		return append(buf, p.b[p.i-4:p.i]...), nil
+	case 'f':
+		p.i += 5
+		return append(buf, "false"...), nil
+	default: // a number, kept as written
+		start := p.i
+		for p.i < len(p.b) && strings.IndexByte("+-0123456789.eE", p.b[p.i]) >= 0 {
+			p.i++
+		}
+		return append(buf, p.b[start:p.i]...), nil
 	}
+}
+
+// string reads the string at p.i: as is when it holds only printable ASCII
+// and no escape, else as encoding/json decodes it.
+func (p *jsonReader) string() (string, error) {
+	start, plain := p.i, true
+	for p.i++; p.b[p.i] != '"'; p.i++ {
+		if c := p.b[p.i]; c == '\\' {
+			p.i++
+			plain = false
+		} else if c < 0x20 || c > 0x7e {
+			plain = false
+		}
+	}
+	p.i++
+	if plain {
+		return string(p.b[start+1 : p.i-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(p.b[start:p.i], &s)
+	return s, err
 }
 
 // marshal is json.Marshal without HTML escaping and without the newline an

@@ -3,7 +3,11 @@ package chain_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,4 +298,85 @@ func TestCanonicalEscapesAsEncodingJSON(t *testing.T) {
 			t.Errorf("%q:\n got %s\nwant %s", s, got, want)
 		}
 	}
+}
+
+// FuzzCanonicalMetadata: the canonical form of metadata is what decoding it
+// (numbers kept as written) and marshalling it again with sorted keys gives,
+// as the first version computed it; the same inputs are refused.
+func FuzzCanonicalMetadata(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"b": 1, "a": [true, false, null, -0.5e+3]}`, `{"a": 1, "a": {"c": 2}}`,
+		`{"é": "\u00e9\ud800\u2028", "\u0061": "\"\\\/\b\f\n\r\t"}`, " [ 1 , { } , [ ] , \"x\" ] ", `"s"`, `12`, `{"a":1} x`, "{\"a\":\"\xff\"}", `{"a":`} {
+		f.Add([]byte(seed))
+	}
+	e := golden()
+	e.Metadata = []byte(`{}`)
+	base, err := chain.Canonical(e)
+	if err != nil {
+		f.Fatal(err)
+	}
+	prefix := strings.TrimSuffix(string(base), `{}}`)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		want, werr := referenceCanonicalJSON(raw)
+		e := golden()
+		e.Metadata = raw
+		got, err := chain.Canonical(e)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("metadata %q: error %v, the reference's %v", raw, err, werr)
+		}
+		if err == nil && string(got) != prefix+string(want)+"}" {
+			t.Fatalf("metadata %q:\n got %s\nwant %s%s}", raw, got, prefix, want)
+		}
+	})
+}
+
+// referenceCanonicalJSON is the first version's canonical metadata, through
+// encoding/json.
+func referenceCanonicalJSON(raw []byte) ([]byte, error) {
+	if len(raw) == 0 {
+		return []byte("{}"), nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON value")
+	}
+	var out bytes.Buffer
+	var write func(v any)
+	write = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			out.WriteByte('{')
+			for i, k := range slices.Sorted(maps.Keys(x)) {
+				if i > 0 {
+					out.WriteByte(',')
+				}
+				write(k)
+				out.WriteByte(':')
+				write(x[k])
+			}
+			out.WriteByte('}')
+		case []any:
+			out.WriteByte('[')
+			for i, y := range x {
+				if i > 0 {
+					out.WriteByte(',')
+				}
+				write(y)
+			}
+			out.WriteByte(']')
+		default:
+			enc := json.NewEncoder(&out)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(x); err != nil {
+				panic(err)
+			}
+			out.Truncate(out.Len() - 1) // the Encoder's newline
+		}
+	}
+	write(v)
+	return out.Bytes(), nil
 }
