@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +28,8 @@ import (
 // there equal the primary's; a browser signs in there; a token minted on the
 // primary works there once replayed; /healthz and /metrics report the replay
 // lag. The retention worker, the
-// sealer and the delivery worker refuse the standby, alone or in serve.
+// sealer and the delivery worker refuse the standby, alone or in serve,
+// before making the key file they were asked to.
 func TestServeFromAStandby(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
@@ -148,6 +152,12 @@ func TestServeFromAStandby(t *testing.T) {
 			err := run(ctx, args, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), "is a standby") || !strings.Contains(err.Error(), "primary") {
 				t.Errorf("%s against a standby: %v; want it refused, naming the primary", args[0], err)
+			}
+		}
+		// Refused before any work: not even the key file asked for is made.
+		for _, key := range []string{"seal.pem", "delivery.pem"} {
+			if _, err := os.Stat(filepath.Join(dir, key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s after refusing the standby: %v, want not made", key, err)
 			}
 		}
 		err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", super, "--seal-key", filepath.Join(dir, "seal.pem"),
