@@ -27,7 +27,8 @@ import (
 // the checkpoints, the subscriptions, the catalog and the seal keys read
 // there equal the primary's; a browser signs in there; a token minted on the
 // primary works there once replayed; /healthz and /metrics report the replay
-// lag. The retention worker, the
+// lag; an export cancelled by a replay conflict fails rather than looking
+// complete. The retention worker, the
 // sealer and the delivery worker refuse the standby, alone or in serve,
 // before making the key file they were asked to.
 func TestServeFromAStandby(t *testing.T) {
@@ -139,6 +140,62 @@ func TestServeFromAStandby(t *testing.T) {
 		if code, body := fetch(t, standby+api+"?limit=1", fresh); code != http.StatusOK {
 			t.Errorf("the token once the standby replayed it: %d %s, want 200", code, body)
 		}
+	})
+
+	// An export whose query replay cancels (a lock the primary took on the
+	// leaf it reads, past max_standby_streaming_delay) ends without its final
+	// chunk and manifest: a failed download, not a complete-looking file.
+	t.Run("export cut by a replay conflict", func(t *testing.T) {
+		var leaf string
+		if err := pool.QueryRow(ctx, `SELECT 'audit.events_team_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')`).Scan(&leaf); err != nil {
+			t.Fatal(err)
+		}
+		// About 30 MB of CSV: more than the sockets between the standby, the
+		// API and the client hold, so the export is still reading the leaf
+		// while the client pauses.
+		if _, err := pool.Exec(ctx, `INSERT INTO `+leaf+` (id, org_id, occurred_at, action, target_type, actor_type, actor_email, metadata)
+			SELECT gen_random_uuid(), $1, now() - g * interval '1 ms', a.action, a.target_type, 'user', 'ann@example.com', jsonb_build_object('pad', repeat('x', 300))
+			FROM audit.actions a, generate_series(1, 80000) g WHERE a.action = 'cluster.created'`, org); err != nil {
+			t.Fatal(err)
+		}
+		standbyAdmin := testdb.Pool(t, onStandby(url))
+		if _, err := standbyAdmin.Exec(ctx, "ALTER SYSTEM SET max_standby_streaming_delay = '100ms'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := standbyAdmin.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+		testdb.WaitReplayed(t, url, onStandby(url))
+		req, _ := http.NewRequest(http.MethodGet, standby+api+"?format=csv", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("the export's first MB: %d %v", resp.StatusCode, err)
+		}
+		// Sent at once (the test server commits asynchronously), well within
+		// the API's floor for a client that pauses.
+		if _, err := pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; LOCK TABLE "+leaf+" IN ACCESS EXCLUSIVE MODE; COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		var conflicts int64
+		for deadline := time.Now().Add(time.Minute); conflicts == 0; time.Sleep(50 * time.Millisecond) {
+			if err := standbyAdmin.QueryRow(ctx, "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = current_database()").Scan(&conflicts); err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("replay cancelled no query of the standby in a minute")
+			}
+		}
+		rest, err := io.ReadAll(resp.Body)
+		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
+			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
+				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
+		}
+		testdb.WaitReplayed(t, url, onStandby(url))
 	})
 
 	t.Run("workers refuse", func(t *testing.T) {
