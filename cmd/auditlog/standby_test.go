@@ -183,7 +183,8 @@ func TestServeFromAStandby(t *testing.T) {
 		}
 		var conflicts int64
 		for deadline := time.Now().Add(time.Minute); conflicts == 0; time.Sleep(50 * time.Millisecond) {
-			if err := standbyAdmin.QueryRow(ctx, "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = current_database()").Scan(&conflicts); err != nil {
+			if err := standbyAdmin.QueryRow(ctx, `SELECT confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock
+				FROM pg_stat_database_conflicts WHERE datname = current_database()`).Scan(&conflicts); err != nil {
 				t.Fatal(err)
 			}
 			if time.Now().After(deadline) {
