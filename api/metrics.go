@@ -233,7 +233,8 @@ func newReplicationCollector(status func(context.Context) (store.Replication, er
 			"1 when the API's database is a hot standby (pg_is_in_recovery()), 0 on a primary.", nil, nil),
 		lag: prometheus.NewDesc("auditlog_replay_lag_seconds",
 			"On a standby, how far what it serves is behind its primary: 0 while it streams and has replayed all it received, "+
-				"else the time since the last transaction it replayed committed (no series on a primary).", nil, nil),
+				"else the time since the last transaction it replayed committed (no series on a primary, nor while unknown: "+
+				"not caught up and no transaction replayed since the standby started).", nil, nil),
 	}
 }
 

@@ -64,7 +64,9 @@ func parseAllow(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// config checks the flags and reads the key.
+// config checks the flags. The key is read (made, with
+// --create-delivery-key) by loadKey once delivery.Check accepts the server:
+// a refused one (a standby) leaves no key file behind.
 func (d *deliverFlags) config(e env, fallbackURL string) (delivery.Config, error) {
 	cfg := delivery.Config{DatabaseURL: cmp.Or(d.dbURL, fallbackURL), Logger: e.logger, FailAfter: d.failAfter, Link: d.link,
 		Guard: delivery.Guard{RootCAs: d.roots}}
@@ -75,11 +77,17 @@ func (d *deliverFlags) config(e env, fallbackURL string) (delivery.Config, error
 	if d.keyPath == "" {
 		return cfg, errors.New("delivery: no --delivery-key file (env AUDITLOG_DELIVERY_KEY); make one with --delivery-key FILE --create-delivery-key (docs/delivery.md)")
 	}
+	return cfg, nil
+}
+
+// loadKey reads the key into cfg, or makes it with --create-delivery-key.
+func (d *deliverFlags) loadKey(e env, cfg *delivery.Config) error {
+	var err error
 	if cfg.Key, err = delivery.LoadOrCreateKey(d.keyPath, d.createKey); err != nil {
-		return cfg, fmt.Errorf("delivery: %w", err)
+		return fmt.Errorf("delivery: %w", err)
 	}
 	e.logger.Info("delivery key", "file", d.keyPath, "key_id", delivery.KeyID(cfg.Key.PublicKey()))
-	return cfg, nil
+	return nil
 }
 
 // startDelivery runs the delivery worker in the background unless d is nil
@@ -96,6 +104,9 @@ func startDelivery(ctx context.Context, e env, serveURL string, d *deliverFlags,
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w; give serve --delivery-database-url for a role holding audit_deliverer, or --no-delivery and run `auditlog deliver` elsewhere", err)
+	}
+	if err := d.loadKey(e, &cfg); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -123,6 +134,9 @@ func runDeliver(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if err := delivery.Check(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	if err := d.loadKey(e, &cfg); err != nil {
 		return err
 	}
 	return delivery.Run(ctx, cfg)

@@ -35,19 +35,26 @@ func (s *sealFlags) register(fs *flag.FlagSet, inServe bool) {
 	fs.BoolVar(&s.createKey, "create-key", false, "make the --seal-key file with a new key if it does not exist")
 }
 
-// config checks the flags and reads the key.
+// config checks the flags. The key is read (made, with --create-key) by
+// loadKey once sealer.Check accepts the server: a refused one (a standby)
+// leaves no key file behind.
 func (s *sealFlags) config(e env, fallbackURL string) (sealer.Config, error) {
 	cfg := sealer.Config{DatabaseURL: cmp.Or(s.dbURL, fallbackURL), Logger: e.logger}
 	if s.keyPath == "" {
 		return cfg, errors.New("sealer: no --seal-key file (env AUDITLOG_SEAL_KEY); make one with --seal-key FILE --create-key (docs/feed.md)")
 	}
+	return cfg, nil
+}
+
+// loadKey reads the key into cfg, or makes it with --create-key.
+func (s *sealFlags) loadKey(e env, cfg *sealer.Config) error {
 	key, err := chain.LoadOrCreateKey(s.keyPath, s.createKey)
 	if err != nil {
-		return cfg, fmt.Errorf("sealer: %w", err)
+		return fmt.Errorf("sealer: %w", err)
 	}
 	cfg.Key = key
 	e.logger.Info("seal key", "file", s.keyPath, "key_id", chain.KeyID(key.Public().(ed25519.PublicKey)))
-	return cfg, nil
+	return nil
 }
 
 // startSealer checks that a sealer can run, then runs it in the background
@@ -63,6 +70,9 @@ func startSealer(ctx context.Context, e env, serveURL string, s sealFlags) (stop
 	}
 	if err := sealer.Check(ctx, cfg.DatabaseURL); err != nil {
 		return nil, fmt.Errorf("%w; give serve --sealer-database-url for such a role, or --no-sealer and run `auditlog seal` elsewhere", err)
+	}
+	if err := s.loadKey(e, &cfg); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -90,6 +100,9 @@ func runSeal(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if err := sealer.Check(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	if err := s.loadKey(e, &cfg); err != nil {
 		return err
 	}
 	return sealer.Run(ctx, cfg)

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,8 +27,10 @@ import (
 // the checkpoints, the subscriptions, the catalog and the seal keys read
 // there equal the primary's; a browser signs in there; a token minted on the
 // primary works there once replayed; /healthz and /metrics report the replay
-// lag. The retention worker, the
-// sealer and the delivery worker refuse the standby, alone or in serve.
+// lag; an export cancelled by a replay conflict fails rather than looking
+// complete. The retention worker, the
+// sealer and the delivery worker refuse the standby, alone or in serve,
+// before making the key file they were asked to.
 func TestServeFromAStandby(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
@@ -137,6 +142,63 @@ func TestServeFromAStandby(t *testing.T) {
 		}
 	})
 
+	// An export whose query replay cancels (a lock the primary took on the
+	// leaf it reads, past max_standby_streaming_delay) ends without its final
+	// chunk and manifest: a failed download, not a complete-looking file.
+	t.Run("export cut by a replay conflict", func(t *testing.T) {
+		var leaf string
+		if err := pool.QueryRow(ctx, `SELECT 'audit.events_team_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')`).Scan(&leaf); err != nil {
+			t.Fatal(err)
+		}
+		// About 30 MB of CSV: more than the sockets between the standby, the
+		// API and the client hold, so the export is still reading the leaf
+		// while the client pauses.
+		if _, err := pool.Exec(ctx, `INSERT INTO `+leaf+` (id, org_id, occurred_at, action, target_type, actor_type, actor_email, metadata)
+			SELECT gen_random_uuid(), $1, now() - g * interval '1 ms', a.action, a.target_type, 'user', 'ann@example.com', jsonb_build_object('pad', repeat('x', 300))
+			FROM audit.actions a, generate_series(1, 80000) g WHERE a.action = 'cluster.created'`, org); err != nil {
+			t.Fatal(err)
+		}
+		standbyAdmin := testdb.Pool(t, onStandby(url))
+		if _, err := standbyAdmin.Exec(ctx, "ALTER SYSTEM SET max_standby_streaming_delay = '100ms'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := standbyAdmin.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+		testdb.WaitReplayed(t, url, onStandby(url))
+		req, _ := http.NewRequest(http.MethodGet, standby+api+"?format=csv", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("the export's first MB: %d %v", resp.StatusCode, err)
+		}
+		// Sent at once (the test server commits asynchronously), well within
+		// the API's floor for a client that pauses.
+		if _, err := pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; LOCK TABLE "+leaf+" IN ACCESS EXCLUSIVE MODE; COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		var conflicts int64
+		for deadline := time.Now().Add(time.Minute); conflicts == 0; time.Sleep(50 * time.Millisecond) {
+			if err := standbyAdmin.QueryRow(ctx, `SELECT confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock
+				FROM pg_stat_database_conflicts WHERE datname = current_database()`).Scan(&conflicts); err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("replay cancelled no query of the standby in a minute")
+			}
+		}
+		rest, err := io.ReadAll(resp.Body)
+		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
+			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
+				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
+		}
+		testdb.WaitReplayed(t, url, onStandby(url))
+	})
+
 	t.Run("workers refuse", func(t *testing.T) {
 		dir := t.TempDir()
 		super := onStandby(url)
@@ -148,6 +210,12 @@ func TestServeFromAStandby(t *testing.T) {
 			err := run(ctx, args, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), "is a standby") || !strings.Contains(err.Error(), "primary") {
 				t.Errorf("%s against a standby: %v; want it refused, naming the primary", args[0], err)
+			}
+		}
+		// Refused before any work: not even the key file asked for is made.
+		for _, key := range []string{"seal.pem", "delivery.pem"} {
+			if _, err := os.Stat(filepath.Join(dir, key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s after refusing the standby: %v, want not made", key, err)
 			}
 		}
 		err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", super, "--seal-key", filepath.Join(dir, "seal.pem"),

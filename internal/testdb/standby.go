@@ -50,8 +50,22 @@ func WaitReplayed(t testing.TB, primaryURL, standbyURL string) {
 	primary, standby := connect(t, primaryURL), connect(t, standbyURL)
 	defer primary.Close(ctx)
 	defer standby.Close(ctx)
+	// The test server commits asynchronously: what was committed may not be
+	// written yet, so pg_current_wal_lsn() may lie before it. A commit with
+	// synchronous_commit on that wrote WAL (a transactional message) flushes
+	// the WAL up to itself, so everything committed before it.
+	tx, err := primary.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'testdb', 'wait replayed')")
+	}
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
 	var lsn string
-	if err := primary.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	if err == nil {
+		err = primary.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {

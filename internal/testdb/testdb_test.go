@@ -54,3 +54,35 @@ func TestDropStaleTemplatesLeavesUsedOnes(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitReplayedSeesTheLastCommit: once WaitReplayed returns, the
+// standby shows what the primary committed just before, although the test
+// server commits asynchronously (its WAL may not be written yet).
+func TestWaitReplayedSeesTheLastCommit(t *testing.T) {
+	t.Parallel()
+	url := New(t)
+	onStandby := Standby(t)
+	ctx := context.Background()
+	primary, standby := Pool(t, url), Pool(t, onStandby(url))
+	if _, err := primary.Exec(ctx, "CREATE TABLE replayed (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	WaitReplayed(t, url, onStandby(url))
+	var made bool
+	if err := standby.QueryRow(ctx, "SELECT to_regclass('replayed') IS NOT NULL").Scan(&made); err != nil || !made {
+		t.Fatalf("a table made on the primary before WaitReplayed is not on the standby after it (%v)", err)
+	}
+	for n := range 20 {
+		if _, err := primary.Exec(ctx, "INSERT INTO replayed VALUES ($1)", n); err != nil {
+			t.Fatal(err)
+		}
+		WaitReplayed(t, url, onStandby(url))
+		var seen bool
+		if err := standby.QueryRow(ctx, "SELECT EXISTS (SELECT FROM replayed WHERE n = $1)", n).Scan(&seen); err != nil {
+			t.Fatal(err)
+		}
+		if !seen {
+			t.Fatalf("row %d committed on the primary before WaitReplayed is not on the standby after it", n)
+		}
+	}
+}
