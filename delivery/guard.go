@@ -121,3 +121,14 @@ func (g Guard) Client(timeout time.Duration) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
+
+// do sends req with client. A failure names the destination's host, never
+// its URL: a Slack URL is the secret itself, and a webhook's may hold a
+// token, while errors reach the attempt log that audit_reader reads.
+func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := client.Do(req)
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("%s %s: %w", ue.Op, req.URL.Host, ue.Err)
+	}
+	return resp, err
+}

@@ -344,7 +344,7 @@ func (w *worker) send(ctx context.Context, id string, s sub, events []store.Feed
 		return a
 	}
 	for _, req := range reqs {
-		resp, err := w.client.Do(req)
+		resp, err := do(w.client, req)
 		if err != nil {
 			a.err = err
 			return a
