@@ -32,7 +32,8 @@ func TestAddressCheckRefusesSpecialRanges(t *testing.T) {
 		"127.0.0.1", "127.1.2.3", "::1", "169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254",
 		"10.0.0.1", "172.16.0.1", "192.168.1.1", "fc00::1", "100.64.0.1", "0.0.0.0", "::", "224.0.0.1",
 		"192.0.2.1", "198.18.0.1", "240.0.0.1", "255.255.255.255", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-		"64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+		"64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::127.0.0.1", "::a9fe:a9fe", "::ffff:0:7f00:1", "::ffff:0:a00:1",
+		"100::1", "fec0::1", "2001::a9fe:a9fe", "2001:10::1",
 	} {
 		_, err := dialer.DialContext(context.Background(), "tcp", net.JoinHostPort(addr, "443"))
 		if !errors.Is(err, delivery.ErrRefusedAddress) {
