@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -316,11 +317,19 @@ type attempt struct {
 	err     error
 }
 
+// errText is the attempt's error as logged: control characters, which a
+// receiver can put in its reason phrase or certificate names, shown as
+// U+FFFD, since the log is printed to terminals.
 func (a attempt) errText() *string {
 	if a.err == nil {
 		return nil
 	}
-	s := a.err.Error()
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return unicode.ReplacementChar
+		}
+		return r
+	}, a.err.Error())
 	return &s
 }
 

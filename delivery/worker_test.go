@@ -356,3 +356,34 @@ func TestPausedAndResumedDeliversAgain(t *testing.T) {
 		return pos == 84
 	})
 }
+
+// TestReceiverTextIsNotLoggedRaw: a receiver's reason phrase (like its
+// certificate's names) is its own text, which errors quote; with terminal
+// control sequences in it, the attempt log (which `auditlog subscriptions
+// list` prints to a terminal) holds no control character.
+func TestReceiverTextIsNotLoggedRaw(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 500 \x1b]8;;https://evil.example\x07click\x1b[2J\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		buf.Flush()
+		return true
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	e.start(t, delivery.Config{Guard: guard(rc), MinBackoff: time.Minute})
+	write(t, e, org, 1, 1)
+	var errText string
+	waitFor(t, "a failed attempt", func() bool {
+		return e.admin.QueryRow(context.Background(), "SELECT error FROM audit.delivery_attempts WHERE subscription_id = $1 LIMIT 1", id).Scan(&errText) == nil
+	})
+	if strings.ContainsAny(errText, "\x1b\x07") || !strings.Contains(errText, "500") {
+		t.Errorf("attempt error %q", errText)
+	}
+}
