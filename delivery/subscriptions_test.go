@@ -16,7 +16,8 @@ import (
 
 // TestSubscriptionsRecordTheirEvents: subscribe, pause, resume and
 // unsubscribe, called as the control plane, each record their audit_stream
-// event (a pause of a paused one none); bad rules and unknown subscriptions are refused with their codes.
+// event (a pause of a paused one none); bad rules, names with control
+// characters and unknown subscriptions are refused with their codes.
 func TestSubscriptionsRecordTheirEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -61,6 +62,14 @@ func TestSubscriptionsRecordTheirEvents(t *testing.T) {
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != c.code {
 			t.Errorf("rule %+v: %v, want SQLSTATE %s", c.rule, err, c.code)
+		}
+	}
+	// A name is printed by auditlog subscriptions list: no line breaks,
+	// tabs or terminal escapes to forge its rows with.
+	for _, name := range []string{"a\nb", "a\tb", "\x1b[2Jx"} {
+		_, _, err := delivery.Subscribe(ctx, e.control, guard(rc), delivery.Subscription{OrgID: org, Name: name, Kind: delivery.KindWebhook, Destination: delivery.Destination{URL: rc.srv.URL}})
+		if !isCode(err, "AL041") {
+			t.Errorf("name %q: %v, want SQLSTATE AL041", name, err)
 		}
 	}
 	if _, err := e.control.Exec(ctx, "SELECT audit.pause_subscription($1, $2)", org, id); !isCode(err, "AL040") {
