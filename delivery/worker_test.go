@@ -387,3 +387,31 @@ func TestReceiverTextIsNotLoggedRaw(t *testing.T) {
 		t.Errorf("attempt error %q", errText)
 	}
 }
+
+// TestAttemptsKeptSevenDays: the worker removes attempts older than 7
+// days when it starts (then hourly), and keeps the newer ones.
+func TestAttemptsKeptSevenDays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	for _, age := range []string{"7 days 1 minute", "6 days 23 hours"} {
+		if _, err := e.admin.Exec(ctx, `
+			INSERT INTO audit.delivery_attempts (subscription_id, org_id, attempted_at, status, latency_ms, first_seq, last_seq, events)
+			VALUES ($1, $2, now() - $3::interval, 200, 1, 1, 1, 1)`, id, org, age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.start(t, delivery.Config{Guard: guard(rc)})
+	var ages []string
+	waitFor(t, "the old attempt removed", func() bool {
+		rows, _ := e.admin.Query(ctx, "SELECT justify_interval(date_trunc('hour', now() - attempted_at))::text FROM audit.delivery_attempts WHERE subscription_id = $1", id)
+		ages, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+		return len(ages) == 1
+	})
+	if ages[0] != "6 days 23:00:00" {
+		t.Errorf("attempts left: %v, want the one 6 days 23 hours old", ages)
+	}
+}
