@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
@@ -121,4 +122,37 @@ func counter(t *testing.T, reg *prometheus.Registry, name, kind string) float64 
 		}
 	}
 	return 0
+}
+
+// TestSlackMessageEscapesMarkup: what an event's writer chose (a token's
+// name here) reaches Slack as text: no @channel mention, no link of its
+// own, its &, < and > escaped as Slack's mrkdwn asks.
+func TestSlackMessageEscapesMarkup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	texts := make(chan string, 10)
+	slack := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		var m struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&m)
+		texts <- m.Text
+		return true
+	})
+	g := guard(slack)
+	if _, _, err := delivery.Subscribe(ctx, e.control, g, delivery.Subscription{OrgID: org, Name: "slack", Kind: delivery.KindSlack,
+		Rule: delivery.Rule{Actions: []string{"pat.created"}}, Destination: delivery.Destination{URL: slack.srv.URL + "/services/T/B/X"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, delivery.Config{Guard: g, Link: "https://audit.example.com"})
+	const name = "<!channel> & <https://evil.example|click> [x](https://evil.example)"
+	if _, err := auditlog.Log(ctx, e.admin, auditlog.Event{OrgID: org, Action: auditlog.PATCreated, TargetID: "t1",
+		Metadata: map[string]string{"name": name}, Actor: &auditlog.Actor{Email: "a@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	text := <-texts
+	want := `"&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; [x](https://evil.example)"`
+	if !strings.Contains(text, want) || strings.Count(text, "<") != 1 || strings.Count(text, ">") != 1 {
+		t.Errorf("Slack message %q, want the name as %s and only the event's own link", text, want)
+	}
 }
