@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -154,5 +157,58 @@ func TestSlackMessageEscapesMarkup(t *testing.T) {
 	want := `"&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; [x](https://evil.example)"`
 	if !strings.Contains(text, want) || strings.Count(text, "<") != 1 || strings.Count(text, ">") != 1 {
 		t.Errorf("Slack message %q, want the name as %s and only the event's own link", text, want)
+	}
+}
+
+// TestSlackRateLimitMidBatchMovesOn: Slack rate-limits an incoming webhook
+// (429 past a short burst); a message it refuses is sent again, and those
+// it took are not, so a backlog longer than the burst gets through, each
+// event once, in order.
+func TestSlackRateLimitMidBatchMovesOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	var mu sync.Mutex
+	var took []string
+	burst := 0
+	slack := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		var m struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		if burst == 3 { // three messages, then one refused
+			burst = 0
+			http.Error(w, "rate_limited", http.StatusTooManyRequests)
+			return true
+		}
+		burst++
+		took = append(took, regexp.MustCompile(`\(seq \d+\)`).FindString(m.Text))
+		return true
+	})
+	g := guard(slack)
+	rule := delivery.Rule{Actions: []string{"pat.created"}}
+	id, _, err := delivery.Subscribe(ctx, e.control, g, delivery.Subscription{OrgID: org, Name: "slack", Kind: delivery.KindSlack, Rule: rule,
+		Destination: delivery.Destination{URL: slack.srv.URL + "/services/T/B/X"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := e.position(t, id)
+	n := write(t, e, org, 1, 40)
+	sealtest.WaitSealed(t, e.admin, org, n+1)
+	var want []string
+	for _, seq := range matching(t, e, org, from, rule) {
+		want = append(want, fmt.Sprintf("(seq %d)", seq))
+	}
+	e.start(t, delivery.Config{Guard: g, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	waitFor(t, "every message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(took) >= len(want)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(took, want) {
+		t.Errorf("Slack took %v, want %v", took, want)
 	}
 }

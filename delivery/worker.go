@@ -277,6 +277,14 @@ func (w *worker) step(ctx context.Context, id string) (outcome, error) {
 			events = append(events, e)
 		}
 	}
+	// Slack takes a message per event and refuses those past a short burst
+	// (429): a step sends one, so that a refusal sends again only it, not
+	// the messages Slack took before it (which, a backlog being longer than
+	// the burst, were sent again and again, and the rest never).
+	if s.kind == KindSlack && len(events) > 1 {
+		events = events[:1]
+		page.Next = events[0].Seq
+	}
 	a := attempt{at: time.Now()}
 	if len(events) > 0 {
 		a = w.send(ctx, id, s, events)
