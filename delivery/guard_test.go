@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -96,4 +97,30 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestRedirectIsNotFollowed: a receiver answering 307 to elsewhere (which
+// could be an internal address the name check never saw) gets a failed
+// attempt with its status; the place it points to gets no request.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	target := newReceiver(t, nil)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		http.Redirect(w, r, target.srv.URL+"/internal", http.StatusTemporaryRedirect)
+		return true
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	e.start(t, delivery.Config{Guard: guard(rc, target), MinBackoff: time.Minute})
+	write(t, e, org, 1, 1)
+	var status int
+	waitFor(t, "a failed attempt", func() bool {
+		return e.admin.QueryRow(context.Background(), "SELECT status FROM audit.delivery_attempts WHERE subscription_id = $1 AND error IS NOT NULL LIMIT 1", id).Scan(&status) == nil
+	})
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if status != http.StatusTemporaryRedirect || target.requests > 0 {
+		t.Errorf("attempt status %d; %d requests followed the redirect", status, target.requests)
+	}
 }
