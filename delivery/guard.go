@@ -19,8 +19,10 @@ var ErrRefusedAddress = errors.New("refused address")
 
 // specialRanges are ranges that are neither loopback, link-local nor
 // private (netip says those) but still no place to send events: shared
-// address space, documentation, benchmarking, reserved and NAT64 (which can
-// reach IPv4 addresses inside).
+// address space, IETF protocol assignments, documentation, benchmarking,
+// reserved, discard-only, deprecated site-local, and those with an IPv4
+// address inside that some networks reach (IPv4-compatible, SIIT's
+// IPv4-translated, NAT64, Teredo, 6to4).
 var specialRanges = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),
@@ -30,6 +32,11 @@ var specialRanges = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"),
 	netip.MustParsePrefix("203.0.113.0/24"),
 	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("::ffff:0:0:0/96"),
+	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("fec0::/10"),
+	netip.MustParsePrefix("2001::/23"),
 	netip.MustParsePrefix("64:ff9b::/96"),
 	netip.MustParsePrefix("64:ff9b:1::/48"),
 	netip.MustParsePrefix("2001:db8::/32"),
@@ -120,4 +127,15 @@ func (g Guard) Client(timeout time.Duration) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// do sends req with client. A failure names the destination's host, never
+// its URL: a Slack URL is the secret itself, and a webhook's may hold a
+// token, while errors reach the attempt log that audit_reader reads.
+func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := client.Do(req)
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("%s %s: %w", ue.Op, req.URL.Host, ue.Err)
+	}
+	return resp, err
 }

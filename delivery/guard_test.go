@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -32,7 +33,8 @@ func TestAddressCheckRefusesSpecialRanges(t *testing.T) {
 		"127.0.0.1", "127.1.2.3", "::1", "169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254",
 		"10.0.0.1", "172.16.0.1", "192.168.1.1", "fc00::1", "100.64.0.1", "0.0.0.0", "::", "224.0.0.1",
 		"192.0.2.1", "198.18.0.1", "240.0.0.1", "255.255.255.255", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-		"64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+		"64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::127.0.0.1", "::a9fe:a9fe", "::ffff:0:7f00:1", "::ffff:0:a00:1",
+		"100::1", "fec0::1", "2001::a9fe:a9fe", "2001:10::1",
 	} {
 		_, err := dialer.DialContext(context.Background(), "tcp", net.JoinHostPort(addr, "443"))
 		if !errors.Is(err, delivery.ErrRefusedAddress) {
@@ -95,4 +97,30 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestRedirectIsNotFollowed: a receiver answering 307 to elsewhere (which
+// could be an internal address the name check never saw) gets a failed
+// attempt with its status; the place it points to gets no request.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	target := newReceiver(t, nil)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		http.Redirect(w, r, target.srv.URL+"/internal", http.StatusTemporaryRedirect)
+		return true
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	e.start(t, delivery.Config{Guard: guard(rc, target), MinBackoff: time.Minute})
+	write(t, e, org, 1, 1)
+	var status int
+	waitFor(t, "a failed attempt", func() bool {
+		return e.admin.QueryRow(context.Background(), "SELECT status FROM audit.delivery_attempts WHERE subscription_id = $1 AND error IS NOT NULL LIMIT 1", id).Scan(&status) == nil
+	})
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if status != http.StatusTemporaryRedirect || target.requests > 0 {
+		t.Errorf("attempt status %d; %d requests followed the redirect", status, target.requests)
+	}
 }

@@ -144,12 +144,15 @@ func (e env) subscribe(t *testing.T, org, name string, rule delivery.Rule, rc *r
 }
 
 // start runs a worker as a role holding audit_deliverer until the test
-// ends, or until stop is called.
+// ends, or until stop is called; its warnings go to the test's output
+// unless cfg has a logger.
 func (e env) start(t *testing.T, cfg delivery.Config) (stop func()) {
 	t.Helper()
 	cfg.DatabaseURL = testdb.Role(t, e.url, "audit_deliverer")
 	cfg.Key = e.key
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	if cfg.Poll == 0 {
 		cfg.Poll = 50 * time.Millisecond
 	}

@@ -5,15 +5,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditlog/auditlog"
 	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/sealtest"
@@ -121,4 +125,90 @@ func counter(t *testing.T, reg *prometheus.Registry, name, kind string) float64 
 		}
 	}
 	return 0
+}
+
+// TestSlackMessageEscapesMarkup: what an event's writer chose (a token's
+// name here) reaches Slack as text: no @channel mention, no link of its
+// own, its &, < and > escaped as Slack's mrkdwn asks.
+func TestSlackMessageEscapesMarkup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	texts := make(chan string, 10)
+	slack := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		var m struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&m)
+		texts <- m.Text
+		return true
+	})
+	g := guard(slack)
+	if _, _, err := delivery.Subscribe(ctx, e.control, g, delivery.Subscription{OrgID: org, Name: "slack", Kind: delivery.KindSlack,
+		Rule: delivery.Rule{Actions: []string{"pat.created"}}, Destination: delivery.Destination{URL: slack.srv.URL + "/services/T/B/X"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, delivery.Config{Guard: g, Link: "https://audit.example.com"})
+	const name = "<!channel> & <https://evil.example|click> [x](https://evil.example)"
+	if _, err := auditlog.Log(ctx, e.admin, auditlog.Event{OrgID: org, Action: auditlog.PATCreated, TargetID: "t1",
+		Metadata: map[string]string{"name": name}, Actor: &auditlog.Actor{Email: "a@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	text := <-texts
+	want := `"&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; [x](https://evil.example)"`
+	if !strings.Contains(text, want) || strings.Count(text, "<") != 1 || strings.Count(text, ">") != 1 {
+		t.Errorf("Slack message %q, want the name as %s and only the event's own link", text, want)
+	}
+}
+
+// TestSlackRateLimitMidBatchMovesOn: Slack rate-limits an incoming webhook
+// (429 past a short burst); a message it refuses is sent again, and those
+// it took are not, so a backlog longer than the burst gets through, each
+// event once, in order.
+func TestSlackRateLimitMidBatchMovesOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	var mu sync.Mutex
+	var took []string
+	burst := 0
+	slack := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		var m struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		if burst == 3 { // three messages, then one refused
+			burst = 0
+			http.Error(w, "rate_limited", http.StatusTooManyRequests)
+			return true
+		}
+		burst++
+		took = append(took, regexp.MustCompile(`\(seq \d+\)`).FindString(m.Text))
+		return true
+	})
+	g := guard(slack)
+	rule := delivery.Rule{Actions: []string{"pat.created"}}
+	id, _, err := delivery.Subscribe(ctx, e.control, g, delivery.Subscription{OrgID: org, Name: "slack", Kind: delivery.KindSlack, Rule: rule,
+		Destination: delivery.Destination{URL: slack.srv.URL + "/services/T/B/X"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := e.position(t, id)
+	n := write(t, e, org, 1, 40)
+	sealtest.WaitSealed(t, e.admin, org, n+1)
+	var want []string
+	for _, seq := range matching(t, e, org, from, rule) {
+		want = append(want, fmt.Sprintf("(seq %d)", seq))
+	}
+	e.start(t, delivery.Config{Guard: g, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	waitFor(t, "every message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(took) >= len(want)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(took, want) {
+		t.Errorf("Slack took %v, want %v", took, want)
+	}
 }

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 
 // TestSubscriptionsRecordTheirEvents: subscribe, pause, resume and
 // unsubscribe, called as the control plane, each record their audit_stream
-// event (a pause of a paused one none); bad rules and unknown subscriptions are refused with their codes.
+// event (a pause of a paused one none); bad rules, names with control
+// characters and unknown subscriptions are refused with their codes.
 func TestSubscriptionsRecordTheirEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -60,6 +62,14 @@ func TestSubscriptionsRecordTheirEvents(t *testing.T) {
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != c.code {
 			t.Errorf("rule %+v: %v, want SQLSTATE %s", c.rule, err, c.code)
+		}
+	}
+	// A name is printed by auditlog subscriptions list: no line breaks,
+	// tabs or terminal escapes to forge its rows with.
+	for _, name := range []string{"a\nb", "a\tb", "\x1b[2Jx"} {
+		_, _, err := delivery.Subscribe(ctx, e.control, guard(rc), delivery.Subscription{OrgID: org, Name: name, Kind: delivery.KindWebhook, Destination: delivery.Destination{URL: rc.srv.URL}})
+		if !isCode(err, "AL041") {
+			t.Errorf("name %q: %v, want SQLSTATE AL041", name, err)
 		}
 	}
 	if _, err := e.control.Exec(ctx, "SELECT audit.pause_subscription($1, $2)", org, id); !isCode(err, "AL040") {
@@ -144,5 +154,43 @@ func TestTestSendsASignedEmptyDelivery(t *testing.T) {
 	defer rc.mu.Unlock()
 	if len(rc.batches) != 1 || !rc.batches[0].signedOK || len(rc.batches[0].Events) != 0 {
 		t.Errorf("received %+v", rc.batches)
+	}
+}
+
+// TestFailedAttemptsShowNoURL: a Slack URL is the secret itself, and a
+// webhook's may hold a token; when a connection fails, neither the attempt
+// log (which audit_reader reads), the worker's log nor delivery.Test's
+// error shows it, only its host.
+func TestFailedAttemptsShowNoURL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	g := guard(rc)
+	const secretPath = "/services/T0/B0/s3cretSlackPath"
+	id, _, err := delivery.Subscribe(ctx, e.control, g, delivery.Subscription{OrgID: org, Name: "slack", Kind: delivery.KindSlack,
+		Destination: delivery.Destination{URL: rc.srv.URL + secretPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.srv.Close() // every connection is refused from now on
+	deliverer := testdb.Pool(t, testdb.Role(t, e.url, "audit_deliverer"))
+	if _, err := delivery.Test(ctx, deliverer, e.key, g, org, id); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("delivery.Test: %v", err)
+	}
+	var logs fixture.Buffer
+	e.start(t, delivery.Config{Guard: g, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	write(t, e, org, 1, 1)
+	reader := testdb.Pool(t, testdb.Role(t, e.url, "audit_reader"))
+	var errText string
+	waitFor(t, "a failed attempt", func() bool {
+		return reader.QueryRow(ctx, "SELECT error FROM audit.delivery_attempts WHERE subscription_id = $1 LIMIT 1", id).Scan(&errText) == nil
+	})
+	if strings.Contains(errText, "s3cret") || !strings.Contains(errText, "127.0.0.1") {
+		t.Errorf("attempt error %q: the URL shown, or not the host", errText)
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Errorf("the worker's log shows the URL: %s", logs.String())
 	}
 }

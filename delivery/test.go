@@ -41,7 +41,7 @@ func Test(ctx context.Context, db Querier, key *ecdh.PrivateKey, g Guard, orgID,
 	}
 	client := g.Client(10 * time.Second)
 	defer client.CloseIdleConnections()
-	resp, err := client.Do(reqs[0])
+	resp, err := do(client, reqs[0])
 	if err != nil {
 		return 0, err
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -276,6 +277,14 @@ func (w *worker) step(ctx context.Context, id string) (outcome, error) {
 			events = append(events, e)
 		}
 	}
+	// Slack takes a message per event and refuses those past a short burst
+	// (429): a step sends one, so that a refusal sends again only it, not
+	// the messages Slack took before it (which, a backlog being longer than
+	// the burst, were sent again and again, and the rest never).
+	if s.kind == KindSlack && len(events) > 1 {
+		events = events[:1]
+		page.Next = events[0].Seq
+	}
 	a := attempt{at: time.Now()}
 	if len(events) > 0 {
 		a = w.send(ctx, id, s, events)
@@ -316,11 +325,19 @@ type attempt struct {
 	err     error
 }
 
+// errText is the attempt's error as logged: control characters, which a
+// receiver can put in its reason phrase or certificate names, shown as
+// U+FFFD, since the log is printed to terminals.
 func (a attempt) errText() *string {
 	if a.err == nil {
 		return nil
 	}
-	s := a.err.Error()
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return unicode.ReplacementChar
+		}
+		return r
+	}, a.err.Error())
 	return &s
 }
 
@@ -344,7 +361,7 @@ func (w *worker) send(ctx context.Context, id string, s sub, events []store.Feed
 		return a
 	}
 	for _, req := range reqs {
-		resp, err := w.client.Do(req)
+		resp, err := do(w.client, req)
 		if err != nil {
 			a.err = err
 			return a

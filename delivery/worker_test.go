@@ -356,3 +356,62 @@ func TestPausedAndResumedDeliversAgain(t *testing.T) {
 		return pos == 84
 	})
 }
+
+// TestReceiverTextIsNotLoggedRaw: a receiver's reason phrase (like its
+// certificate's names) is its own text, which errors quote; with terminal
+// control sequences in it, the attempt log (which `auditlog subscriptions
+// list` prints to a terminal) holds no control character.
+func TestReceiverTextIsNotLoggedRaw(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 500 \x1b]8;;https://evil.example\x07click\x1b[2J\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		buf.Flush()
+		return true
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	e.start(t, delivery.Config{Guard: guard(rc), MinBackoff: time.Minute})
+	write(t, e, org, 1, 1)
+	var errText string
+	waitFor(t, "a failed attempt", func() bool {
+		return e.admin.QueryRow(context.Background(), "SELECT error FROM audit.delivery_attempts WHERE subscription_id = $1 LIMIT 1", id).Scan(&errText) == nil
+	})
+	if strings.ContainsAny(errText, "\x1b\x07") || !strings.Contains(errText, "500") {
+		t.Errorf("attempt error %q", errText)
+	}
+}
+
+// TestAttemptsKeptSevenDays: the worker removes attempts older than 7
+// days when it starts (then hourly), and keeps the newer ones.
+func TestAttemptsKeptSevenDays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, nil)
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	for _, age := range []string{"7 days 1 minute", "6 days 23 hours"} {
+		if _, err := e.admin.Exec(ctx, `
+			INSERT INTO audit.delivery_attempts (subscription_id, org_id, attempted_at, status, latency_ms, first_seq, last_seq, events)
+			VALUES ($1, $2, now() - $3::interval, 200, 1, 1, 1, 1)`, id, org, age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.start(t, delivery.Config{Guard: guard(rc)})
+	var ages []string
+	waitFor(t, "the old attempt removed", func() bool {
+		rows, _ := e.admin.Query(ctx, "SELECT justify_interval(date_trunc('hour', now() - attempted_at))::text FROM audit.delivery_attempts WHERE subscription_id = $1", id)
+		ages, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+		return len(ages) == 1
+	})
+	if ages[0] != "6 days 23:00:00" {
+		t.Errorf("attempts left: %v, want the one 6 days 23 hours old", ages)
+	}
+}

@@ -81,7 +81,8 @@ DECLARE
 BEGIN
   v_fault := CASE
     WHEN NOT EXISTS (SELECT FROM cloud.orgs o WHERE o.id = p_org) THEN format('unknown org %s', p_org)
-    WHEN p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 100 THEN 'a name is 1 to 100 characters'
+    WHEN p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 100 OR p_name ~ '[[:cntrl:]]'
+      THEN 'a name is 1 to 100 characters, none a control character (it is printed to terminals)'
     WHEN p_kind IS NULL OR p_kind NOT IN ('webhook', 'slack', 'splunk_hec') THEN format('unknown kind "%s" (webhook, slack or splunk_hec)', left(p_kind, 100))
     WHEN p_host IS NULL OR p_host !~ '^[A-Za-z0-9.:\[\]-]{1,255}$' THEN 'a host is a DNS name or an IP address'
     WHEN NOT EXISTS (SELECT FROM audit.delivery_keys k WHERE k.key_id = p_key_id) THEN format('unknown delivery key "%s"', left(p_key_id, 100))

@@ -45,8 +45,10 @@ func runSubscriptions(ctx context.Context, e env, args []string) error {
 	as := fs.String("as", "", "the email of the person acting, recorded as the actor of the audit_stream event")
 	name := fs.String("name", "", "add: the subscription's name, unique in the org")
 	kind := fs.String("kind", delivery.KindWebhook, "add: webhook, slack or splunk_hec")
-	rawURL := fs.String("url", "", "add: the destination URL (https)")
-	token := fs.String("token", "", "add: the Splunk HEC token")
+	// The URL (a Slack one is the secret) and the token can come from the
+	// environment: a command line is readable by every local user (ps).
+	rawURL := fs.String("url", envOr("AUDITLOG_SUBSCRIPTION_URL", ""), "add: the destination URL (https) (env AUDITLOG_SUBSCRIPTION_URL)")
+	token := fs.String("token", envOr("AUDITLOG_SUBSCRIPTION_TOKEN", ""), "add: the Splunk HEC token (env AUDITLOG_SUBSCRIPTION_TOKEN)")
 	var actions, targetTypes, actors listFlag
 	fs.Var(&actions, "action", "add: an action to deliver, exact or a prefix such as cluster.* (repeatable; default all)")
 	fs.Var(&targetTypes, "target-type", "add: a target type to deliver (repeatable; default all)")

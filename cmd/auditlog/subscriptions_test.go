@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/delivery"
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
@@ -19,13 +22,8 @@ import (
 // rm; each change records its audit_stream event as the --as person.
 func TestSubscriptionsCommand(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
-	pool := testdb.Pool(t, url)
+	url, pool, org, keyPath, srv := subscriptionsEnv(t)
 	ctx := context.Background()
-	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	keyPath := registeredKey(t, pool, t.TempDir())
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	defer srv.Close()
 
 	sub := func(args ...string) (string, string, error) {
 		var out, errOut bytes.Buffer
@@ -80,4 +78,44 @@ func TestServeRefusesAReaderForDelivery(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "audit_deliverer") || !strings.Contains(err.Error(), "--no-delivery") {
 		t.Errorf("serve: %v", err)
 	}
+}
+
+// TestSubscriptionsAddTakesSecretsFromTheEnvironment: add reads the URL
+// and the HEC token from the environment, so neither is on a command line
+// other users see with ps. Not parallel: it sets the environment.
+func TestSubscriptionsAddTakesSecretsFromTheEnvironment(t *testing.T) {
+	url, pool, org, keyPath, srv := subscriptionsEnv(t)
+	ctx := context.Background()
+	t.Setenv("AUDITLOG_SUBSCRIPTION_URL", srv.URL+"/services/collector/event")
+	t.Setenv("AUDITLOG_SUBSCRIPTION_TOKEN", "hec-secret")
+	t.Setenv("AUDITLOG_DELIVERY_ALLOW", "127.0.0.1")
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"subscriptions", "add", "--org", org, "--database-url", url, "--as", "ops@example.com", "--name", "hec", "--kind", "splunk_hec"}, &out, &errOut); err != nil {
+		t.Fatalf("add: %v\n%s", err, errOut.String())
+	}
+	id := strings.TrimSpace(out.String())
+	var sealed []byte
+	if err := pool.QueryRow(ctx, "SELECT sealed FROM audit.subscriptions WHERE id = $1", id).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	key, err := delivery.LoadOrCreateKey(keyPath, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := delivery.Open(key, sealed); err != nil || d.URL != srv.URL+"/services/collector/event" || d.Token != "hec-secret" {
+		t.Errorf("sealed destination %+v, %v", d, err)
+	}
+}
+
+// subscriptionsEnv is a test database with an org and the worker's key
+// registered (keyPath), and a local HTTPS receiver answering 200.
+func subscriptionsEnv(t *testing.T) (url string, pool *pgxpool.Pool, org, keyPath string, srv *httptest.Server) {
+	t.Helper()
+	url = testdb.New(t)
+	pool = testdb.Pool(t, url)
+	org = fixture.Org(t, pool, fixture.OrgOpts{})
+	keyPath = registeredKey(t, pool, t.TempDir())
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	return url, pool, org, keyPath, srv
 }
