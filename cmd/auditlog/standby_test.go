@@ -181,6 +181,29 @@ func TestServeFromAStandby(t *testing.T) {
 		if _, err := pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; LOCK TABLE "+leaf+" IN ACCESS EXCLUSIVE MODE; COMMIT"); err != nil {
 			t.Fatal(err)
 		}
+		// The standby's replay waits for the export's lock, then cancels its
+		// query; the backend, blocked on the paused client, raises the error
+		// once the client reads on (well before the API's floor would cut a
+		// client paused for 10 s).
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			var waiting bool
+			if err := standbyAdmin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+				WHERE backend_type = 'startup' AND wait_event_type = 'Lock')`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the standby's replay did not wait for the export's lock in a minute")
+			}
+		}
+		time.Sleep(time.Second)
+		rest, err := io.ReadAll(resp.Body)
+		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
+			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
+				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
+		}
 		var conflicts int64
 		for deadline := time.Now().Add(time.Minute); conflicts == 0; time.Sleep(50 * time.Millisecond) {
 			if err := standbyAdmin.QueryRow(ctx, `SELECT confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock
@@ -190,11 +213,6 @@ func TestServeFromAStandby(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("replay cancelled no query of the standby in a minute")
 			}
-		}
-		rest, err := io.ReadAll(resp.Body)
-		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
-			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
-				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
 		}
 		testdb.WaitReplayed(t, url, onStandby(url))
 	})
