@@ -27,8 +27,8 @@ import (
 // the checkpoints, the subscriptions, the catalog and the seal keys read
 // there equal the primary's; a browser signs in there; a token minted on the
 // primary works there once replayed; /healthz and /metrics report the replay
-// lag; an export cancelled by a replay conflict fails rather than looking
-// complete. The retention worker, the
+// lag, and say it is a primary once promoted; an export cancelled by a
+// replay conflict fails rather than looking complete. The retention worker, the
 // sealer and the delivery worker refuse the standby, alone or in serve,
 // before making the key file they were asked to.
 func TestServeFromAStandby(t *testing.T) {
@@ -242,6 +242,21 @@ func TestServeFromAStandby(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("serve against a standby with its workers: %v; want it to mention %q", err, want)
 			}
+		}
+	})
+	// Promoted (a failover), the same server is a primary at once: the
+	// replica's /healthz and /metrics say so, with no replay lag.
+	t.Run("promoted", func(t *testing.T) {
+		standbyAdmin := testdb.Pool(t, onStandby(url))
+		var promoted bool
+		if err := standbyAdmin.QueryRow(ctx, "SELECT pg_promote()").Scan(&promoted); err != nil || !promoted {
+			t.Fatalf("pg_promote: %v %v", promoted, err)
+		}
+		if code, body := fetch(t, standby+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":false`) || strings.Contains(body, "replay_lag") {
+			t.Errorf("healthz once promoted: %d %s", code, body)
+		}
+		if _, body := fetch(t, standby+"/metrics", ""); !strings.Contains(body, "\nauditlog_database_standby 0") || strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
+			t.Errorf("metrics once promoted: want standby 0 and no replay lag:\n%s", body)
 		}
 	})
 }
