@@ -27,8 +27,8 @@ import (
 // the checkpoints, the subscriptions, the catalog and the seal keys read
 // there equal the primary's; a browser signs in there; a token minted on the
 // primary works there once replayed; /healthz and /metrics report the replay
-// lag; an export cancelled by a replay conflict fails rather than looking
-// complete. The retention worker, the
+// lag, and say it is a primary once promoted; an export cancelled by a
+// replay conflict fails rather than looking complete. The retention worker, the
 // sealer and the delivery worker refuse the standby, alone or in serve,
 // before making the key file they were asked to.
 func TestServeFromAStandby(t *testing.T) {
@@ -181,6 +181,29 @@ func TestServeFromAStandby(t *testing.T) {
 		if _, err := pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; LOCK TABLE "+leaf+" IN ACCESS EXCLUSIVE MODE; COMMIT"); err != nil {
 			t.Fatal(err)
 		}
+		// The standby's replay waits for the export's lock, then cancels its
+		// query; the backend, blocked on the paused client, raises the error
+		// once the client reads on (well before the API's floor would cut a
+		// client paused for 10 s).
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			var waiting bool
+			if err := standbyAdmin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+				WHERE backend_type = 'startup' AND wait_event_type = 'Lock')`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the standby's replay did not wait for the export's lock in a minute")
+			}
+		}
+		time.Sleep(time.Second)
+		rest, err := io.ReadAll(resp.Body)
+		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
+			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
+				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
+		}
 		var conflicts int64
 		for deadline := time.Now().Add(time.Minute); conflicts == 0; time.Sleep(50 * time.Millisecond) {
 			if err := standbyAdmin.QueryRow(ctx, `SELECT confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock
@@ -190,11 +213,6 @@ func TestServeFromAStandby(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("replay cancelled no query of the standby in a minute")
 			}
-		}
-		rest, err := io.ReadAll(resp.Body)
-		if err == nil || resp.Trailer.Get("Audit-Manifest") != "" {
-			t.Errorf("export cut by a replay conflict: read %d more bytes, error %v, manifest %q; want a failed download without a manifest",
-				len(rest), err, resp.Trailer.Get("Audit-Manifest"))
 		}
 		testdb.WaitReplayed(t, url, onStandby(url))
 	})
@@ -224,6 +242,21 @@ func TestServeFromAStandby(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("serve against a standby with its workers: %v; want it to mention %q", err, want)
 			}
+		}
+	})
+	// Promoted (a failover), the same server is a primary at once: the
+	// replica's /healthz and /metrics say so, with no replay lag.
+	t.Run("promoted", func(t *testing.T) {
+		standbyAdmin := testdb.Pool(t, onStandby(url))
+		var promoted bool
+		if err := standbyAdmin.QueryRow(ctx, "SELECT pg_promote()").Scan(&promoted); err != nil || !promoted {
+			t.Fatalf("pg_promote: %v %v", promoted, err)
+		}
+		if code, body := fetch(t, standby+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, `"standby":false`) || strings.Contains(body, "replay_lag") {
+			t.Errorf("healthz once promoted: %d %s", code, body)
+		}
+		if _, body := fetch(t, standby+"/metrics", ""); !strings.Contains(body, "\nauditlog_database_standby 0") || strings.Contains(body, "\nauditlog_replay_lag_seconds ") {
+			t.Errorf("metrics once promoted: want standby 0 and no replay lag:\n%s", body)
 		}
 	})
 }
