@@ -184,6 +184,7 @@ const (
 	idle     outcome = iota // nothing to deliver, or another worker holds the subscription
 	moved                   // the position moved: go on at once
 	failed                  // the attempt failed: back off
+	tooLarge                // failed with 413 (Content Too Large): back off, fewer events
 	inactive                // paused, failing or gone: wait for run to stop it
 )
 
@@ -192,14 +193,24 @@ const (
 // waits like an idle one, since it may be resumed before run looks again.
 func (w *worker) deliver(ctx context.Context, id string) {
 	failures := 0
+	// limit is the most events a step sends: halved while the receiver
+	// answers 413 (a batch larger than it takes), doubled back after each
+	// delivery.
+	limit := w.cfg.Batch
 	for {
-		out, err := w.step(ctx, id)
+		out, err := w.step(ctx, id, limit)
+		switch out {
+		case tooLarge:
+			limit = max(limit/2, 1)
+		case moved:
+			limit = min(limit*2, w.cfg.Batch)
+		}
 		if err != nil && ctx.Err() == nil {
 			w.cfg.Logger.Warn("delivery step", "subscription", id, "err", err)
 		}
 		var wait time.Duration
 		switch {
-		case out == failed || err != nil:
+		case out == failed || out == tooLarge || err != nil:
 			wait = backoff(w.cfg.MinBackoff, w.cfg.MaxBackoff, failures)
 			failures++
 		case out == moved:
@@ -242,7 +253,7 @@ type sub struct {
 // holds the subscription's advisory lock (one worker at a time across
 // replicas) while the request runs, and records the attempt and the new
 // position in it.
-func (w *worker) step(ctx context.Context, id string) (outcome, error) {
+func (w *worker) step(ctx context.Context, id string, limit int) (outcome, error) {
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return idle, err
@@ -281,9 +292,12 @@ func (w *worker) step(ctx context.Context, id string) (outcome, error) {
 	// (429): a step sends one, so that a refusal sends again only it, not
 	// the messages Slack took before it (which, a backlog being longer than
 	// the burst, were sent again and again, and the rest never).
-	if s.kind == KindSlack && len(events) > 1 {
-		events = events[:1]
-		page.Next = events[0].Seq
+	if s.kind == KindSlack {
+		limit = 1
+	}
+	if len(events) > limit {
+		events = events[:limit]
+		page.Next = events[limit-1].Seq
 	}
 	a := attempt{at: time.Now()}
 	if len(events) > 0 {
@@ -303,6 +317,9 @@ func (w *worker) step(ctx context.Context, id string) (outcome, error) {
 	out := moved
 	if a.err != nil {
 		out = failed
+		if a.status != nil && *a.status == http.StatusRequestEntityTooLarge && len(events) > 1 {
+			out = tooLarge
+		}
 		w.cfg.Logger.Warn("delivery failed", "subscription", id, "seqs", fmt.Sprintf("%d-%d", first, last), "err", a.err)
 		if since != nil && a.at.Sub(*since) >= w.cfg.FailAfter {
 			if _, err := tx.Exec(ctx, "SELECT audit.mark_subscription_failing($1, $2)", id, *since); err != nil {

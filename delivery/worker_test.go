@@ -415,3 +415,35 @@ func TestAttemptsKeptSevenDays(t *testing.T) {
 		t.Errorf("attempts left: %v, want the one 6 days 23 hours old", ages)
 	}
 }
+
+// TestTooLargeBatchIsSplit: a receiver that takes at most 3 events a
+// request answers 413 to a larger batch; the worker sends smaller ones
+// instead of the same batch for ever, and the receiver gets every event
+// once, in order.
+func TestTooLargeBatchIsSplit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Count(string(body), `"seq":`) > 3 {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return true
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		return false
+	})
+	id := e.subscribe(t, org, "hook", delivery.Rule{}, rc)
+	from := e.position(t, id)
+	n := write(t, e, org, 1, 10)
+	sealtest.WaitSealed(t, e.admin, org, n+1)
+	want := matching(t, e, org, from, delivery.Rule{})
+	e.start(t, delivery.Config{Guard: guard(rc), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	waitFor(t, "every event", func() bool {
+		got, _ := rc.seqs()
+		return len(got) >= len(want)
+	})
+	if got, signed := rc.seqs(); !slices.Equal(got, want) || !signed {
+		t.Errorf("receiver got %v (signed %v), want %v", got, signed, want)
+	}
+}
