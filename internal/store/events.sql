@@ -27,14 +27,14 @@ id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, a
 {{- /* An event's seal, if it has one yet (docs/feed.md): its seq, its hash
   and the hash of the link before it (32 zero bytes before seq 1), so that
   each row can be recomputed on its own; null while unsealed (and prev_hash
-  of a seal older than migration 018 whose link before was gone). */ -}}
+  of a seal older than migration 015 whose link before was gone). */ -}}
 {{- define "seal_columns" -}}
 sl.seal_seq AS seq, encode(sl.seal_hash, 'hex') AS hash, encode(sl.seal_prev, 'hex') AS prev_hash
 {{- end -}}
 
 {{- /* One lookup of audit.seals by its key (org_id, occurred_at, event_id)
   per event: the seal holds the previous link's hash. Only a seal recorded
-  before it did, whose previous link was gone when migration 018 filled
+  before it did, whose previous link was gone when migration 015 filled
   them in, or recorded while that migration was being applied, looks the
   link up by (org_id, seq). A nested loop keeps the events' order, so
   nothing is sorted. */ -}}
