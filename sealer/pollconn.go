@@ -23,11 +23,22 @@ import (
 // runtime's monitor polling every 20 µs. On a small machine those wakeups
 // cost the sealer (and the WAL sender, which the woken thread preempts)
 // more CPU than decoding. Sleeping between reads lets the messages of
-// many transactions gather in the socket and be read at once, at the cost
-// of at most pollMax of lag.
+// many transactions gather in the socket and be read at once.
+//
+// How long to sleep follows the stream. A socket holds little of it: on a
+// Unix socket each small message costs the sender a kernel buffer of about
+// a kilobyte, so some 70 events fill it (25 KB of messages), and the WAL
+// sender then waits. A sleep after which fullBurst bytes or more were read
+// may have kept the sender waiting, so the next one is half as long, down
+// to napMin; one after which less than a quarter of that was read is
+// doubled, up to napMax. Catching up, the sealer reads every millisecond
+// or so; at a steady rate, a few kilobytes per wakeup, within napMax of
+// lag.
 const (
-	pollMin = 20 * time.Millisecond
-	pollMax = 40 * time.Millisecond
+	napMin    = time.Millisecond
+	napMax    = 40 * time.Millisecond
+	fullBurst = 8 << 10
+	writeNap  = 20 * time.Millisecond // a write waits only when the server is not reading
 )
 
 // dialPolling dials with dial, then swaps the connection for a pollConn on
@@ -58,18 +69,22 @@ func dialPolling(dial pgconn.DialFunc) pgconn.DialFunc {
 		if err = errors.Join(err, dupErr); err != nil {
 			return nil, fmt.Errorf("replication connection: %w", err)
 		}
-		return &pollConn{fd: fd, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, nil
+		return &pollConn{fd: fd, local: conn.LocalAddr(), remote: conn.RemoteAddr(), nap: napMax, sleep: time.Sleep}, nil
 	}
 }
 
 // pollConn is a net.Conn on a non-blocking socket that Go's poller does not
-// watch. Its deadlines take effect within pollMax.
+// watch. Its deadlines take effect within napMax. One goroutine reads.
 type pollConn struct {
 	fd              int
 	local, remote   net.Addr
 	readBy, writeBy atomic.Int64 // deadlines, Unix nanoseconds; 0: none
 	mu              sync.RWMutex // held to use fd, exclusively to close it
 	closed          bool
+
+	nap   time.Duration       // the next read's sleep when nothing has arrived
+	burst int                 // bytes read since the last sleep
+	sleep func(time.Duration) // time.Sleep
 }
 
 // io runs op on the descriptor unless the connection is closed.
@@ -82,23 +97,32 @@ func (c *pollConn) io(op func(fd int) (int, error)) (int, error) {
 	return op(c.fd)
 }
 
-// wait sleeps before the next try, as long as deadline allows, and
-// doubles the next sleep up to pollMax; false if the deadline has passed.
-func wait(deadline *atomic.Int64, sleep *time.Duration) bool {
-	d := pollMax
+// wait sleeps d, or until deadline if that is sooner; false if the
+// deadline has passed.
+func (c *pollConn) wait(deadline *atomic.Int64, d time.Duration) bool {
 	if by := deadline.Load(); by != 0 {
-		d = time.Duration(by - time.Now().UnixNano())
-		if d <= 0 {
+		left := time.Duration(by - time.Now().UnixNano())
+		if left <= 0 {
 			return false
 		}
+		d = min(d, left)
 	}
-	time.Sleep(min(*sleep, d))
-	*sleep = min(2**sleep, pollMax)
+	c.sleep(d)
 	return true
 }
 
+// napped adapts the read's sleep to the burst read since the last one.
+func (c *pollConn) napped() {
+	switch {
+	case c.burst >= fullBurst:
+		c.nap = max(c.nap/2, napMin)
+	case c.burst < fullBurst/4:
+		c.nap = min(2*c.nap, napMax)
+	}
+	c.burst = 0
+}
+
 func (c *pollConn) Read(b []byte) (int, error) {
-	sleep := pollMin
 	for {
 		n, err := c.io(func(fd int) (int, error) { return syscall.Read(fd, b) })
 		switch {
@@ -107,18 +131,20 @@ func (c *pollConn) Read(b []byte) (int, error) {
 		case err == nil && n == 0 && len(b) > 0:
 			return 0, io.EOF
 		case err == nil:
+			c.burst += n
 			return n, nil
 		case err != syscall.EAGAIN && err != syscall.EINTR:
 			return 0, os.NewSyscallError("read", err)
 		}
-		if !wait(&c.readBy, &sleep) {
+		c.napped()
+		if !c.wait(&c.readBy, c.nap) {
 			return 0, os.ErrDeadlineExceeded
 		}
 	}
 }
 
 func (c *pollConn) Write(b []byte) (int, error) {
-	sleep, n := pollMin, 0
+	sleep, n := writeNap, 0
 	for n < len(b) {
 		m, err := c.io(func(fd int) (int, error) { return syscall.Write(fd, b[n:]) })
 		if m > 0 {
@@ -128,14 +154,15 @@ func (c *pollConn) Write(b []byte) (int, error) {
 		case errors.Is(err, net.ErrClosed):
 			return n, err
 		case err == nil:
-			sleep = pollMin
+			sleep = writeNap
 			continue
 		case err != syscall.EAGAIN && err != syscall.EINTR:
 			return n, os.NewSyscallError("write", err)
 		}
-		if !wait(&c.writeBy, &sleep) {
+		if !c.wait(&c.writeBy, sleep) {
 			return n, os.ErrDeadlineExceeded
 		}
+		sleep = min(2*sleep, napMax)
 	}
 	return n, nil
 }

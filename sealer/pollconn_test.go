@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,4 +79,68 @@ func errString(err error) string {
 		return ""
 	}
 	return " " + err.Error()
+}
+
+// A sender that keeps the socket full, as the WAL sender does while the
+// sealer catches up, is read with naps that shrink to napMin: fixed 20 ms
+// naps read only a socket's worth (some 20 KB of small messages) per nap,
+// and held catching up to a few thousand events a second. Idle again, the
+// naps grow back to napMax.
+func TestPollConnNapsFollowTheStream(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const total, message = 2 << 20, 100
+	idle, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(idle); <-done }()
+	go func() {
+		defer close(done)
+		peer, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer peer.Close()
+		msg := make([]byte, message)
+		for range total / message {
+			if _, err := peer.Write(msg); err != nil {
+				return
+			}
+		}
+		<-idle
+	}()
+	var d net.Dialer
+	nc, err := dialPolling(d.DialContext)(context.Background(), "unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := nc.(*pollConn)
+	var napped time.Duration
+	c.sleep = func(d time.Duration) { napped += d; time.Sleep(d) }
+	buf := make([]byte, 8<<10)
+	read := 0
+	for read < total/message*message {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", read, err)
+		}
+		read += n
+	}
+	t.Logf("read %d bytes, napped %v", read, napped)
+	// Fixed 20 ms naps: about 2 s here. Halving from napMax reaches napMin
+	// within 6 naps, 80 ms together; the rest are 1 ms each.
+	if napped > 300*time.Millisecond {
+		t.Errorf("reading %d bytes from a sender keeping the socket full napped %v; want under 300ms", read, napped)
+	}
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := c.Read(buf); !os.IsTimeout(err) {
+		t.Fatalf("read with the sender idle: %v; want a timeout", err)
+	}
+	if c.nap != napMax {
+		t.Errorf("nap with the sender idle: %v; want %v", c.nap, napMax)
+	}
 }
