@@ -16,34 +16,14 @@ import (
 // writes arrive, and a closed connection says so.
 func TestPollConnReadsWritesAndTimesOut(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan string, 1)
-	go func() {
-		peer, err := ln.Accept()
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		defer peer.Close()
+	c := pollPair(t, func(peer net.Conn) {
 		time.Sleep(100 * time.Millisecond)
 		peer.Write([]byte("hello"))
 		buf := make([]byte, 4)
-		_, err = io.ReadFull(peer, buf)
+		_, err := io.ReadFull(peer, buf)
 		got <- string(buf) + errString(err)
-	}()
-	var d net.Dialer
-	c, err := dialPolling(d.DialContext)(context.Background(), "unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := c.(*pollConn); !ok {
-		t.Fatalf("dialPolling made a %T", c)
-	}
+	})
 	buf := make([]byte, 16)
 	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	var netErr net.Error
@@ -74,6 +54,38 @@ func TestPollConnReadsWritesAndTimesOut(t *testing.T) {
 	}
 }
 
+// pollPair dials a pollConn to a Unix socket whose other end serve has, in
+// a goroutine that the test waits for.
+func pollPair(t *testing.T, serve func(peer net.Conn)) *pollConn {
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		peer, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer peer.Close()
+		serve(peer)
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	var d net.Dialer
+	nc, err := dialPolling(d.DialContext)(context.Background(), "unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := nc.(*pollConn)
+	if !ok {
+		t.Fatalf("dialPolling made a %T", nc)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -88,22 +100,10 @@ func errString(err error) string {
 // naps grow back to napMax.
 func TestPollConnNapsFollowTheStream(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const total, message = 2 << 20, 100
-	idle, done := make(chan struct{}), make(chan struct{})
-	defer func() { close(idle); <-done }()
-	go func() {
-		defer close(done)
-		peer, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer peer.Close()
+	idle := make(chan struct{})
+	defer close(idle)
+	c := pollPair(t, func(peer net.Conn) {
 		msg := make([]byte, message)
 		for range total / message {
 			if _, err := peer.Write(msg); err != nil {
@@ -111,14 +111,7 @@ func TestPollConnNapsFollowTheStream(t *testing.T) {
 			}
 		}
 		<-idle
-	}()
-	var d net.Dialer
-	nc, err := dialPolling(d.DialContext)(context.Background(), "unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c := nc.(*pollConn)
+	})
 	var napped time.Duration
 	c.sleep = func(d time.Duration) { napped += d; time.Sleep(d) }
 	buf := make([]byte, 8<<10)
