@@ -580,7 +580,7 @@ func TestFenceRefusedInATransactionThatHasWritten(t *testing.T) {
 func TestKeptEventKeepsItsSeal(t *testing.T) {
 	t.Parallel()
 	eachHalfDetach(t, func(t *testing.T, b testBundle, clock time.Time, org, ev, leaf string) {
-		exec(t, b.pool, `SELECT audit.record_seals('test', NULL, ARRAY[org_id], '{1}', ARRAY[occurred_at], ARRAY[id], ARRAY[sha256('e')])
+		exec(t, b.pool, `SELECT audit.record_seals('test', NULL, ARRAY[org_id], '{1}', ARRAY[occurred_at], ARRAY[id], ARRAY[sha256('e')], NULL)
 			FROM audit.`+leaf+` WHERE id = $1`, ev)
 		exec(t, b.pool, "SELECT count(*) FROM audit.prune_seals(100)")
 		changePlan(t, b.pool, org, "enterprise", clock.Add(-10*time.Minute))

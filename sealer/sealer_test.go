@@ -92,8 +92,8 @@ func TestSealsInCommitOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Rollback(ctx)
-	var lateID string
-	if err := late.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.deleted', 'c1', '{\"name\": \"prod\"}')", org).Scan(&lateID); err != nil {
+	var lateID, lateXid string
+	if err := late.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.deleted', 'c1', '{\"name\": \"prod\"}'), pg_current_xact_id()::text", org).Scan(&lateID, &lateXid); err != nil {
 		t.Fatal(err)
 	}
 	early := record(t, pool, org)
@@ -110,6 +110,15 @@ func TestSealsInCommitOrder(t *testing.T) {
 		t.Fatalf("seal order %v, want commit order %v", got, want)
 	}
 	checkChain(t, pool, org, 3)
+	// The seal keeps its event's transaction id, which the feed asks the
+	// reader's snapshot about (internal/store's TestFeedWaitsForARunningTransaction).
+	var xid *string
+	if err := pool.QueryRow(ctx, "SELECT xid::text FROM audit.seals WHERE event_id = $1", lateID).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if xid == nil || *xid != lateXid {
+		t.Errorf("seal of the late event: transaction %v, want %s", xid, lateXid)
+	}
 }
 
 func TestRolledBackEventIsNeverSealed(t *testing.T) {

@@ -27,9 +27,10 @@ type head struct {
 	hash chain.Hash
 }
 
-// committed is one decoded transaction's events, where it ends, and when
-// it was read.
+// committed is one decoded transaction's events, its id, where it ends,
+// and when it was read.
 type committed struct {
+	xid    uint32
 	end    pglogrepl.LSN
 	events []store.Event
 	at     time.Time
@@ -155,7 +156,7 @@ func (s *sealer) sealExisting(ctx context.Context, snapshot string) (int64, erro
 		}
 		batch = append(batch, e)
 		if len(batch) == s.cfg.BatchSize {
-			if err := s.seal(ctx, batch, nil); err != nil {
+			if err := s.seal(ctx, batch, nil, nil); err != nil {
 				return total, err
 			}
 			total += int64(len(batch))
@@ -165,7 +166,7 @@ func (s *sealer) sealExisting(ctx context.Context, snapshot string) (int64, erro
 	if err := rows.Err(); err != nil {
 		return total, err
 	}
-	if err := s.seal(ctx, batch, nil); err != nil {
+	if err := s.seal(ctx, batch, nil, nil); err != nil {
 		return total, err
 	}
 	return total + int64(len(batch)), nil
@@ -235,6 +236,7 @@ func (s *sealer) receive(ctx context.Context, q *queue) error {
 	restart := s.progress // transactions ending here or before were sealed before a restart
 	var (
 		inTx       bool
+		xid        uint32
 		current    []store.Event
 		nextStatus = time.Now()
 		receiveBy  = deadline{parent: ctx}
@@ -297,7 +299,7 @@ func (s *sealer) receive(ctx context.Context, q *queue) error {
 			case *pglogrepl.RelationMessage:
 				relations[m.RelationID] = m
 			case *pglogrepl.BeginMessage:
-				inTx, current = true, nil
+				inTx, xid, current = true, m.Xid, nil
 			case *pglogrepl.InsertMessage:
 				rel, ok := relations[m.RelationID]
 				if !ok {
@@ -313,7 +315,7 @@ func (s *sealer) receive(ctx context.Context, q *queue) error {
 				if m.TransactionEndLSN <= restart {
 					continue
 				}
-				t := committed{end: m.TransactionEndLSN, events: current, at: time.Now()}
+				t := committed{xid: xid, end: m.TransactionEndLSN, events: current, at: time.Now()}
 				current = nil
 				for {
 					ok, err := q.push(ctx, t, nextStatus)
@@ -429,11 +431,15 @@ func (s *sealer) confirm(ctx context.Context, q *queue, pending staged) (staged,
 // records the end of the last one as the slot's progress.
 func (s *sealer) sealCommitted(ctx context.Context, txs []committed) error {
 	var events []store.Event
+	var xids []int64
 	for _, t := range txs {
 		events = append(events, t.events...)
+		for range t.events {
+			xids = append(xids, int64(t.xid))
+		}
 	}
 	end := txs[len(txs)-1].end
-	if err := s.seal(ctx, events, &end); err != nil {
+	if err := s.seal(ctx, events, xids, &end); err != nil {
 		return err
 	}
 	s.progress = end
@@ -441,37 +447,43 @@ func (s *sealer) sealCommitted(ctx context.Context, txs []committed) error {
 }
 
 // seal gives events the next seqs of their orgs, in order, and records
-// them with the progress end (nil: leave progress). Some may be sealed
+// them, with the ids of their transactions (xids, nil if their
+// transactions ended before the slot began), and the progress end (nil:
+// leave progress). Some may be sealed
 // already: an event re-tiered to another plan's table is inserted again.
 // That is rare, so the batch is first recorded as if none were, and only
 // if that hits a seal of one of its events is it recorded again without
 // the events sealed already.
-func (s *sealer) seal(ctx context.Context, events []store.Event, end *pglogrepl.LSN) error {
+func (s *sealer) seal(ctx context.Context, events []store.Event, xids []int64, end *pglogrepl.LSN) error {
 	if len(events) == 0 && end == nil {
 		return nil
 	}
-	err := s.record(ctx, events, end, nil)
+	err := s.record(ctx, events, xids, end, nil)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == sqlstate.UniqueViolation && pgErr.ConstraintName == "seals_event_key" {
 		sealed, err := s.alreadySealed(ctx, events)
 		if err != nil {
 			return err
 		}
-		return s.record(ctx, events, end, sealed)
+		return s.record(ctx, events, xids, end, sealed)
 	}
 	return err
 }
 
 // record records the seals of events, skipping those in sealed when it
 // is not nil (and then an event seen twice in the batch).
-func (s *sealer) record(ctx context.Context, events []store.Event, end *pglogrepl.LSN, sealed map[eventKey]bool) error {
+func (s *sealer) record(ctx context.Context, events []store.Event, xids []int64, end *pglogrepl.LSN, sealed map[eventKey]bool) error {
 	if err := s.loadHeads(ctx, events); err != nil {
 		return err
 	}
 	n := len(events)
 	orgs, seqs, times, ids, hashes := make([]pgtype.UUID, 0, n), make([]int64, 0, n), make([]time.Time, 0, n), make([]pgtype.UUID, 0, n), make([][]byte, 0, n)
+	var txs []int64
+	if xids != nil {
+		txs = make([]int64, 0, n)
+	}
 	heads := map[string]head{}
-	for _, e := range events {
+	for i, e := range events {
 		if sealed != nil {
 			key := eventKey{e.OrgID, e.OccurredAt.UnixMicro(), e.ID}
 			if sealed[key] {
@@ -497,13 +509,16 @@ func (s *sealer) record(ctx context.Context, events []store.Event, end *pglogrep
 		h = head{h.seq + 1, chain.Next(h.hash, h.seq+1, canonical)}
 		heads[e.OrgID] = h
 		orgs, seqs, times, ids, hashes = append(orgs, org), append(seqs, h.seq), append(times, e.OccurredAt), append(ids, id), append(hashes, h.hash[:])
+		if xids != nil {
+			txs = append(txs, xids[i])
+		}
 	}
 	var lsn *string
 	if end != nil {
 		l := end.String()
 		lsn = &l
 	}
-	_, err := s.conn.Exec(ctx, "SELECT audit.record_seals($1, $2, $3, $4, $5, $6, $7)", s.cfg.Slot, lsn, orgs, seqs, times, ids, hashes)
+	_, err := s.conn.Exec(ctx, "SELECT audit.record_seals($1, $2, $3, $4, $5, $6, $7, $8)", s.cfg.Slot, lsn, orgs, seqs, times, ids, hashes, txs)
 	if err != nil {
 		s.heads = map[string]head{}
 		return fmt.Errorf("record seals: %w", err)

@@ -61,7 +61,7 @@ GRANT SELECT ON {{ range $i, $t := $.tiers }}{{ if $i }}, {{ end }}audit.events_
                 audit.stored_events, audit.unsealed_events, audit.seals, audit.seal_heads, audit.sealer_progress
   TO audit_sealer;
 GRANT EXECUTE ON FUNCTION
-  audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[]),
+  audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[], bigint[]),
   audit.set_sealer_progress(text, pg_lsn),
   audit.register_seal_key(text, bytea),
   audit.unsigned_heads(integer),

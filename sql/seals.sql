@@ -6,10 +6,14 @@
 -- audit.record_seals records a batch of seals, given as parallel arrays, and
 -- moves the slot's progress to p_lsn (NULL: a pass over existing events,
 -- which leaves progress alone) in the same transaction, so a sealer killed
--- at any instant resumes after the last batch it recorded.
+-- at any instant resumes after the last batch it recorded. p_xid holds the
+-- 32-bit ids of the events' transactions as the WAL gives them (NULL for a
+-- pass over existing events); they are stored as xid8, in the epoch that
+-- puts them at or before this transaction's own id.
+DROP FUNCTION IF EXISTS audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[]);
 CREATE OR REPLACE FUNCTION audit.record_seals(
   p_slot text, p_lsn pg_lsn,
-  p_org uuid[], p_seq bigint[], p_occurred_at timestamptz[], p_event uuid[], p_hash bytea[])
+  p_org uuid[], p_seq bigint[], p_occurred_at timestamptz[], p_event uuid[], p_hash bytea[], p_xid bigint[])
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -17,7 +21,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   bad record;
+  v_now bigint := pg_current_xact_id()::text::bigint;
 BEGIN
+  IF p_xid IS NOT NULL AND cardinality(p_xid) <> cardinality(p_seq) THEN
+    RAISE EXCEPTION 'seals: % transaction ids for % seals', cardinality(p_xid), cardinality(p_seq)
+      USING ERRCODE = 'AL030';
+  END IF;
   -- Per org, the batch's seqs must be head+1, head+2, ... with none missing.
   SELECT b.org_id, min(b.seq) AS first, max(b.seq) AS last, count(*) AS n, coalesce(h.seq, 0) AS head
   INTO bad
@@ -34,10 +43,11 @@ BEGIN
 
   -- Each seal's prev_hash: the seal before it in the batch, else the org's
   -- head (none: seq 1, after 32 zero bytes).
-  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, prev_hash)
+  INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, prev_hash, xid)
   SELECT b.org_id, b.seq, b.occurred_at, b.event_id, b.hash,
-         coalesce(lag(b.hash) OVER (PARTITION BY b.org_id ORDER BY b.seq), h.hash, decode(repeat('00', 32), 'hex'))
-  FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash) AS b(org_id, seq, occurred_at, event_id, hash)
+         coalesce(lag(b.hash) OVER (PARTITION BY b.org_id ORDER BY b.seq), h.hash, decode(repeat('00', 32), 'hex')),
+         ((((v_now >> 32) - (b.xid > (v_now & 4294967295))::int) << 32) | b.xid)::text::xid8
+  FROM unnest(p_org, p_seq, p_occurred_at, p_event, p_hash, p_xid) AS b(org_id, seq, occurred_at, event_id, hash, xid)
   LEFT JOIN audit.seal_heads h ON h.org_id = b.org_id;
 
   INSERT INTO audit.seal_heads AS h (org_id, seq, hash, sealed_at)
@@ -56,7 +66,7 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[]) IS
+COMMENT ON FUNCTION audit.record_seals(text, pg_lsn, uuid[], bigint[], timestamptz[], uuid[], bytea[], bigint[]) IS
   'For the sealer: records seals (each org''s sequence continued with no gap) and the slot''s progress.';
 
 -- audit.set_sealer_progress marks a slot new (0/0: its pass over existing

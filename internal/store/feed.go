@@ -18,13 +18,16 @@ import (
 // plan time stay small however long the org's history).
 const FeedSpan = 7 * 24 * time.Hour
 
-// feedSettle is how long after its seal an event the page's snapshot does
-// not see is taken for not visible yet rather than gone: the sealer reads
-// a transaction from the WAL once its commit is flushed, which can be
-// before the commit is visible to other sessions, so a seal can be seen
-// before its event for a moment. A page ends before such a seal, to be read
-// again; past feedSettle an event not seen is taken for removed (by
-// retention, or out of the read scope) and skipped.
+// The sealer reads a transaction from the WAL once its commit is flushed,
+// which can be before the commit is visible to other sessions (for a
+// moment; under synchronous replication, until the standby confirms), so a
+// page can see a seal before its event. A seal keeps its event's
+// transaction id: while the page's snapshot still counts that transaction
+// as running, the event is pending and the page ends before it, to be read
+// again; once the transaction has ended, an event not seen is gone (removed
+// by retention, or by hand) and skipped. A seal without the id (its event
+// was sealed from a snapshot, or before seals kept ids) is pending for
+// feedSettle after it was sealed.
 const feedSettle = 10 * time.Second
 
 // feedScan is how many seals a filtered feed page reads at most: a page
@@ -75,7 +78,7 @@ type feedSeal struct {
 	hash       []byte
 	occurredAt time.Time
 	eventID    string
-	fresh      bool // sealed less than feedSettle ago
+	pending    bool // its event may not be visible yet
 }
 
 // Feed reads a page of q.OrgID's events after seq q.After, in seq order,
@@ -130,7 +133,10 @@ func readSeals(ctx context.Context, tx pgx.Tx, q FeedQuery) ([]feedSeal, error) 
 		n = max(n, feedScan)
 	}
 	rows, err := tx.Query(ctx, `
-		SELECT seq, hash, occurred_at, event_id::text, sealed_at > now() - $4::interval FROM audit.seals
+		SELECT seq, hash, occurred_at, event_id::text,
+		       CASE WHEN xid IS NULL THEN sealed_at > now() - $4::interval
+		            ELSE NOT pg_visible_in_snapshot(xid, pg_current_snapshot()) END
+		FROM audit.seals
 		WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, q.OrgID, q.After, n, feedSettle)
 	if err != nil {
 		return nil, err
@@ -138,7 +144,7 @@ func readSeals(ctx context.Context, tx pgx.Tx, q FeedQuery) ([]feedSeal, error) 
 	var seals []feedSeal
 	var sl feedSeal
 	var lo, hi time.Time
-	_, err = pgx.ForEachRow(rows, []any{&sl.seq, &sl.hash, &sl.occurredAt, &sl.eventID, &sl.fresh}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&sl.seq, &sl.hash, &sl.occurredAt, &sl.eventID, &sl.pending}, func() error {
 		if len(seals) == 0 {
 			lo, hi = sl.occurredAt, sl.occurredAt
 		}
@@ -207,13 +213,13 @@ func sealedEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal)
 	return byID, nil
 }
 
-// unseenEvents are the events of fresh seals in the read scope that the
+// unseenEvents are the events of pending seals in the read scope that the
 // snapshot does not see at all (not merely filtered out of shown): not
 // visible yet (feedSettle).
 func unseenEvents(ctx context.Context, tx pgx.Tx, q FeedQuery, seals []feedSeal, shown map[string]Event) (map[string]bool, error) {
 	var missing []feedSeal
 	for _, sl := range seals {
-		if _, ok := shown[sl.eventID]; !ok && sl.fresh && !sl.occurredAt.Before(q.Floor) {
+		if _, ok := shown[sl.eventID]; !ok && sl.pending && !sl.occurredAt.Before(q.Floor) {
 			missing = append(missing, sl)
 		}
 	}

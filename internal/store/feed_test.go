@@ -85,3 +85,75 @@ func TestFeedWaitsForASealedEventNotVisibleYet(t *testing.T) {
 		}
 	}
 }
+
+// A seal keeps its event's transaction: while the reader's snapshot counts
+// it as running, the feed waits for the event however long ago it was
+// sealed (under synchronous replication a commit becomes visible only once
+// its standby confirms, which may take minutes), and once it has ended, an
+// event not seen is gone and skipped at once.
+func TestFeedWaitsForARunningTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
+	at := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	first := fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "cluster.created", OccurredAt: at})
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var running, runningXid string
+	var runningAt time.Time
+	err = tx.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.created', 'c2', '{\"name\": \"c\"}')::text, pg_current_xact_id()::text", org).Scan(&running, &runningXid)
+	if err == nil {
+		err = tx.QueryRow(ctx, "SELECT occurred_at FROM audit.events WHERE id = $1", running).Scan(&runningAt)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seals: the first event's; the running transaction's, sealed an hour
+	// ago; after them one sealed just now whose event is gone, recorded by
+	// a transaction that ended.
+	var ended string
+	if err := pool.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&ended); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, `
+		INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash, sealed_at, xid)
+		VALUES ($1, 1, $2, $3, decode(repeat('01', 32), 'hex'), now(), $6::xid8),
+		       ($1, 2, $4, $5, decode(repeat('02', 32), 'hex'), now() - interval '1 hour', $7::xid8),
+		       ($1, 3, $2 + interval '1 second', gen_random_uuid(), decode(repeat('03', 32), 'hex'), now(), $6::xid8)`,
+		org, at, first, runningAt, running, ended, runningXid)
+	if err == nil {
+		_, err = pool.Exec(ctx, "INSERT INTO audit.seal_heads (org_id, seq, hash, sealed_at) VALUES ($1, 3, decode(repeat('03', 32), 'hex'), now())", org)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool)
+	scope, err := s.Scope(ctx, org, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func() (ids []string, next int64) {
+		t.Helper()
+		p, err := s.Feed(ctx, FeedQuery{OrgID: org, Tiers: scope.Tiers, Floor: scope.Floor, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			ids = append(ids, e.ID)
+		}
+		return ids, p.Next
+	}
+	if ids, next := page(); !slices.Equal(ids, []string{first}) || next != 1 {
+		t.Errorf("with the second's transaction running: %v up to %d, want the first only, up to 1", ids, next)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids, next := page(); !slices.Equal(ids, []string{first, running}) || next != 3 {
+		t.Errorf("once it commits: %v up to %d, want the first and second, up to 3 (the gone third skipped)", ids, next)
+	}
+}
