@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/auditlog/auditlog/internal/fixture"
 	"github.com/auditlog/auditlog/internal/testdb"
 )
@@ -55,22 +57,7 @@ func TestFeedWaitsForASealedEventNotVisibleYet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(pool)
-	scope, err := s.Scope(ctx, org, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := func(after int64, actions []string) (ids []string, next int64) {
-		t.Helper()
-		p, err := s.Feed(ctx, FeedQuery{OrgID: org, Tiers: scope.Tiers, Floor: scope.Floor, After: after, Limit: 100, Actions: actions})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range p.Events {
-			ids = append(ids, e.ID)
-		}
-		return ids, p.Next
-	}
+	page := feedPager(t, pool, org)
 	for _, actions := range [][]string{nil, {"cluster.created"}} {
 		if ids, next := page(0, actions); !slices.Equal(ids, []string{first}) || next != 1 {
 			t.Errorf("actions %v, before the second commits: %v up to %d, want the first only, up to 1", actions, ids, next)
@@ -83,6 +70,28 @@ func TestFeedWaitsForASealedEventNotVisibleYet(t *testing.T) {
 		if ids, next := page(1, actions); !slices.Equal(ids, []string{second, third}) || next != 4 {
 			t.Errorf("actions %v, once it commits: %v up to %d, want the second and third, up to 4 (the gone fourth skipped)", actions, ids, next)
 		}
+	}
+}
+
+// feedPager reads pages of org's feed: the ids they show, and where the
+// next begins.
+func feedPager(t *testing.T, pool *pgxpool.Pool, org string) func(after int64, actions []string) ([]string, int64) {
+	ctx := context.Background()
+	s := New(pool)
+	scope, err := s.Scope(ctx, org, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(after int64, actions []string) (ids []string, next int64) {
+		t.Helper()
+		p, err := s.Feed(ctx, FeedQuery{OrgID: org, Tiers: scope.Tiers, Floor: scope.Floor, After: after, Limit: 100, Actions: actions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			ids = append(ids, e.ID)
+		}
+		return ids, p.Next
 	}
 }
 
@@ -131,29 +140,14 @@ func TestFeedWaitsForARunningTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(pool)
-	scope, err := s.Scope(ctx, org, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := func() (ids []string, next int64) {
-		t.Helper()
-		p, err := s.Feed(ctx, FeedQuery{OrgID: org, Tiers: scope.Tiers, Floor: scope.Floor, Limit: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range p.Events {
-			ids = append(ids, e.ID)
-		}
-		return ids, p.Next
-	}
-	if ids, next := page(); !slices.Equal(ids, []string{first}) || next != 1 {
+	page := feedPager(t, pool, org)
+	if ids, next := page(0, nil); !slices.Equal(ids, []string{first}) || next != 1 {
 		t.Errorf("with the second's transaction running: %v up to %d, want the first only, up to 1", ids, next)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ids, next := page(); !slices.Equal(ids, []string{first, running}) || next != 3 {
+	if ids, next := page(0, nil); !slices.Equal(ids, []string{first, running}) || next != 3 {
 		t.Errorf("once it commits: %v up to %d, want the first and second, up to 3 (the gone third skipped)", ids, next)
 	}
 }
