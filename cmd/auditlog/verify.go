@@ -240,6 +240,9 @@ func printExport(e env, r verify.ExportResult) error {
 	case !r.CheckpointInFile:
 		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies, but seq %d is not in the file: nothing signed ties these rows to what was sealed\n",
 			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, cp.Seq)
+	case r.Tied == 0:
+		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies and matches the row's hash, but the row has no prev_hash to recompute it from: nothing signed ties these rows to what was sealed\n",
+			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID)
 	default:
 		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies and matches the row: it proves the %d rows of seq %d to %d\n",
 			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, r.Tied, r.TiedFrom, cp.Seq)
