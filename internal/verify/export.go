@@ -291,6 +291,10 @@ func ExportFile(r io.Reader, keys map[string]ed25519.PublicKey) (ExportResult, e
 			c.fail(line, 0, "", "not an event of the export: %v", err)
 			break
 		}
+		if err := checkKeys(b, lineFields); err != nil {
+			c.fail(line, 0, row.ID, "%v", err)
+			break
+		}
 		if row.Manifest != nil {
 			m, manifestLine = row.Manifest, line
 			continue

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +106,65 @@ func TestExportRowWithoutPrevHashIsNotProved(t *testing.T) {
 	}
 	if res.Break == nil || res.Break.Seq != 3 {
 		t.Errorf("want a break at seq 3, got %+v (break %v)", res, res.Break)
+	}
+}
+
+// A line that holds a field twice, or in another case ("Action" beside
+// "action"), reads one way to verify (encoding/json takes the last,
+// matching keys in any case) and another way to other tools: a tampered
+// value beside the sealed one would pass. Such lines are refused.
+func TestExportRefusesAmbiguousKeys(t *testing.T) {
+	t.Parallel()
+	key := sealtest.Key(t)
+	rows, cp := exportRows(t, key, 3)
+	for _, c := range []struct{ name, old, new string }{
+		{"a key in another case", `"action":"auth.signin"`, `"action":"auth.signout","Action":"auth.signin"`},
+		{"a key twice", `"action":"auth.signin"`, `"action":"auth.signout","action":"auth.signin"`},
+		{"a metadata key twice", `"metadata":{"method":"sso"}`, `"metadata":{"method":"password","method":"sso"}`},
+	} {
+		lines := marshalRows(t, rows)
+		if !bytes.Contains(lines[1], []byte(c.old)) {
+			t.Fatalf("%s: no %s in %s", c.name, c.old, lines[1])
+		}
+		lines[1] = bytes.Replace(lines[1], []byte(c.old), []byte(c.new), 1)
+		res := verifyExport(t, ndjsonExport(t, lines, cp), key)
+		if res.Break == nil || res.Line != 2 || !strings.Contains(res.Break.Reason, "tools differ") {
+			t.Errorf("%s: %+v (break %v)", c.name, res, res.Break)
+		}
+		// The same line in a saved feed (oldest first).
+		feed := bytes.Join([][]byte{lines[2], lines[1], lines[0]}, []byte("\n"))
+		fres, err := verify.File(bytes.NewReader(feed), nil, nil, false)
+		if err != nil || fres.Break == nil || !strings.Contains(fres.Break.Reason, "line 2: ") {
+			t.Errorf("%s in a feed file: %v, %+v (break %v)", c.name, err, fres, fres.Break)
+		}
+	}
+}
+
+// A CSV header naming a column twice: this verifier read the last, a
+// spreadsheet shows the first; refused.
+func TestCSVExportRefusesAColumnTwice(t *testing.T) {
+	t.Parallel()
+	key := sealtest.Key(t)
+	rows, cp := exportRows(t, key, 1)
+	e := rows[0]
+	header := "id,org_id,occurred_at,action,target_type,target_id,actor_type,actor_id,actor_email,ip,user_agent,request_id,metadata,seq,hash,prev_hash,action\r\n"
+	row := fmt.Sprintf("%s,%s,%s,auth.signout,user,,user,,,,,,\"{\"\"method\"\": \"\"sso\"\"}\",1,%s,%s,auth.signin\r\n",
+		e.ID, e.OrgID, e.OccurredAt.Format(time.RFC3339Nano), *e.Hash, *e.PrevHash)
+	body := []byte(header + row)
+	sum := sha256.Sum256(body)
+	m := store.Manifest{OrgID: exportOrg, Rows: 1, Sealed: 1, FirstSeq: 1, LastSeq: 1, HeadHash: *e.Hash, BodySHA256: hex.EncodeToString(sum[:]), Checkpoint: &cp}
+	pub := key.Public().(ed25519.PublicKey)
+	res, err := verify.ExportCSVFile(bytes.NewReader(body), &m, map[string]ed25519.PublicKey{chain.KeyID(pub): pub})
+	if err == nil && res.Break == nil {
+		t.Fatalf("a header with action twice verifies: %+v", res)
+	}
+	// A metadata cell with a key twice.
+	body = []byte(strings.Replace(header, ",action\r\n", ",other\r\n", 1) +
+		strings.Replace(strings.Replace(row, "auth.signout", "auth.signin", 1), `""method"": ""sso""`, `""method"": ""password"", ""method"": ""sso""`, 1))
+	sum = sha256.Sum256(body)
+	m.BodySHA256 = hex.EncodeToString(sum[:])
+	res, err = verify.ExportCSVFile(bytes.NewReader(body), &m, map[string]ed25519.PublicKey{chain.KeyID(pub): pub})
+	if err != nil || res.Break == nil || !strings.Contains(res.Break.Reason, "tools differ") {
+		t.Errorf("metadata with a key twice: %v, %+v (break %v)", err, res, res.Break)
 	}
 }

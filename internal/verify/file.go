@@ -37,6 +37,10 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 		if err := json.Unmarshal(sc.Bytes(), &fe); err != nil {
 			return res, fmt.Errorf("line %d: %w", line, err)
 		}
+		if err := checkKeys(sc.Bytes(), lineFields); err != nil {
+			res.Break = &chain.Break{Seq: fe.Seq, EventID: fe.ID, Reason: fmt.Sprintf("line %d: %v", line, err)}
+			break
+		}
 		h, err := parseHexHash(fe.Hash)
 		if err != nil {
 			return res, fmt.Errorf("line %d: %w", line, err)
