@@ -54,7 +54,7 @@ func parseFeedParams(q url.Values) (feedParams, error) {
 			p.after = n
 		case "wait":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || time.Duration(n)*time.Second > maxWait {
+			if err != nil || n < 0 || n > int(maxWait/time.Second) { // n*time.Second may overflow
 				badf(name, "must be a whole number of seconds from 0 to %d", int(maxWait/time.Second))
 			}
 			p.wait = time.Duration(n) * time.Second

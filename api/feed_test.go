@@ -169,7 +169,7 @@ func TestFeedRefusesBadParametersAndNonOwners(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{RateLimit: math.Inf(1)})
 	org, token := b.owner(t, "free")
-	for _, q := range []string{"after=-1", "after=x", "wait=31", "wait=-1", "limit=0", "limit=1001", "format=csv", "cursor=x", "after=1&after=2"} {
+	for _, q := range []string{"after=-1", "after=x", "wait=31", "wait=-1", "wait=18446744074", "limit=0", "limit=1001", "format=csv", "cursor=x", "after=1&after=2"} {
 		resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?"+q, token)
 		wantProblem(t, resp, body, http.StatusBadRequest)
 	}
