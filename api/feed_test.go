@@ -319,3 +319,26 @@ func TestFeedPageKeepsToTheByteBudget(t *testing.T) {
 		t.Fatalf("walk in %d pages: %v, want %v", pages, got, want)
 	}
 }
+
+// Retention removed every event of an org and the sealer pruned their
+// seals (the head stays): a consumer still behind gets next_after at the
+// head, caught up, rather than the same empty page forever.
+func TestFeedBehindEverySealPrunedCatchesUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	stop := sealtest.Start(t, b.url, sealer.Config{})
+	for range 3 {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	}
+	sealtest.WaitSealed(t, b.admin, org, 3)
+	stop()
+	// What prune_seals leaves once the events are gone: no seal, the head.
+	if _, err := b.admin.Exec(context.Background(), "DELETE FROM audit.seals WHERE org_id = $1", org); err != nil {
+		t.Fatal(err)
+	}
+	p := b.feedPage(t, org, token, "after=1")
+	if len(p.Events) != 0 || p.NextAfter != 3 || p.HeadSeq != 3 || p.FirstSeq != 0 {
+		t.Fatalf("behind seals all pruned: %+v, want next_after 3 (the head)", p)
+	}
+}
