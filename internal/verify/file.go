@@ -72,7 +72,7 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 		return res, fmt.Errorf("read the feed file: %w", err)
 	}
 	if v != nil {
-		res.First, res.Last, res.Verified, res.Given, res.Checkpoints = v.First(), v.Last(), v.Verified, v.Given, v.Checked
+		res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
 	}
 	return res, nil
 }
