@@ -342,3 +342,32 @@ func TestFeedBehindEverySealPrunedCatchesUp(t *testing.T) {
 		t.Fatalf("behind seals all pruned: %+v, want next_after 3 (the head)", p)
 	}
 }
+
+// A waiting feed request polls the database five times a second for up to
+// 30 s, so one token within its rate limit could hold hundreds open and
+// take the pool; an org holds at most maxOrgFeedWaits open, and another
+// waiting request is answered 429 at once.
+func TestFeedWaitsAreBoundedPerOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "free")
+	done := make(chan int, maxOrgFeedWaits)
+	for range maxOrgFeedWaits {
+		go func() {
+			resp, _ := b.get(t, "/api/orgs/"+org+"/audit/feed?wait=3", token)
+			done <- resp.StatusCode
+		}()
+	}
+	time.Sleep(time.Second) // every one of them is waiting
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?wait=1", token)
+	wantProblem(t, resp, body, http.StatusTooManyRequests)
+	if p := b.feedPage(t, org, token, "wait=0"); p.HeadSeq != 0 {
+		t.Fatalf("a request that does not wait: %+v", p)
+	}
+	for range maxOrgFeedWaits {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("a waiting request: %d", code)
+		}
+	}
+	b.feedPage(t, org, token, "wait=1")
+}
