@@ -197,6 +197,12 @@ func TestVerifyNamesTheSeqsNoCheckpointCovers(t *testing.T) {
 	if want := "seq 5 to 9 follow the last checkpoint compared (seq 4): nothing signed ties them"; !strings.Contains(out.String(), want) {
 		t.Fatalf("report:\n%s\nwant it to say %q", out, want)
 	}
+	// Links of removed events are the seals' own hashes, not a checkpoint's.
+	out.Reset()
+	res.Given = 2
+	if err := printVerify(e, res); err != nil || !strings.Contains(out.String(), "2 links taken as given, not recomputed") || strings.Contains(out.String(), "taken from signed checkpoints") {
+		t.Fatalf("links of removed events:\n%s", out)
+	}
 	out.Reset()
 	res.CoveredTo = 9
 	if err := printVerify(e, res); err != nil || strings.Contains(out.String(), "nothing signed") {
