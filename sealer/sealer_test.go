@@ -139,6 +139,42 @@ func TestRolledBackEventIsNeverSealed(t *testing.T) {
 	checkChain(t, pool, org, 1)
 }
 
+// An event recorded in a savepoint rolled back, inside a transaction that
+// commits, is never sealed; the events around it are, in their order.
+func TestEventOfARolledBackSavepointIsNeverSealed(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	sealtest.Start(t, url, sealer.Config{})
+	ctx := context.Background()
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	ids := make([]string, 3)
+	for i, sql := range []string{"", "SAVEPOINT s", "ROLLBACK TO SAVEPOINT s"} {
+		if sql != "" {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.token_rotated', 'c1')", org).Scan(&ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sealtest.WaitSealed(t, pool, org, 2)
+	if got := sealed(t, pool, org); !slices.Equal(got, []string{ids[0], ids[2]}) {
+		t.Fatalf("sealed %v, want %s and %s, not %s of the savepoint rolled back", got, ids[0], ids[2], ids[1])
+	}
+	checkChain(t, pool, org, 2)
+}
+
 func TestFirstPassSealsEventsRecordedBeforeTheSealer(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
