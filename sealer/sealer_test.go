@@ -73,12 +73,19 @@ func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
 	}
 }
 
-func TestSealsInCommitOrder(t *testing.T) {
-	t.Parallel()
+// sealingOrg is a new database with an org and a sealer running.
+func sealingOrg(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
 	org := fixture.Org(t, pool, fixture.OrgOpts{})
 	sealtest.Start(t, url, sealer.Config{})
+	return pool, org
+}
+
+func TestSealsInCommitOrder(t *testing.T) {
+	t.Parallel()
+	pool, org := sealingOrg(t)
 	ctx := context.Background()
 	// Today's leaf exists, as the retention worker makes it: otherwise the
 	// second writer would wait for the first one's new leaf.
@@ -114,10 +121,7 @@ func TestSealsInCommitOrder(t *testing.T) {
 
 func TestRolledBackEventIsNeverSealed(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
-	pool := testdb.Pool(t, url)
-	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	sealtest.Start(t, url, sealer.Config{})
+	pool, org := sealingOrg(t)
 	ctx := context.Background()
 
 	tx, err := pool.Begin(ctx)
@@ -143,10 +147,7 @@ func TestRolledBackEventIsNeverSealed(t *testing.T) {
 // commits, is never sealed; the events around it are, in their order.
 func TestEventOfARolledBackSavepointIsNeverSealed(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
-	pool := testdb.Pool(t, url)
-	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	sealtest.Start(t, url, sealer.Config{})
+	pool, org := sealingOrg(t)
 	ctx := context.Background()
 
 	tx, err := pool.Begin(ctx)
