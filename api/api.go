@@ -122,7 +122,8 @@ func New(cfg Config) http.Handler {
 		failures:          newLimiter(failedAuthRate, failedAuthBurst, s.now),
 		unknownTokens:     newTokenCache(tokenCacheTTL),
 		knownTokens:       newTokenCache(tokenCacheTTL),
-		orgExports:        newOrgExports(cmp.Or(cfg.MaxOrgExports, 2)),
+		orgExports:        newOrgSlots(cmp.Or(cfg.MaxOrgExports, 2)),
+		feedWaits:         newOrgSlots(maxOrgFeedWaits),
 		exportFloorBytes:  cmp.Or(cfg.ExportFloorBytes, 256<<10),
 		exportFloorWindow: cmp.Or(cfg.ExportFloorWindow, 10*time.Second),
 	}
@@ -181,7 +182,8 @@ type guards struct {
 	failures          *limiter    // failed authentications per client address
 	unknownTokens     *tokenCache // token hashes the database did not know
 	knownTokens       *tokenCache // token hashes the database knew
-	orgExports        *orgExports // Config.MaxOrgExports
+	orgExports        *orgSlots   // Config.MaxOrgExports
+	feedWaits         *orgSlots   // feed requests waiting (wait=), per org
 	exportFloorBytes  int         // Config.ExportFloorBytes
 	exportFloorWindow time.Duration
 }

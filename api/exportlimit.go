@@ -8,21 +8,21 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// orgExports counts the exports running per org, so that one org cannot
-// take every export slot of the server.
-type orgExports struct {
+// orgSlots counts the requests of one kind running per org (exports, waiting
+// feed requests), so that one org cannot take the server's share of them.
+type orgSlots struct {
 	max int
 
 	mu      sync.Mutex
-	running map[string]int // only orgs with an export running
+	running map[string]int // only orgs with a request running
 }
 
-func newOrgExports(max int) *orgExports {
-	return &orgExports{max: max, running: map[string]int{}}
+func newOrgSlots(max int) *orgSlots {
+	return &orgSlots{max: max, running: map[string]int{}}
 }
 
 // acquire takes one of org's slots, if it has one free.
-func (o *orgExports) acquire(org string) bool {
+func (o *orgSlots) acquire(org string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.running[org] >= o.max {
@@ -32,7 +32,7 @@ func (o *orgExports) acquire(org string) bool {
 	return true
 }
 
-func (o *orgExports) release(org string) {
+func (o *orgSlots) release(org string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.running[org]--; o.running[org] <= 0 {

@@ -26,6 +26,10 @@ const (
 	maxWait = 30 * time.Second
 	// waitPoll is how often a waiting feed request looks for new events.
 	waitPoll = 200 * time.Millisecond
+	// maxOrgFeedWaits bounds the feed requests of one org waiting at once:
+	// each reads the database every waitPoll, so the rate limit alone
+	// would let one token hold hundreds open.
+	maxOrgFeedWaits = 4
 )
 
 type feedParams struct {
@@ -54,7 +58,7 @@ func parseFeedParams(q url.Values) (feedParams, error) {
 			p.after = n
 		case "wait":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || time.Duration(n)*time.Second > maxWait {
+			if err != nil || n < 0 || n > int(maxWait/time.Second) { // n*time.Second may overflow
 				badf(name, "must be a whole number of seconds from 0 to %d", int(maxWait/time.Second))
 			}
 			p.wait = time.Duration(n) * time.Second
@@ -99,6 +103,13 @@ func (s *server) feed(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	org := orgOf(c).String()
+	if p.wait > 0 {
+		if !s.feedWaits.acquire(org) {
+			s.writeProblem(c, tooManyRequests(fmt.Sprintf("%d feed requests of this org are waiting, the most one org may hold open; retry when one answers, or without wait", maxOrgFeedWaits), time.Second))
+			return
+		}
+		defer s.feedWaits.release(org)
+	}
 	q := store.FeedQuery{OrgID: org, After: p.after, Limit: p.limit, Actor: p.actor}
 	if p.filtersActions() {
 		actions, err := s.catalog.get(ctx)

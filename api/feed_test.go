@@ -169,7 +169,7 @@ func TestFeedRefusesBadParametersAndNonOwners(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{RateLimit: math.Inf(1)})
 	org, token := b.owner(t, "free")
-	for _, q := range []string{"after=-1", "after=x", "wait=31", "wait=-1", "limit=0", "limit=1001", "format=csv", "cursor=x", "after=1&after=2"} {
+	for _, q := range []string{"after=-1", "after=x", "wait=31", "wait=-1", "wait=18446744074", "limit=0", "limit=1001", "format=csv", "cursor=x", "after=1&after=2"} {
 		resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?"+q, token)
 		wantProblem(t, resp, body, http.StatusBadRequest)
 	}
@@ -318,4 +318,56 @@ func TestFeedPageKeepsToTheByteBudget(t *testing.T) {
 	if !slices.Equal(got, want) || pages < 4 {
 		t.Fatalf("walk in %d pages: %v, want %v", pages, got, want)
 	}
+}
+
+// Retention removed every event of an org and the sealer pruned their
+// seals (the head stays): a consumer still behind gets next_after at the
+// head, caught up, rather than the same empty page forever.
+func TestFeedBehindEverySealPrunedCatchesUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	stop := sealtest.Start(t, b.url, sealer.Config{})
+	for range 3 {
+		fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org})
+	}
+	sealtest.WaitSealed(t, b.admin, org, 3)
+	stop()
+	// What prune_seals leaves once the events are gone: no seal, the head.
+	if _, err := b.admin.Exec(context.Background(), "DELETE FROM audit.seals WHERE org_id = $1", org); err != nil {
+		t.Fatal(err)
+	}
+	p := b.feedPage(t, org, token, "after=1")
+	if len(p.Events) != 0 || p.NextAfter != 3 || p.HeadSeq != 3 || p.FirstSeq != 0 {
+		t.Fatalf("behind seals all pruned: %+v, want next_after 3 (the head)", p)
+	}
+}
+
+// A waiting feed request polls the database five times a second for up to
+// 30 s, so one token within its rate limit could hold hundreds open and
+// take the pool; an org holds at most maxOrgFeedWaits open, and another
+// waiting request is answered 429 at once.
+func TestFeedWaitsAreBoundedPerOrg(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "free")
+	done := make(chan int, maxOrgFeedWaits)
+	for range maxOrgFeedWaits {
+		go func() {
+			resp, _ := b.get(t, "/api/orgs/"+org+"/audit/feed?wait=3", token)
+			done <- resp.StatusCode
+		}()
+	}
+	time.Sleep(time.Second) // every one of them is waiting
+	resp, body := b.get(t, "/api/orgs/"+org+"/audit/feed?wait=1", token)
+	wantProblem(t, resp, body, http.StatusTooManyRequests)
+	if p := b.feedPage(t, org, token, "wait=0"); p.HeadSeq != 0 {
+		t.Fatalf("a request that does not wait: %+v", p)
+	}
+	for range maxOrgFeedWaits {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("a waiting request: %d", code)
+		}
+	}
+	b.feedPage(t, org, token, "wait=1")
 }

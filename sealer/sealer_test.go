@@ -73,12 +73,19 @@ func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
 	}
 }
 
-func TestSealsInCommitOrder(t *testing.T) {
-	t.Parallel()
+// sealingOrg is a new database with an org and a sealer running.
+func sealingOrg(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
 	org := fixture.Org(t, pool, fixture.OrgOpts{})
 	sealtest.Start(t, url, sealer.Config{})
+	return pool, org
+}
+
+func TestSealsInCommitOrder(t *testing.T) {
+	t.Parallel()
+	pool, org := sealingOrg(t)
 	ctx := context.Background()
 	// Today's leaf exists, as the retention worker makes it: otherwise the
 	// second writer would wait for the first one's new leaf.
@@ -121,31 +128,40 @@ func TestSealsInCommitOrder(t *testing.T) {
 	}
 }
 
+// A rolled-back event is never sealed, nor one recorded in a savepoint
+// rolled back inside a transaction that commits (the events around it are,
+// in their order).
 func TestRolledBackEventIsNeverSealed(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
-	pool := testdb.Pool(t, url)
-	org := fixture.Org(t, pool, fixture.OrgOpts{})
-	sealtest.Start(t, url, sealer.Config{})
+	pool, org := sealingOrg(t)
 	ctx := context.Background()
 
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gone string
-	if err := tx.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.token_rotated')", org).Scan(&gone); err != nil {
+	defer tx.Rollback(ctx)
+	// The first transaction rolls back; in the second, the second event's
+	// savepoint does.
+	ids := make([]string, 4)
+	for i, sql := range []string{"", "ROLLBACK; BEGIN", "SAVEPOINT s", "ROLLBACK TO SAVEPOINT s"} {
+		if sql != "" {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.QueryRow(ctx, "SELECT audit.log_event($1, 'cluster.token_rotated', 'c1')", org).Scan(&ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
+	sealtest.WaitSealed(t, pool, org, 2)
+	if got := sealed(t, pool, org); !slices.Equal(got, []string{ids[1], ids[3]}) {
+		t.Fatalf("sealed %v, want %s and %s, not %s (rolled back) nor %s (its savepoint rolled back)", got, ids[1], ids[3], ids[0], ids[2])
 	}
-	kept := record(t, pool, org)
-	sealtest.WaitSealed(t, pool, org, 1)
-	if got := sealed(t, pool, org); len(got) != 1 || got[0] != kept {
-		t.Fatalf("sealed %v, want only %s (not the rolled-back %s)", got, kept, gone)
-	}
-	checkChain(t, pool, org, 1)
+	checkChain(t, pool, org, 2)
 }
 
 func TestFirstPassSealsEventsRecordedBeforeTheSealer(t *testing.T) {

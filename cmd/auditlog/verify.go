@@ -196,10 +196,17 @@ func printVerify(e env, r verify.Result) error {
 	case r.Break == nil:
 		fmt.Fprintf(e.stdout, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
 	}
-	fmt.Fprintf(e.stdout, "  %d events recomputed, %d links of removed events taken from signed checkpoints, %d checkpoints checked\n",
-		r.Verified, r.Given, r.Checkpoints)
+	fmt.Fprintf(e.stdout, "  %d events recomputed, %d checkpoints checked\n", r.Verified, r.Checkpoints)
+	if r.Given > 0 {
+		// Not from a checkpoint: the seal's own hash, its event gone.
+		fmt.Fprintf(e.stdout, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
+	}
 	if r.Break == nil && r.Checkpoints == 0 {
 		fmt.Fprintln(e.stdout, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
+	} else if r.Break == nil && r.CoveredTo < r.Last {
+		// Consistent, but a rewrite of these (every hash recomputed, the
+		// later checkpoints removed) would read the same.
+		fmt.Fprintf(e.stdout, "  seq %d to %d follow the last checkpoint compared (seq %d): nothing signed ties them yet\n", r.CoveredTo+1, r.Last, r.CoveredTo)
 	}
 	if r.Unsealed > 0 {
 		fmt.Fprintf(e.stdout, "  %d stored events not sealed yet (the sealer is behind, or not running)\n", r.Unsealed)
@@ -240,6 +247,9 @@ func printExport(e env, r verify.ExportResult) error {
 	case !r.CheckpointInFile:
 		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies, but seq %d is not in the file: nothing signed ties these rows to what was sealed\n",
 			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, cp.Seq)
+	case r.Tied == 0:
+		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies and matches the row's hash, but the row has no prev_hash to recompute it from: nothing signed ties these rows to what was sealed\n",
+			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID)
 	default:
 		fmt.Fprintf(e.stdout, "  the checkpoint at seq %d (signed %s, key %s) verifies and matches the row: it proves the %d rows of seq %d to %d\n",
 			cp.Seq, cp.SignedAt.UTC().Format(chain.TimeLayout), cp.KeyID, r.Tied, r.TiedFrom, cp.Seq)

@@ -25,6 +25,7 @@ import (
 	"github.com/auditlog/auditlog/internal/pat"
 	"github.com/auditlog/auditlog/internal/sealtest"
 	"github.com/auditlog/auditlog/internal/testdb"
+	"github.com/auditlog/auditlog/internal/verify"
 	"github.com/auditlog/auditlog/sealer"
 )
 
@@ -180,4 +181,31 @@ func idOf(t *testing.T, line []byte) string {
 		t.Fatal(err)
 	}
 	return e.ID
+}
+
+// A chain that verifies past its last checkpoint is consistent there, but
+// nothing signed ties those seqs: someone who changed an event and
+// recomputed every hash after it, and removed the checkpoints after it,
+// leaves exactly that. The report names them.
+func TestVerifyNamesTheSeqsNoCheckpointCovers(t *testing.T) {
+	t.Parallel()
+	e, out := testEnv(t)
+	res := verify.Result{OrgID: "o1", First: 1, Last: 9, Verified: 9, Checkpoints: 1, CoveredTo: 4}
+	if err := printVerify(e, res); err != nil {
+		t.Fatal(err)
+	}
+	if want := "seq 5 to 9 follow the last checkpoint compared (seq 4): nothing signed ties them"; !strings.Contains(out.String(), want) {
+		t.Fatalf("report:\n%s\nwant it to say %q", out, want)
+	}
+	// Links of removed events are the seals' own hashes, not a checkpoint's.
+	out.Reset()
+	res.Given = 2
+	if err := printVerify(e, res); err != nil || !strings.Contains(out.String(), "2 links taken as given, not recomputed") || strings.Contains(out.String(), "taken from signed checkpoints") {
+		t.Fatalf("links of removed events:\n%s", out)
+	}
+	out.Reset()
+	res.CoveredTo = 9
+	if err := printVerify(e, res); err != nil || strings.Contains(out.String(), "nothing signed") {
+		t.Fatalf("a chain covered to its end: %v\n%s", err, out)
+	}
 }

@@ -53,8 +53,11 @@ type Verifier struct {
 	// Verified counts links whose hash was recomputed; Given, links taken as
 	// given (removed events, gaps of a partial file).
 	Verified, Given int64
-	// Checked counts the checkpoints a link was compared with.
-	Checked int
+	// Checked counts the checkpoints a link was compared with; CoveredTo
+	// is the last such link's seq (0: none): links after it are tied to no
+	// signature.
+	Checked   int
+	CoveredTo int64
 }
 
 // Key is a public key that signs checkpoints, and when it was the signing
@@ -152,6 +155,7 @@ func (v *Verifier) Add(l Link) error {
 			return &Break{l.Seq, id, fmt.Sprintf("the chain differs from the checkpoint signed at %s (hash %s)", c.SignedAt.UTC().Format(TimeLayout), c.Hash)}
 		}
 		v.Checked++
+		v.CoveredTo = l.Seq
 	}
 	v.prev, v.prevSeq = l.Hash, l.Seq
 	return nil

@@ -93,8 +93,14 @@ func (s *Store) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 			return err
 		}
 		seals, err := readSeals(ctx, tx, q)
-		if err != nil || len(seals) == 0 {
+		if err != nil {
 			return err
+		}
+		if len(seals) == 0 {
+			// Below the head and no seal left: the sealer pruned them all
+			// (retention removed their events); the head stays.
+			page.Next = page.Head
+			return nil
 		}
 		events, err := sealedEvents(ctx, tx, q, seals)
 		if err != nil {

@@ -32,7 +32,8 @@ type ExportResult struct {
 	Rows, Sealed, First, Last, Recomputed, Gaps int64
 	// Checkpoint is the manifest's signed checkpoint (nil: none), and
 	// Tied the rows in the unbroken run of seqs ending at it, from
-	// TiedFrom: what the signature proves.
+	// TiedFrom, each recomputed from its prev_hash: what the signature
+	// proves.
 	Checkpoint       *chain.Checkpoint
 	Tied, TiedFrom   int64
 	CheckpointInFile bool
@@ -141,7 +142,12 @@ func (c *exportChecker) chain() (missing []string) {
 		switch {
 		case l.seq == p.seq:
 			c.fail(l.line, l.seq, l.eventID, "seq %d is on line %d too", l.seq, p.line)
-		case l.seq == p.seq+1 && l.hasPrev && l.prev != p.hash:
+		case l.seq == p.seq+1 && !l.hasPrev:
+			// Only a seal whose previous one was gone when prev_hash was
+			// added lacks it; without it the row is not recomputed, so
+			// taking it out would hide a changed event.
+			c.fail(l.line, l.seq, l.eventID, "no prev_hash, though seq %d is on line %d: the row cannot be recomputed", p.seq, p.line)
+		case l.seq == p.seq+1 && l.prev != p.hash:
 			c.fail(l.line, l.seq, l.eventID, "its prev_hash is not the hash of seq %d (line %d): the chain is broken", p.seq, p.line)
 		case l.seq > p.seq+1:
 			c.res.Gaps++
@@ -247,7 +253,12 @@ func (c *exportChecker) tie(cp chain.Checkpoint) {
 	for j > 0 && c.links[j-1].seq == c.links[j].seq-1 {
 		j--
 	}
-	c.res.Tied, c.res.TiedFrom = int64(i-j+1), c.links[j].seq
+	if !c.links[j].hasPrev { // its event was not recomputed
+		j++
+	}
+	if j <= i {
+		c.res.Tied, c.res.TiedFrom = int64(i-j+1), c.links[j].seq
+	}
 }
 
 // ExportFile verifies offline an NDJSON export (format=ndjson of the
@@ -278,6 +289,10 @@ func ExportFile(r io.Reader, keys map[string]ed25519.PublicKey) (ExportResult, e
 		}
 		if err := json.Unmarshal(b, &row); err != nil {
 			c.fail(line, 0, "", "not an event of the export: %v", err)
+			break
+		}
+		if err := checkKeys(b, lineFields); err != nil {
+			c.fail(line, 0, row.ID, "%v", err)
 			break
 		}
 		if row.Manifest != nil {

@@ -45,6 +45,10 @@ func ExportCSVFile(r io.Reader, manifest *store.Manifest, keys map[string]ed2551
 	}
 	index := map[string]int{}
 	for i, h := range header {
+		if _, ok := index[h.text]; ok {
+			// This verifier would read the last, a spreadsheet shows the first.
+			return c.res, fmt.Errorf("CSV header: the column %s twice", h.text)
+		}
 		index[h.text] = i
 	}
 	for _, col := range csvColumns {
@@ -100,6 +104,9 @@ func csvEvent(cells []csvCell, index map[string]int) (store.ListedEvent, error) 
 	e.ID, e.OrgID, e.Action, e.TargetType, e.ActorType = text("id"), text("org_id"), text("action"), text("target_type"), text("actor_type")
 	e.TargetID, e.ActorID, e.ActorEmail, e.IP = get("target_id"), get("actor_id"), get("actor_email"), get("ip")
 	e.UserAgent, e.RequestID, e.Metadata = get("user_agent"), get("request_id"), json.RawMessage(text("metadata"))
+	if err := checkKeys(e.Metadata, nil); err != nil {
+		return e, fmt.Errorf("metadata: %w", err)
+	}
 	var err error
 	if e.OccurredAt, err = time.Parse(time.RFC3339Nano, text("occurred_at")); err != nil {
 		return e, fmt.Errorf("occurred_at: %w", err)

@@ -37,6 +37,10 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 		if err := json.Unmarshal(sc.Bytes(), &fe); err != nil {
 			return res, fmt.Errorf("line %d: %w", line, err)
 		}
+		if err := checkKeys(sc.Bytes(), lineFields); err != nil {
+			res.Break = &chain.Break{Seq: fe.Seq, EventID: fe.ID, Reason: fmt.Sprintf("line %d: %v", line, err)}
+			break
+		}
 		h, err := parseHexHash(fe.Hash)
 		if err != nil {
 			return res, fmt.Errorf("line %d: %w", line, err)
@@ -68,7 +72,7 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 		return res, fmt.Errorf("read the feed file: %w", err)
 	}
 	if v != nil {
-		res.First, res.Last, res.Verified, res.Given, res.Checkpoints = v.First(), v.Last(), v.Verified, v.Given, v.Checked
+		res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
 	}
 	return res, nil
 }

@@ -25,6 +25,8 @@ type Result struct {
 	// given; Checkpoints compared.
 	Verified, Given int64
 	Checkpoints     int
+	// CoveredTo is the seq of the last link a checkpoint was compared with.
+	CoveredTo int64
 	// Unsealed counts the org's stored events without a seal.
 	Unsealed int64
 	// Break is the first place the chain does not verify; nil when it does.
@@ -140,7 +142,7 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 			res.Break = err.(*chain.Break)
 		}
 	}
-	res.First, res.Last, res.Verified, res.Given, res.Checkpoints = v.First(), v.Last(), v.Verified, v.Given, v.Checked
+	res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
 	err = db.QueryRow(ctx, "SELECT count(*) FROM audit.unsealed_events WHERE org_id = $1", orgID).Scan(&res.Unsealed)
 	if err != nil {
 		return res, fmt.Errorf("count unsealed events of org %s: %w", orgID, err)
