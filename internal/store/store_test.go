@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -398,4 +399,118 @@ func TestNextRoundReachesAsFarAsThePageNeeds(t *testing.T) {
 	if n := nextRound(rest[3:], now, rest[2].Since, 1, 1000); n != len(rest)-3 {
 		t.Errorf("1 event in 8 days, 1000 wanted: the next round reads %d of the %d windows left, want all", n, len(rest)-3)
 	}
+}
+
+// TestFilteredPagesReadAlongTheFiltersIndex: on a leaf of many orgs'
+// events, analysed, the generic plan of a page of a rare action, of several
+// actions and of an actor scans the leaf along the action or actor index,
+// not along the primary key, which reads every event of the org in the
+// window to find a few. With the window's exact bounds as two comparisons
+// of occurred_at with parameters, the planner guessed every index of the
+// leaf to return one row and took the primary key.
+func TestFilteredPagesReadAlongTheFiltersIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin, pool := pools(t, "&pool_max_conns=1")
+	now := time.Now()
+	y, m, d := now.UTC().Date()
+	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	if _, err := admin.Exec(ctx, "SELECT audit.make_leaf('team', $1::date)", today); err != nil {
+		t.Fatal(err)
+	}
+	var orgs []string
+	for range 200 {
+		orgs = append(orgs, fixture.Org(t, admin, fixture.OrgOpts{Plan: "team"}))
+	}
+	// 100 sign-ins of each of 200 orgs today, then 3 clusters made by one member of
+	// the first.
+	_, err := admin.Exec(ctx, `
+		INSERT INTO audit.events_team (id, org_id, occurred_at, action, target_type, actor_type, actor_email, metadata)
+		SELECT gen_random_uuid(), o, $2::timestamptz + i * interval '1 second', 'auth.signin', 'auth', 'user',
+		       'member' || i % 5 || '@example.com', '{}'::jsonb
+		FROM unnest($1::uuid[]) o, generate_series(1, 100) i
+		UNION ALL
+		SELECT gen_random_uuid(), ($1::uuid[])[1], $2::timestamptz + i * interval '1 minute', 'cluster.created', 'cluster', 'user',
+		       'rare@example.com', '{"cluster_id": "c"}'::jsonb
+		FROM generate_series(1, 3) i`, orgs, today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "ANALYZE audit.events_team"); err != nil {
+		t.Fatal(err)
+	}
+	base := Query{OrgID: orgs[0], Tiers: []string{"team"}, Since: today,
+		Before: Position{OccurredAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), ID: MinID}, Now: now, Limit: 101}
+	for _, c := range []struct {
+		name, index string
+		q           func(*Query)
+	}{
+		{"one action", "_org_id_action_", func(q *Query) { q.Actions = []string{"cluster.created"} }},
+		{"several actions", "_org_id_action_", func(q *Query) { q.Actions = []string{"cluster.created", "cluster.deleted"} }},
+		{"actor", "_org_id_lower_", func(q *Query) { q.Actor = "RARE@example.com" }},
+	} {
+		q := base
+		c.q(&q)
+		var got int
+		if err := New(pool).Page(ctx, q, func(ListedEvent) bool { got++; return true }); err != nil || got != 3 {
+			t.Errorf("%s: %d events, %v; want 3", c.name, got, err)
+		}
+		sql, args, err := statement(q.pageWindows()[0], pageQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, genericPlanSQL); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "PREPARE page AS "+sql); err != nil {
+				return err
+			}
+			// EXECUTE under EXPLAIN takes no bind parameters.
+			params := make([]string, len(args))
+			for i, a := range args {
+				params[i] = sqlLiteral(t, a)
+			}
+			rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE page("+strings.Join(params, ", ")+")")
+			if err != nil {
+				return err
+			}
+			if plan, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, "DEALLOCATE page")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := "events_team_p" + today.Format("20060102")
+		scan := ""
+		for _, line := range plan {
+			if strings.Contains(line, " on "+leaf+" ") {
+				scan = strings.TrimSpace(line)
+			}
+		}
+		if !strings.Contains(scan, leaf+c.index) {
+			t.Errorf("%s: today's leaf is read by %q, want its index %s...:\n%s", c.name, scan, c.index, strings.Join(plan, "\n"))
+		}
+	}
+}
+
+// sqlLiteral writes a bind parameter of a page statement as an SQL literal.
+func sqlLiteral(t *testing.T, v any) string {
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	switch v := v.(type) {
+	case time.Time:
+		return timeLiteral(v)
+	case string:
+		return quote(v)
+	case []string:
+		return quote(textArray(v)) + "::text[]"
+	case int:
+		return fmt.Sprint(v)
+	}
+	t.Fatalf("no literal for a %T", v)
+	return ""
 }
