@@ -114,17 +114,23 @@ WHERE org_id = {{ .P.Org }}
 
 {{- /* The query. A page of several actions (a target type, free text
   matching several names) and no actor reads each action along its own
-  index, a page's worth at most, and keeps the newest of those; with an
+  index, a page's worth at most, keeps the newest of those, and only then
+  looks up their seals (a page's worth, not one per action); with an
   actor it follows the actor's index, and an export the primary key,
   filtering the actions as they go. */ -}}
 {{- define "events" -}}
 SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }},
        {{ template "seal_columns" }}
 {{- if .Lateral }}
-FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
-  SELECT * FROM {{ template "tiers" . }} t
-  {{ template "conditions" . }}
-  ORDER BY t.occurred_at DESC, t.id DESC
+FROM (
+  SELECT e.*
+  FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
+    SELECT * FROM {{ template "tiers" . }} t
+    {{ template "conditions" . }}
+    ORDER BY t.occurred_at DESC, t.id DESC
+    LIMIT {{ .P.Limit }}
+  ) e
+  ORDER BY e.occurred_at DESC, e.id DESC
   LIMIT {{ .P.Limit }}
 ) e
 {{ template "seal_join" }}
