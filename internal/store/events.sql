@@ -73,14 +73,29 @@ id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"
   the index the scans should follow: the actor index when an actor is asked
   for, else the action index for one action, else the primary key. Given
   org_id (and the action or actor) equal, it means the same as
-  (occurred_at, id) < (before), and it steers the generic plan onto that
-  index, whose order is the order wanted, so a page stops as soon as it is
-  full however rare the action or actor. */ -}}
+  (occurred_at, id) < (before), and it steers the plan onto that index,
+  whose order is the order wanted, so a page stops as soon as it is full
+  however rare the action or actor.
+
+  With the window's days as literal bounds (pages and counts), the exact
+  bounds are bind parameters, and a generic plan can only guess how much of
+  a leaf they keep: two of them on occurred_at it takes for a range keeping
+  0.5 %, which makes every index of a leaf look like a one-row probe, and
+  the tie went to the primary key, filtering a year of the org's events for
+  a rare action. So the lower bound is written as a row comparison (every
+  id is at least MinID: it means occurred_at >= since), which the planner
+  guesses apart, and the upper one is the keyset condition's alone (it
+  implies occurred_at <= before, and < before when the position's id is
+  MinID): the filter's index then reads fewer rows than the primary key by
+  the filter's selectivity, and wins. The export's bounds are literals,
+  which the planner prunes leaves on and estimates from the statistics. */ -}}
 {{- define "conditions" -}}
 WHERE org_id = {{ .P.Org }}
-    AND occurred_at >= {{ .P.Since }} AND occurred_at {{ if .Below }}<{{ else }}<={{ end }} {{ .P.BeforeAt }}
 {{- with .P.From }}
+    AND (occurred_at, id) >= ({{ $.P.Since }}, '00000000-0000-0000-0000-000000000000'::uuid)
     AND occurred_at >= {{ . }} AND occurred_at < {{ $.P.To }}
+{{- else }}
+    AND occurred_at >= {{ .P.Since }} AND occurred_at {{ if .Below }}<{{ else }}<={{ end }} {{ .P.BeforeAt }}
 {{- end }}
     AND (org_id, {{ with .KeyCol }}{{ . }}, {{ end }}occurred_at, id) < ({{ .P.Org }}, {{ with .KeyVal }}{{ . }}, {{ end }}{{ .P.BeforeAt }}, {{ .P.BeforeID }})
 {{- if .Nothing }}
@@ -99,17 +114,23 @@ WHERE org_id = {{ .P.Org }}
 
 {{- /* The query. A page of several actions (a target type, free text
   matching several names) and no actor reads each action along its own
-  index, a page's worth at most, and keeps the newest of those; with an
+  index, a page's worth at most, keeps the newest of those, and only then
+  looks up their seals (a page's worth, not one per action); with an
   actor it follows the actor's index, and an export the primary key,
   filtering the actions as they go. */ -}}
 {{- define "events" -}}
 SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }},
        {{ template "seal_columns" }}
 {{- if .Lateral }}
-FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
-  SELECT * FROM {{ template "tiers" . }} t
-  {{ template "conditions" . }}
-  ORDER BY t.occurred_at DESC, t.id DESC
+FROM (
+  SELECT e.*
+  FROM unnest({{ .P.Actions }}::text[]) AS wanted(name), LATERAL (
+    SELECT * FROM {{ template "tiers" . }} t
+    {{ template "conditions" . }}
+    ORDER BY t.occurred_at DESC, t.id DESC
+    LIMIT {{ .P.Limit }}
+  ) e
+  ORDER BY e.occurred_at DESC, e.id DESC
   LIMIT {{ .P.Limit }}
 ) e
 {{ template "seal_join" }}
