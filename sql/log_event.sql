@@ -6,9 +6,11 @@
 --   AL004 required key missing   AL008 unknown tier
 -- and the caller's transaction fails with them: no action without its event.
 
--- audit.set_context records who is acting, for the rest of the transaction.
--- The values are checked by audit.log_event, which cannot trust them: the
--- settings can also be set directly. (A function SET clause would undo the
+-- audit.set_context records who is acting, for the rest of the transaction,
+-- and marks the transaction (audit.context), so that audit.log_event reads
+-- the settings only where it was called. The values are checked by
+-- audit.log_event, which cannot trust them: the settings can also be set
+-- directly. (A function SET clause would undo the
 -- settings at exit; the SQL-standard body is bound at creation, so it needs
 -- no pinned search_path.)
 CREATE OR REPLACE FUNCTION audit.set_context(
@@ -26,7 +28,8 @@ BEGIN ATOMIC
          set_config('audit.via_pat', coalesce(via_pat, ''), true),
          set_config('audit.ip', coalesce(host(ip), ''), true),
          set_config('audit.user_agent', coalesce(user_agent, ''), true),
-         set_config('audit.request_id', coalesce(request_id, ''), true);
+         set_config('audit.request_id', coalesce(request_id, ''), true),
+         set_config('audit.context', 'set', true);
 END;
 COMMENT ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) IS
   'Sets who is acting (actor, PAT, client IP, user agent, request id) for the audit events of the rest of the transaction.';
@@ -122,8 +125,9 @@ COMMENT ON FUNCTION audit.event_fault(uuid, text, text, text[], text, jsonb, int
 -- the leaf checked is the leaf written.
 -- The request's context comes from the arguments (actor_id, actor_email and
 -- via_pat together; ip, user_agent and request_id each), else from
--- audit.set_context, read only when an argument is missing: a caller may
--- give it all in one call, one round trip.
+-- audit.set_context, read only when an argument is missing and the
+-- transaction called it: a caller may give it all in one call, one round
+-- trip.
 -- The signature grew ip, user_agent and request_id: the old one goes, or a
 -- call naming only the first arguments would match both.
 DROP FUNCTION IF EXISTS audit.log_event(uuid, text, text, jsonb, uuid, text, text);
@@ -151,17 +155,20 @@ DECLARE
   v_fault       text[];
   v_id          uuid;
 BEGIN
-  -- The context fills in what the arguments leave out: the actor as a whole,
-  -- the request's values each.
-  IF log_event.actor_id IS NULL AND log_event.actor_email IS NULL AND log_event.via_pat IS NULL THEN
-    log_event.actor_id := nullif(current_setting('audit.actor_id', true), '')::uuid;
-    log_event.actor_email := nullif(current_setting('audit.actor_email', true), '');
-    log_event.via_pat := nullif(current_setting('audit.via_pat', true), '');
-  END IF;
-  IF log_event.ip IS NULL OR log_event.user_agent IS NULL OR log_event.request_id IS NULL THEN
-    log_event.ip := coalesce(log_event.ip, nullif(current_setting('audit.ip', true), '')::inet);
-    log_event.user_agent := coalesce(log_event.user_agent, nullif(current_setting('audit.user_agent', true), ''));
-    log_event.request_id := coalesce(log_event.request_id, nullif(current_setting('audit.request_id', true), ''));
+  -- The context, if the transaction set one, fills in what the arguments
+  -- leave out: the actor as a whole, the request's values each.
+  IF log_event.actor_id IS NULL AND log_event.actor_email IS NULL AND log_event.via_pat IS NULL
+     OR log_event.ip IS NULL OR log_event.user_agent IS NULL OR log_event.request_id IS NULL THEN
+    IF current_setting('audit.context', true) = 'set' THEN
+      IF log_event.actor_id IS NULL AND log_event.actor_email IS NULL AND log_event.via_pat IS NULL THEN
+        log_event.actor_id := nullif(current_setting('audit.actor_id', true), '')::uuid;
+        log_event.actor_email := nullif(current_setting('audit.actor_email', true), '');
+        log_event.via_pat := nullif(current_setting('audit.via_pat', true), '');
+      END IF;
+      log_event.ip := coalesce(log_event.ip, nullif(current_setting('audit.ip', true), '')::inet);
+      log_event.user_agent := coalesce(log_event.user_agent, nullif(current_setting('audit.user_agent', true), ''));
+      log_event.request_id := coalesce(log_event.request_id, nullif(current_setting('audit.request_id', true), ''));
+    END IF;
   END IF;
   IF log_event.via_pat IS NOT NULL THEN
     log_event.metadata := coalesce(log_event.metadata, '{}') || jsonb_build_object('via_pat', log_event.via_pat);
