@@ -117,10 +117,10 @@ COMMENT ON FUNCTION audit.event_fault(uuid, text, text, text[], text, jsonb, int
 -- up the org's plan and the catalog entry and decides the route, one static
 -- INSERT per tier, and a few bare tests of arguments. The route is the
 -- org's plan when every rule holds (checked by sufficient conditions with few
--- function calls), the day's leaf exists and nothing is left to look up;
--- otherwise it is NULL and the slow path works out which rule was broken
--- (audit.event_fault, the rules it shares with the bulk import) to say so,
--- or makes the missing leaf, or looks up the actor's email, then routes.
+-- function calls) and the day's leaf exists; otherwise it is NULL and the
+-- slow path works out which rule was broken (audit.event_fault, the rules it
+-- shares with the bulk import) to say so, or makes the missing leaf, then
+-- routes.
 -- Events of one statement share its start time (statement_timestamp), so
 -- the leaf checked is the leaf written.
 -- The request's context comes from the arguments (actor_id, actor_email and
