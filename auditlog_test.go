@@ -255,6 +255,52 @@ func TestLogValidation(t *testing.T) {
 	}
 }
 
+// log_event's common path checks the rules with conditions of its own (the
+// slow path asks audit.event_fault): each must let through a value at its
+// limit and stop the first past it.
+func TestLogRulesHoldAtTheirLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	long := func(n int) string { return strings.Repeat("x", n) }
+	// The blob that makes metadata exactly MaxMetadataBytes, as log_event
+	// measures it.
+	var blob int
+	err := pool.QueryRow(ctx, "SELECT $1 - audit.jsonb_bytes(jsonb_build_object('blob', ''))", auditlog.MaxMetadataBytes).Scan(&blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	email := func(n int) string { return long(n-len("@example.com")) + "@example.com" }
+	for _, c := range []struct {
+		name        string
+		atLimit     auditlog.Event
+		pastLimit   auditlog.Event
+		pastLimitIs error
+	}{
+		{"target_id", auditlog.Event{TargetID: long(auditlog.MaxTargetIDLen)},
+			auditlog.Event{TargetID: long(auditlog.MaxTargetIDLen + 1)}, auditlog.ErrTooLong},
+		{"via_pat", auditlog.Event{Actor: &auditlog.Actor{ViaPAT: long(auditlog.MaxViaPATLen)}},
+			auditlog.Event{Actor: &auditlog.Actor{ViaPAT: long(auditlog.MaxViaPATLen + 1)}}, auditlog.ErrTooLong},
+		{"email", auditlog.Event{Actor: &auditlog.Actor{Email: email(auditlog.MaxEmailLen)}},
+			auditlog.Event{Actor: &auditlog.Actor{Email: email(auditlog.MaxEmailLen + 1)}}, auditlog.ErrMalformedEmail},
+		{"metadata", auditlog.Event{Metadata: map[string]any{"blob": long(blob)}},
+			auditlog.Event{Metadata: map[string]any{"blob": long(blob + 1)}}, auditlog.ErrTooLong},
+	} {
+		c.atLimit.OrgID, c.atLimit.Action = org, auditlog.AuthSignout
+		c.pastLimit.OrgID, c.pastLimit.Action = org, auditlog.AuthSignout
+		if _, err := auditlog.Log(ctx, pool, c.atLimit); err != nil {
+			t.Errorf("%s at its limit: %v", c.name, err)
+		}
+		if _, err := auditlog.Log(ctx, pool, c.pastLimit); !errors.Is(err, c.pastLimitIs) {
+			t.Errorf("%s past its limit: %v, want %v", c.name, err, c.pastLimitIs)
+		}
+	}
+	if got := events(t, pool, org); len(got) != 4 {
+		t.Fatalf("%d events stored, want the 4 at their limits", len(got))
+	}
+}
+
 // Oversized request headers must not fail the caller's action: they are cut,
 // whether set for the transaction or given with the event.
 func TestLogCutsLongUserAgentAndRequestID(t *testing.T) {

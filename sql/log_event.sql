@@ -6,9 +6,11 @@
 --   AL004 required key missing   AL008 unknown tier
 -- and the caller's transaction fails with them: no action without its event.
 
--- audit.set_context records who is acting, for the rest of the transaction.
--- The values are checked by audit.log_event, which cannot trust them: the
--- settings can also be set directly. (A function SET clause would undo the
+-- audit.set_context records who is acting, for the rest of the transaction,
+-- and marks the transaction (audit.context), so that audit.log_event reads
+-- the settings only where it was called. The values are checked by
+-- audit.log_event, which cannot trust them: the settings can also be set
+-- directly. (A function SET clause would undo the
 -- settings at exit; the SQL-standard body is bound at creation, so it needs
 -- no pinned search_path.)
 CREATE OR REPLACE FUNCTION audit.set_context(
@@ -26,7 +28,8 @@ BEGIN ATOMIC
          set_config('audit.via_pat', coalesce(via_pat, ''), true),
          set_config('audit.ip', coalesce(host(ip), ''), true),
          set_config('audit.user_agent', coalesce(user_agent, ''), true),
-         set_config('audit.request_id', coalesce(request_id, ''), true);
+         set_config('audit.request_id', coalesce(request_id, ''), true),
+         set_config('audit.context', 'set', true);
 END;
 COMMENT ON FUNCTION audit.set_context(uuid, text, text, inet, text, text) IS
   'Sets who is acting (actor, PAT, client IP, user agent, request id) for the audit events of the rest of the transaction.';
@@ -107,17 +110,24 @@ COMMENT ON FUNCTION audit.event_fault(uuid, text, text, text[], text, jsonb, int
 
 -- audit.log_event validates and records one event in the caller's
 -- transaction and returns its id. It runs inside every mutating transaction
--- of the control plane, so its common path is two statements with cached
--- plans and few PL/pgSQL expressions (each costs a planning step per
--- transaction): one SELECT that gathers the org's plan, the catalog entry and
--- the actor, one expression that checks every rule and that the day's leaf
--- exists, and one static INSERT per tier. Events of one statement share its
--- start time (statement_timestamp), so the leaf checked is the leaf written. Only when the check
--- fails does it work out which rule was broken (audit.event_fault, the rules
--- it shares with the bulk import), to say so, or make the missing leaf.
+-- of the control plane, so its common path is built for what PostgreSQL sets
+-- up again in every transaction (docs/benchmarks.md): every function call in
+-- an expression (an ACL check and an fmgr lookup each) and every PL/pgSQL
+-- expression. It is two statements with cached plans, one SELECT that looks
+-- up the org's plan and the catalog entry and decides the route, one static
+-- INSERT per tier, and a few bare tests of arguments. The route is the
+-- org's plan when every rule holds (checked by sufficient conditions with few
+-- function calls) and the day's leaf exists; otherwise it is NULL and the
+-- slow path works out which rule was broken (audit.event_fault, the rules it
+-- shares with the bulk import) to say so, or makes the missing leaf, then
+-- routes.
+-- Events of one statement share its start time (statement_timestamp), so
+-- the leaf checked is the leaf written.
 -- The request's context comes from the arguments (actor_id, actor_email and
 -- via_pat together; ip, user_agent and request_id each), else from
--- audit.set_context: a caller may give it all in one call, one round trip.
+-- audit.set_context, read only when an argument is missing and the
+-- transaction called it: a caller may give it all in one call, one round
+-- trip.
 -- The signature grew ip, user_agent and request_id: the old one goes, or a
 -- call naming only the first arguments would match both.
 DROP FUNCTION IF EXISTS audit.log_event(uuid, text, text, jsonb, uuid, text, text);
@@ -140,79 +150,84 @@ AS $$
 DECLARE
   v_plan        text;
   v_target_type text;
-  v_required    text[];
-  v_metadata    jsonb;
-  v_actor_id    uuid;
-  v_actor_email text;
-  v_via_pat     text;
   v_at          timestamptz;
-  v_email_ok    boolean;
-  v_leaf_exists boolean;
+  v_route       text;
   v_fault       text[];
   v_id          uuid;
 BEGIN
-  SELECT o.plan, a.target_type, a.required_keys, statement_timestamp(), c.actor_id, c.actor_email, c.via_pat,
-         coalesce(audit.valid_email(c.actor_email), true),
-         to_regclass('audit.' || audit.leaf_name(o.plan, statement_timestamp())) IS NOT NULL
-    INTO v_plan, v_target_type, v_required, v_at, v_actor_id, v_actor_email, v_via_pat, v_email_ok, v_leaf_exists
-  FROM cloud.orgs o, audit.actions a, (
-    -- The actor: from the arguments if any is given, else from the context.
-    SELECT CASE WHEN x.override THEN log_event.actor_id
-                ELSE nullif(current_setting('audit.actor_id', true), '')::uuid END AS actor_id,
-           CASE WHEN x.override THEN log_event.actor_email
-                ELSE nullif(current_setting('audit.actor_email', true), '') END AS actor_email,
-           CASE WHEN x.override THEN log_event.via_pat
-                ELSE nullif(current_setting('audit.via_pat', true), '') END AS via_pat
-    FROM (SELECT log_event.actor_id IS NOT NULL OR log_event.actor_email IS NOT NULL
-                 OR log_event.via_pat IS NOT NULL AS override) x
-  ) c
+  -- The context, if the transaction set one, fills in what the arguments
+  -- leave out: the actor as a whole, the request's values each.
+  IF log_event.actor_id IS NULL AND log_event.actor_email IS NULL AND log_event.via_pat IS NULL
+     OR log_event.ip IS NULL OR log_event.user_agent IS NULL OR log_event.request_id IS NULL THEN
+    IF current_setting('audit.context', true) = 'set' THEN
+      IF log_event.actor_id IS NULL AND log_event.actor_email IS NULL AND log_event.via_pat IS NULL THEN
+        log_event.actor_id := nullif(current_setting('audit.actor_id', true), '')::uuid;
+        log_event.actor_email := nullif(current_setting('audit.actor_email', true), '');
+        log_event.via_pat := nullif(current_setting('audit.via_pat', true), '');
+      END IF;
+      log_event.ip := coalesce(log_event.ip, nullif(current_setting('audit.ip', true), '')::inet);
+      log_event.user_agent := coalesce(log_event.user_agent, nullif(current_setting('audit.user_agent', true), ''));
+      log_event.request_id := coalesce(log_event.request_id, nullif(current_setting('audit.request_id', true), ''));
+    END IF;
+  END IF;
+  IF log_event.via_pat IS NOT NULL THEN
+    log_event.metadata := coalesce(log_event.metadata, '{}') || jsonb_build_object('via_pat', log_event.via_pat);
+  END IF;
+
+  -- The route: sufficient conditions for every rule (an object holding the
+  -- required keys, no via_pat but the argument's, of at most 100 characters,
+  -- target_id and email within their rules, metadata within 16 KiB
+  -- uncompressed: || '{}' returns an object detoasted) and the day's leaf.
+  SELECT o.plan, a.target_type, statement_timestamp(),
+         CASE WHEN jsonb_typeof(coalesce(log_event.metadata, '{}')) = 'object'
+                   AND coalesce(log_event.metadata, '{}') ?& a.required_keys
+                   AND (NOT coalesce(log_event.metadata, '{}') ? 'via_pat' OR length(log_event.via_pat) <= 100)
+                   AND (log_event.target_id IS NULL OR length(log_event.target_id) <= 256)
+                   AND (log_event.actor_email IS NULL OR audit.valid_email(log_event.actor_email))
+                   AND pg_column_size(coalesce(log_event.metadata, '{}') || '{}') <= 16384
+                   AND to_regclass('audit.' || audit.leaf_name(o.plan, statement_timestamp())) IS NOT NULL
+              THEN o.plan END
+    INTO v_plan, v_target_type, v_at, v_route
+  FROM cloud.orgs o, audit.actions a
   WHERE o.id = log_event.org_id AND a.action = log_event.action;
 
-  v_metadata := CASE WHEN v_via_pat IS NULL THEN coalesce(log_event.metadata, '{}')
-                     ELSE coalesce(log_event.metadata, '{}') || jsonb_build_object('via_pat', v_via_pat) END;
-
-  -- Every rule at once, and the day's leaf; false or NULL sends us to the
-  -- diagnosis.
-  IF NOT coalesce(v_email_ok AND v_leaf_exists
-                  AND jsonb_typeof(v_metadata) = 'object' AND v_metadata ?& v_required
-                  AND coalesce(length(log_event.target_id) <= 256, true)
-                  AND audit.via_pat_ok(v_metadata)
-                  AND audit.jsonb_bytes(v_metadata) <= 16384, false) THEN
-    v_fault := audit.event_fault(log_event.org_id, log_event.action,
-                                 (SELECT o.plan FROM cloud.orgs o WHERE o.id = log_event.org_id),
-                                 (SELECT a.required_keys FROM audit.actions a WHERE a.action = log_event.action),
-                                 log_event.target_id, v_metadata, audit.jsonb_bytes(v_metadata), v_metadata ->> 'via_pat', v_actor_email);
-    IF v_fault IS NOT NULL THEN
-      RAISE EXCEPTION USING ERRCODE = v_fault[1], MESSAGE = 'audit.log_event: ' || v_fault[2], HINT = v_fault[3];
+  LOOP
+    -- An actor given by id alone is recorded with the user's email (checked
+    -- only when given: cloud.users holds the emails people sign in with).
+    IF v_route IS NOT NULL AND log_event.actor_email IS NULL AND log_event.actor_id IS NOT NULL THEN
+      SELECT u.email INTO log_event.actor_email FROM cloud.users u WHERE u.id = log_event.actor_id;
     END IF;
-    -- Every rule holds: only the day's leaf is missing (the retention worker
-    -- has not made it), so make it.
-    PERFORM audit.make_leaf(v_plan, (v_at AT TIME ZONE 'UTC')::date);
-  END IF;
-
-  -- An actor given by id alone is recorded with the user's email (checked
-  -- above only when given: cloud.users holds the emails people sign in with).
-  IF v_actor_email IS NULL AND v_actor_id IS NOT NULL THEN
-    SELECT u.email INTO v_actor_email FROM cloud.users u WHERE u.id = v_actor_id;
-  END IF;
-
-  -- Static SQL per tier: each INSERT keeps its cached plan.
-  CASE v_plan
+    CASE
 {{- range $tier := $.tiers }}
-  WHEN '{{ $tier }}' THEN
-    INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
-                                   actor_id, actor_email, ip, user_agent, request_id, metadata)
-    VALUES (gen_random_uuid(), log_event.org_id, v_at, log_event.action, v_target_type, log_event.target_id,
-            CASE WHEN v_actor_id IS NULL AND v_actor_email IS NULL THEN 'system' ELSE 'user' END,
-            v_actor_id, v_actor_email,
-            coalesce(log_event.ip, nullif(current_setting('audit.ip', true), '')::inet),
-            left(coalesce(log_event.user_agent, nullif(current_setting('audit.user_agent', true), '')), 512),
-            left(coalesce(log_event.request_id, nullif(current_setting('audit.request_id', true), '')), 128),
-            v_metadata)
-    RETURNING id INTO v_id;
+    WHEN v_route = '{{ $tier }}' THEN
+      INSERT INTO audit.events_{{ $tier }} (id, org_id, occurred_at, action, target_type, target_id, actor_type,
+                                     actor_id, actor_email, ip, user_agent, request_id, metadata)
+      VALUES (gen_random_uuid(), log_event.org_id, v_at, log_event.action, v_target_type, log_event.target_id,
+              CASE WHEN log_event.actor_id IS NULL AND log_event.actor_email IS NULL THEN 'system' ELSE 'user' END,
+              log_event.actor_id, log_event.actor_email, log_event.ip,
+              left(log_event.user_agent, 512), left(log_event.request_id, 128), coalesce(log_event.metadata, '{}'))
+      RETURNING id INTO v_id;
+      RETURN v_id;
 {{- end }}
-  END CASE;
-  RETURN v_id;
+    ELSE
+      -- Not routed: which rule is broken, if any? (The loop ends: the plan
+      -- routed below is a tier, or audit.make_leaf refuses it, AL008.)
+      log_event.metadata := coalesce(log_event.metadata, '{}');
+      v_fault := audit.event_fault(log_event.org_id, log_event.action,
+                                   (SELECT o.plan FROM cloud.orgs o WHERE o.id = log_event.org_id),
+                                   (SELECT a.required_keys FROM audit.actions a WHERE a.action = log_event.action),
+                                   log_event.target_id, log_event.metadata, audit.jsonb_bytes(log_event.metadata),
+                                   log_event.metadata ->> 'via_pat', log_event.actor_email);
+      IF v_fault IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = v_fault[1], MESSAGE = 'audit.log_event: ' || v_fault[2], HINT = v_fault[3];
+      END IF;
+      -- Every rule holds: only the day's leaf is missing (the retention
+      -- worker has not made it), or the check was too strict (a via_pat
+      -- the metadata brought itself). Make the leaf if need be, and route.
+      PERFORM audit.make_leaf(v_plan, (v_at AT TIME ZONE 'UTC')::date);
+      v_route := v_plan;
+    END CASE;
+  END LOOP;
 END
 $$;
 COMMENT ON FUNCTION audit.log_event(uuid, text, text, jsonb, uuid, text, text, inet, text, text) IS
