@@ -399,25 +399,34 @@ function isoInZone(date) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}.${ms} ${zoneLabel()}`;
 }
 
+// shown writes a metadata value in a sentence (as internal/sentence's show
+// does): an object's keys, a list's items each shown so, joined by commas;
+// null or missing is "".
+const shown = (v) => v === null || v === undefined ? ""
+  : Array.isArray(v) ? v.map(shown).join(", ") : typeof v === "object" ? Object.keys(v).join(", ") : String(v);
+
+// hidden are the control and bidirectional formatting characters, which a
+// sentence shows as U+FFFD: a value cannot reorder the sentence around it.
+const hidden = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
 // sentence writes event e as the catalog's sentence for its action says
-// (audit.action_sentences): who acted in bold, then what they did. Without
-// one it is who acted and the action's code.
+// (audit.action_sentences): who acted in bold, then what they did, each
+// value isolated (bdi) so right-to-left text stays inside it. Without one
+// it is who acted and the action's code.
 function sentence(e, actor) {
   const template = catalog.get(e.action)?.sentence || "{actor} {action}";
   const value = (key) => {
     if (key === "actor") return actor;
-    if (key === "target") return e.target_id;
+    if (key === "target") return shown(e.target_id);
     if (key === "action") return e.action;
-    const v = e.metadata ? e.metadata[key] : undefined;
-    if (v && typeof v === "object") return Array.isArray(v) ? v.join(", ") : Object.keys(v).join(", ");
-    return v;
+    return shown(e.metadata ? e.metadata[key] : undefined);
   };
   const out = el("span", { class: "sentence" });
   let at = 0;
   for (const m of template.matchAll(/\{([a-z_|]+)\}/g)) {
     out.append(template.slice(at, m.index));
-    const v = m[1].split("|").map(value).find((x) => x !== undefined && x !== null && x !== "");
-    out.append(m[1] === "actor" ? el("strong", {}, String(v)) : String(v ?? "…"));
+    const v = el("bdi", {}, (m[1].split("|").map(value).find((x) => x !== "") ?? "…").replace(hidden, "\ufffd"));
+    out.append(m[1] === "actor" ? el("strong", {}, v) : v);
     at = m.index + m[0].length;
   }
   out.append(template.slice(at));
