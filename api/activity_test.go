@@ -454,6 +454,25 @@ func TestActivityPageRefusesMember(t *testing.T) {
 	shoot(ctx, t, "activity-member")
 }
 
+// TestActivityPageLinkFocusesItsEvent: a link to an event, opened by a
+// reader who signs in then, puts the focus on the event it opened (the box
+// was focused while the log was still hidden, so the focus stayed on the
+// page's body).
+func TestActivityPageLinkFocusesItsEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	id := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "pat.created", ActorEmail: "ann@example.com",
+		Metadata: `{"name": "ci"}`, OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity/events/"+id))
+	signIn(ctx, t, token)
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("linked-"+id)))
+	if focused := eval[string](ctx, t, `document.activeElement.id`); focused != "linked" {
+		t.Errorf("the focus is on %q, not on the linked event", focused)
+	}
+}
+
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
 // catalog's actions), which are what the reader needs to mend it.

@@ -256,12 +256,12 @@ async function load() {
     }), fetchLinked()]);
     if (gen !== generation) return;
     $("rows").textContent = "";
+    show("content"); // first: a hidden linked event could not take the focus
     showLinked(linked);
     showSummary(summary, f, b);
     showPage(page);
     setExport(q, summary.total);
     if (f.warning) setStatus(f.warning, true);
-    show("content");
     showCheckpoint();
     loadStreams();
   } catch (err) {
