@@ -473,6 +473,27 @@ func TestActivityPageLinkFocusesItsEvent(t *testing.T) {
 	}
 }
 
+// TestActivityPageCustomRangeWithoutStart: a custom range with only its
+// end (To) shows the log and its chart over what the plan keeps, where it
+// asked for hours over a year and showed an error instead.
+func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	now := time.Now()
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com", OccurredAt: now.AddDate(0, 0, -100)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?until="+url.QueryEscape(now.UTC().Format(time.RFC3339))))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	if status := text(ctx, t, "status"); strings.Contains(status, "cannot be shown") {
+		t.Errorf("the page says %q", status)
+	}
+	if bars := eval[int](ctx, t, `document.querySelectorAll('#chart rect.bar').length`); bars == 0 || bars > 60 {
+		t.Errorf("%d bars for a year", bars)
+	}
+}
+
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
 // catalog's actions), which are what the reader needs to mend it.

@@ -27,6 +27,7 @@ let cursor = "";       // next page of the current query, "" when none
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
 let total = 0;         // events matching the current query, from the summary
+let retentionDays = 365; // the plan's, once a summary said it (till then the longest plan's)
 
 // The time zone every time on the page is shown in: UTC unless the reader
 // switched to the browser's, which this browser remembers.
@@ -83,7 +84,9 @@ function bounds(f) {
   if (f.range === "custom") {
     const since = f.since ? new Date(f.since) : null;
     const until = f.until ? new Date(f.until) : null;
-    const span = ((until || now) - (since || now)) / dayMs;
+    // The API starts no earlier than the plan keeps, whatever since says.
+    const floor = new Date(now - retentionDays * dayMs);
+    const span = ((until || now) - (since > floor ? since : floor)) / dayMs;
     return { since, until, bucket: span <= 2 ? "hour" : span <= 120 ? "day" : "week" };
   }
   if (f.range === "24h") {
@@ -504,6 +507,7 @@ function renderEvent(e, prefix = "ev-") {
 function showOrg(org) {
   $("org-name").textContent = org ? org.name : "Organization";
   document.title = org ? `Activity · ${org.name}` : "Activity · Organization settings";
+  retentionDays = org ? org.retention_days : 365;
   if (!org) {
     $("retention").textContent = "Every change made in this organization, newest first.";
     return;
