@@ -494,6 +494,36 @@ func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
 	}
 }
 
+// TestActivityPageFocusStaysWhenAFilterGoes: removing a filter's chip
+// from the keyboard leaves the focus on the next chip, then, with none
+// left, on the search box, as does "Clear filters" when nothing matched
+// (it fell to the page's body with the button removed).
+func TestActivityPageFocusStaysWhenAFilterGoes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "pat.created", ActorEmail: "ann@example.com", OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?q=pat&actor=ann%40example.com"))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	for left, want := range []string{"chip", "f-action"} {
+		do(ctx, t, chromedp.Focus(chromedp.CSS("#chips button")), chromedp.KeyEvent("\r"),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#chips button').length === %d && !document.getElementById('results').ariaBusy.includes('true')`, 1-left),
+				chromedp.WithPollingTimeout(10*time.Second)))
+		focused := eval[string](ctx, t, `document.activeElement.id || document.activeElement.className`)
+		if focused != want {
+			t.Errorf("after removing a chip the focus is on %q, want %q", focused, want)
+		}
+	}
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?q=cluster"), chromedp.WaitVisible(chromedp.ID("clear-empty")),
+		chromedp.Focus(chromedp.ID("clear-empty")), chromedp.KeyEvent("\r"))
+	waitRows(ctx, t, 1)
+	if focused := eval[string](ctx, t, `document.activeElement.id`); focused != "f-action" {
+		t.Errorf("after Clear filters the focus is on %q", focused)
+	}
+}
+
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
 // catalog's actions), which are what the reader needs to mend it.

@@ -558,7 +558,15 @@ function showChips(f) {
   const chip = (name, shown, without) => {
     const remove = el("button", { type: "button", class: "chip", "aria-label": `Remove the filter ${name}: ${shown}` },
       el("span", {}, `${name}: `), el("strong", {}, shown), el("span", { "aria-hidden": "true", class: "x" }, "×"));
-    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), ...without }));
+    remove.addEventListener("click", async () => {
+      // The chips are drawn anew: the focus goes to the one now in this
+      // place, else to the search box (or the button that shows it).
+      const i = [...chips.querySelectorAll("button.chip")].indexOf(remove);
+      await navigate({ ...filtersFromURL(), ...without });
+      const left = chips.querySelectorAll("button.chip");
+      if (left.length) left[Math.min(i, left.length - 1)].focus();
+      else focusSearch();
+    });
     chips.append(el("li", {}, remove));
   };
   const terms = searchTerms(f.q);
@@ -803,13 +811,14 @@ async function signOut() {
   show("sign-in");
 }
 
-// navigate shows the log for filters f, unless it already does.
+// navigate shows the log for filters f, unless it already does; it ends
+// once the log is shown.
 function navigate(f) {
   const q = urlQuery(f);
   const url = `${pagePath}${q.size ? "?" + q : ""}`;
   if (url === location.pathname + location.search && !f.force) return;
   history.pushState(null, "", url);
-  load();
+  return load();
 }
 
 // catalog maps each action to its catalog entry (description, sentence).
@@ -835,6 +844,10 @@ function loadCatalog() {
 }
 
 const clearAll = () => navigate({ q: "", target_type: "", actor: "", range: defaultRange });
+
+// focusSearch focuses the search box, or on a phone, where the filters may
+// be folded away, the button that shows them.
+const focusSearch = () => ($("f-action").offsetParent ? $("f-action") : $("filters-toggle")).focus();
 
 document.addEventListener("DOMContentLoaded", () => {
   $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;
@@ -873,7 +886,10 @@ document.addEventListener("DOMContentLoaded", () => {
     $("filters-toggle").setAttribute("aria-expanded", String(open));
   });
   $("clear").addEventListener("click", clearAll);
-  $("clear-empty").addEventListener("click", clearAll);
+  $("clear-empty").addEventListener("click", async () => {
+    await clearAll();
+    focusSearch(); // the button went with the empty state
+  });
   $("export").addEventListener("click", (ev) => { if (!$("export").href) ev.preventDefault(); });
   $("more").addEventListener("click", more);
   $("sign-in-form").addEventListener("submit", signIn);
