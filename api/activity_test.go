@@ -318,11 +318,16 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if s := eval[string](ctx, t, `fmtShort(new Date(Date.UTC(new Date().getUTCFullYear(), 0, 1, 2)))`); !strings.HasPrefix(s, "Jan 1,") || strings.Contains(s, "20") {
 		t.Errorf("this year's January 1st, 02:00 UTC, shown as %q", s)
 	}
-	// The chart reads by keyboard: each bar's count in a tooltip.
+	// The chart reads by keyboard: each bar's count in a tooltip, which a
+	// screen reader is told too (a live region: the tooltip's own text
+	// goes unsaid).
 	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
 	waitText(ctx, t, "chart-tip", "events")
 	if tip, last := text(ctx, t, "chart-tip"), eval[string](ctx, t, `document.querySelector('#chart-table tbody tr:nth-last-child(2)').textContent`); !strings.HasPrefix(last, strings.Split(tip, ":")[0]) {
 		t.Errorf("the tooltip says %q for the bar before the last, the table %q", tip, last)
+	}
+	if said := eval[string](ctx, t, `[...document.querySelectorAll('[aria-live]')].map(e => e.textContent).join('|')`); !strings.Contains(said, text(ctx, t, "chart-tip")) {
+		t.Errorf("the live regions say %q, not the tooltip's count", said)
 	}
 
 	// The reader's zone, kept across a reload.

@@ -615,6 +615,7 @@ function drawChart(days, bucket) {
   const box = $("chart");
   box.textContent = "";
   $("chart-tip").hidden = true;
+  $("chart-said").textContent = "";
   const width = Math.max(200, box.clientWidth), height = 128;
   const left = 44, right = 4, top = 8, bottom = 22;
   const plotW = width - left - right, plotH = height - top - bottom;
@@ -665,6 +666,9 @@ function pointChart(i) {
   const d = days[i];
   tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
   tip.hidden = false;
+  // A screen reader hears the bar the keys moved to (not every bar the
+  // mouse crosses).
+  if (document.activeElement === $("chart")) $("chart-said").textContent = tip.textContent;
   const x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2;
   const room = $("chart").clientWidth;
   tip.style.left = `${Math.min(Math.max(0, x - tip.offsetWidth / 2), room - tip.offsetWidth)}px`;
