@@ -529,6 +529,24 @@ func TestActivityPageFocusStaysWhenAFilterGoes(t *testing.T) {
 	}
 }
 
+// TestActivityPageLoadsMoreOfTheSameRange: the next page continues the
+// range the page was loaded with, though the page stayed open past
+// midnight (the range was worked out again from the new day, and the rest
+// of the log fell out of it).
+func TestActivityPageLoadsMoreOfTheSameRange(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	// A week later, by the page's clock.
+	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(() => { const D = Date, later = () => D.now() + 7 * 86400000;
+		window.Date = class extends D { constructor(...a) { super(...(a.length ? a : [later()])); } static now() { return later(); } };
+		document.getElementById('more').click(); })()`))
+	waitRows(ctx, t, 61)
+}
+
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
 // catalog's actions), which are what the reader needs to mend it.

@@ -24,6 +24,7 @@ const presets = {
 const defaultRange = "7d";
 
 let cursor = "";       // next page of the current query, "" when none
+let current = null;    // the current query's parameters: its pages keep its range
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
 let total = 0;         // events matching the current query, from the summary
@@ -243,6 +244,7 @@ async function load() {
   const f = filtersFromURL();
   showFilters(f);
   const q = query(f);
+  current = q;
   const b = bounds(f);
   cursor = "";
   total = 0;
@@ -349,7 +351,7 @@ async function more() {
   const gen = generation;
   setStatus("Loading more…");
   try {
-    const body = await fetchPage(query(filtersFromURL()));
+    const body = await fetchPage(current);
     if (gen === generation) showPage(body);
   } catch (err) {
     if (!handleAuthError(err)) setStatus(err.message, true);
