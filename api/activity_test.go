@@ -318,11 +318,16 @@ func TestActivityPageSaysWhatItShows(t *testing.T) {
 	if s := eval[string](ctx, t, `fmtShort(new Date(Date.UTC(new Date().getUTCFullYear(), 0, 1, 2)))`); !strings.HasPrefix(s, "Jan 1,") || strings.Contains(s, "20") {
 		t.Errorf("this year's January 1st, 02:00 UTC, shown as %q", s)
 	}
-	// The chart reads by keyboard: each bar's count in a tooltip.
+	// The chart reads by keyboard: each bar's count in a tooltip, which a
+	// screen reader is told too (a live region: the tooltip's own text
+	// goes unsaid).
 	do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.ArrowLeft))
 	waitText(ctx, t, "chart-tip", "events")
 	if tip, last := text(ctx, t, "chart-tip"), eval[string](ctx, t, `document.querySelector('#chart-table tbody tr:nth-last-child(2)').textContent`); !strings.HasPrefix(last, strings.Split(tip, ":")[0]) {
 		t.Errorf("the tooltip says %q for the bar before the last, the table %q", tip, last)
+	}
+	if said := eval[string](ctx, t, `[...document.querySelectorAll('[aria-live]')].map(e => e.textContent).join('|')`); !strings.Contains(said, text(ctx, t, "chart-tip")) {
+		t.Errorf("the live regions say %q, not the tooltip's count", said)
 	}
 
 	// The reader's zone, kept across a reload.
@@ -452,6 +457,94 @@ func TestActivityPageRefusesMember(t *testing.T) {
 		t.Errorf("the member sees the owner's org: %s", shown)
 	}
 	shoot(ctx, t, "activity-member")
+}
+
+// TestActivityPageLinkFocusesItsEvent: a link to an event, opened by a
+// reader who signs in then, puts the focus on the event it opened (the box
+// was focused while the log was still hidden, so the focus stayed on the
+// page's body).
+func TestActivityPageLinkFocusesItsEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	id := fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "pat.created", ActorEmail: "ann@example.com",
+		Metadata: `{"name": "ci"}`, OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity/events/"+id))
+	signIn(ctx, t, token)
+	do(ctx, t, chromedp.WaitVisible(chromedp.ID("linked-"+id)))
+	if focused := eval[string](ctx, t, `document.activeElement.id`); focused != "linked" {
+		t.Errorf("the focus is on %q, not on the linked event", focused)
+	}
+}
+
+// TestActivityPageCustomRangeWithoutStart: a custom range with only its
+// end (To) shows the log and its chart over what the plan keeps, where it
+// asked for hours over a year and showed an error instead.
+func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	now := time.Now()
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com", OccurredAt: now.AddDate(0, 0, -100)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?until="+url.QueryEscape(now.UTC().Format(time.RFC3339))))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	if status := text(ctx, t, "status"); strings.Contains(status, "cannot be shown") {
+		t.Errorf("the page says %q", status)
+	}
+	if bars := eval[int](ctx, t, `document.querySelectorAll('#chart rect.bar').length`); bars == 0 || bars > 60 {
+		t.Errorf("%d bars for a year", bars)
+	}
+}
+
+// TestActivityPageFocusStaysWhenAFilterGoes: removing a filter's chip
+// from the keyboard leaves the focus on the next chip, then, with none
+// left, on the search box, as does "Clear filters" when nothing matched
+// (it fell to the page's body with the button removed).
+func TestActivityPageFocusStaysWhenAFilterGoes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "pat.created", ActorEmail: "ann@example.com", OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?q=pat&actor=ann%40example.com"))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	for left, want := range []string{"chip", "f-action"} {
+		do(ctx, t, chromedp.Focus(chromedp.CSS("#chips button")), chromedp.KeyEvent("\r"),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#chips button').length === %d && !document.getElementById('results').ariaBusy.includes('true')`, 1-left),
+				chromedp.WithPollingTimeout(10*time.Second)))
+		focused := eval[string](ctx, t, `document.activeElement.id || document.activeElement.className`)
+		if focused != want {
+			t.Errorf("after removing a chip the focus is on %q, want %q", focused, want)
+		}
+	}
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?q=cluster"), chromedp.WaitVisible(chromedp.ID("clear-empty")),
+		chromedp.Focus(chromedp.ID("clear-empty")), chromedp.KeyEvent("\r"))
+	waitRows(ctx, t, 1)
+	if focused := eval[string](ctx, t, `document.activeElement.id`); focused != "f-action" {
+		t.Errorf("after Clear filters the focus is on %q", focused)
+	}
+}
+
+// TestActivityPageLoadsMoreOfTheSameRange: the next page continues the
+// range the page was loaded with, though the page stayed open past
+// midnight (the range was worked out again from the new day, and the rest
+// of the log fell out of it).
+func TestActivityPageLoadsMoreOfTheSameRange(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	// A week later, by the page's clock.
+	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(() => { const D = Date, later = () => D.now() + 7 * 86400000;
+		window.Date = class extends D { constructor(...a) { super(...(a.length ? a : [later()])); } static now() { return later(); } };
+		document.getElementById('more').click(); })()`))
+	waitRows(ctx, t, 61)
 }
 
 // TestActivityPageHintsAfterABadSearch: a link whose search the API

@@ -175,6 +175,14 @@ func parseListParams(q url.Values) (listParams, error) {
 	if !p.until.IsZero() && p.until.Before(epoch) {
 		p.until = epoch
 	}
+	// Nor after endOfTime: later times (rounded up into the year 10000)
+	// are endOfTime, which JSON can write.
+	if p.since.After(endOfTime) {
+		p.since = endOfTime
+	}
+	if p.until.After(endOfTime) {
+		p.until = endOfTime
+	}
 	if p.export() && q.Has("limit") {
 		badf("limit", "an export has every matching event; limit applies to JSON pages only")
 	}

@@ -147,7 +147,8 @@ func (s *search) narrow(since, until time.Time) {
 }
 
 // parseWhen reads a date as its UTC day [start, end), or a time as the
-// instant it is (start) and the microsecond after it (end).
+// first of PostgreSQL's microseconds at or after it (start) and the first
+// after it (end): between two microseconds, both are the later one.
 func parseWhen(v string) (start, end time.Time, err error) {
 	if d, err := time.Parse(time.DateOnly, v); err == nil {
 		return d, d.AddDate(0, 0, 1), nil
@@ -156,8 +157,8 @@ func parseWhen(v string) (start, end time.Time, err error) {
 	if err != nil {
 		return t, t, err
 	}
-	t = ceilMicrosecond(t).UTC()
-	return t, t.Add(time.Microsecond), nil
+	t = t.UTC()
+	return ceilMicrosecond(t), t.Truncate(time.Microsecond).Add(time.Microsecond), nil
 }
 
 // filtersActions says whether the search narrows the actions.

@@ -194,3 +194,28 @@ func TestSearchPhrases(t *testing.T) {
 		"/audit/summary?q=" + url.QueryEscape(`"token`):                 "no closing quote",
 	})
 }
+
+// TestSearchCreatedBetweenMicroseconds: a created: time between two of
+// PostgreSQL's microseconds bounds the range as the instant it is: >T
+// keeps the next microsecond, <=T leaves it out.
+func TestSearchCreatedBetweenMicroseconds(t *testing.T) {
+	t.Parallel()
+	const at = "2026-11-01T00:00:00.0000005Z"
+	before := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) // the microsecond before at
+	after := before.Add(time.Microsecond)                  // the one after it
+	for q, want := range map[string][2]time.Time{
+		"created:>" + at:            {after, {}},
+		"created:>=" + at:           {after, {}},
+		"created:<" + at:            {{}, after},
+		"created:<=" + at:           {{}, after},
+		"created:" + at + ".." + at: {after, after},
+	} {
+		s, err := parseSearch(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if !s.since.Equal(want[0]) || !s.until.Equal(want[1]) {
+			t.Errorf("%s: [%v, %v), want [%v, %v)", q, s.since, s.until, want[0], want[1])
+		}
+	}
+}

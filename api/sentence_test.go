@@ -19,7 +19,10 @@ import (
 // TestSentencesReadAsOnThePage: internal/sentence (Slack messages) writes
 // each event as the Activity page does, for an event of every action of the
 // catalog and for values the page must show in a given way (an object's
-// keys, a list, a number, true, a missing value, a system actor).
+// keys, a list, a number, true, a missing value, a system actor, an empty
+// list or object as missing, lists in a list, numbers JavaScript writes
+// with an exponent, and control and bidirectional formatting characters,
+// which both show as U+FFFD so a value cannot reorder or break the line).
 func TestSentencesReadAsOnThePage(t *testing.T) {
 	t.Parallel()
 	b := setupActivity(t)
@@ -42,7 +45,16 @@ func TestSentencesReadAsOnThePage(t *testing.T) {
 		event{"pat.created", "ann@example.com", `{}`},
 		event{"org.updated", "", `{"changes": ["domains", "name"]}`},
 		event{"cluster.agent.upgrade_requested", "ann@example.com", `{"from_version": 1.5, "to_version": true}`},
-		event{"org_member.role_changed", "ann@example.com", `{"email": "", "previous_role": null, "new_role": "admin"}`})
+		event{"org_member.role_changed", "ann@example.com", `{"email": "", "previous_role": null, "new_role": "admin"}`},
+		event{"org.updated", "ann@example.com", `{"changes": []}`},
+		event{"cluster.updated", "ann@example.com", `{"changes": {}, "name": "c1"}`},
+		event{"org.updated", "ann@example.com", `{"changes": [["a", "b"], {"c": 1}, null, 2]}`},
+		event{"org.updated", "ann@example.com", `{"changes": {"ab": 1, "100": 2}}`},
+		event{"cluster.agent.upgrade_requested", "ann@example.com", `{"from_version": 1e21, "to_version": 1e-7}`},
+		event{"cluster.agent.upgrade_requested", "ann@example.com", `{"from_version": -0, "to_version": 0.000001}`},
+		event{"pat.revoked", "ann@example.com", `{"name": "\u202eterraform\u2066x\u200f"}`},
+		event{"pat.created", "ann@example.com", `{"name": "ci\n*mallory* revoked token \"prod\"\t\u0007"}`})
+	bidi := "\u202e"
 	org, token := b.owner(t, "team")
 	now := time.Now()
 	for i, e := range events {
@@ -79,5 +91,13 @@ func TestSentencesReadAsOnThePage(t *testing.T) {
 	}
 	if !slices.ContainsFunc(want, func(s string) bool { return strings.Contains(s, "changed the organization's domains, name") }) {
 		t.Errorf("no list among %q", want)
+	}
+	for _, s := range want {
+		if strings.ContainsAny(s, bidi+"\n\t\a") {
+			t.Errorf("%q keeps a control or bidirectional formatting character", s)
+		}
+	}
+	if n := eval[int](ctx, t, `document.querySelectorAll('#rows .sentence bdi').length`); n == 0 {
+		t.Error("no value of a sentence is isolated in a bdi element")
 	}
 }

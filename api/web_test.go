@@ -92,6 +92,22 @@ func (b *testBundle) summary(t *testing.T, org, token, query string) summary {
 	return s
 }
 
+// TestSummaryAtTheEndOfTime: a since that rounds up into the year 10000
+// (a time's last nanosecond of 9999, or created: after it) is a summary of
+// nothing, in JSON, where it was a 200 without a body (JSON cannot write
+// that year).
+func TestSummaryAtTheEndOfTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "team")
+	for _, query := range []string{"since=9999-12-31T23:59:59.9999999Z",
+		"q=" + url.QueryEscape("created:>9999-12-31T23:59:59.999999Z")} {
+		if s := b.summary(t, org, token, query); s.Total != 0 || s.Since.Year() > 9999 {
+			t.Errorf("%s: %+v", query, s)
+		}
+	}
+}
+
 // utcDay is the UTC midnight starting t's day.
 func utcDay(t time.Time) time.Time {
 	y, m, d := t.UTC().Date()

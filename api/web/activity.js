@@ -24,9 +24,11 @@ const presets = {
 const defaultRange = "7d";
 
 let cursor = "";       // next page of the current query, "" when none
+let current = null;    // the current query's parameters: its pages keep its range
 let loading = false;
 let generation = 0;    // bumps on every new query, so stale responses are dropped
 let total = 0;         // events matching the current query, from the summary
+let retentionDays = 365; // the plan's, once a summary said it (till then the longest plan's)
 
 // The time zone every time on the page is shown in: UTC unless the reader
 // switched to the browser's, which this browser remembers.
@@ -83,7 +85,9 @@ function bounds(f) {
   if (f.range === "custom") {
     const since = f.since ? new Date(f.since) : null;
     const until = f.until ? new Date(f.until) : null;
-    const span = ((until || now) - (since || now)) / dayMs;
+    // The API starts no earlier than the plan keeps, whatever since says.
+    const floor = new Date(now - retentionDays * dayMs);
+    const span = ((until || now) - (since > floor ? since : floor)) / dayMs;
     return { since, until, bucket: span <= 2 ? "hour" : span <= 120 ? "day" : "week" };
   }
   if (f.range === "24h") {
@@ -240,6 +244,7 @@ async function load() {
   const f = filtersFromURL();
   showFilters(f);
   const q = query(f);
+  current = q;
   const b = bounds(f);
   cursor = "";
   total = 0;
@@ -256,12 +261,12 @@ async function load() {
     }), fetchLinked()]);
     if (gen !== generation) return;
     $("rows").textContent = "";
+    show("content"); // first: a hidden linked event could not take the focus
     showLinked(linked);
     showSummary(summary, f, b);
     showPage(page);
     setExport(q, summary.total);
     if (f.warning) setStatus(f.warning, true);
-    show("content");
     showCheckpoint();
     loadStreams();
   } catch (err) {
@@ -346,7 +351,7 @@ async function more() {
   const gen = generation;
   setStatus("Loading more…");
   try {
-    const body = await fetchPage(query(filtersFromURL()));
+    const body = await fetchPage(current);
     if (gen === generation) showPage(body);
   } catch (err) {
     if (!handleAuthError(err)) setStatus(err.message, true);
@@ -399,25 +404,34 @@ function isoInZone(date) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}.${ms} ${zoneLabel()}`;
 }
 
+// shown writes a metadata value in a sentence (as internal/sentence's show
+// does): an object's keys, a list's items each shown so, joined by commas;
+// null or missing is "".
+const shown = (v) => v === null || v === undefined ? ""
+  : Array.isArray(v) ? v.map(shown).join(", ") : typeof v === "object" ? Object.keys(v).join(", ") : String(v);
+
+// hidden are the control and bidirectional formatting characters, which a
+// sentence shows as U+FFFD: a value cannot reorder the sentence around it.
+const hidden = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
 // sentence writes event e as the catalog's sentence for its action says
-// (audit.action_sentences): who acted in bold, then what they did. Without
-// one it is who acted and the action's code.
+// (audit.action_sentences): who acted in bold, then what they did, each
+// value isolated (bdi) so right-to-left text stays inside it. Without one
+// it is who acted and the action's code.
 function sentence(e, actor) {
   const template = catalog.get(e.action)?.sentence || "{actor} {action}";
   const value = (key) => {
     if (key === "actor") return actor;
-    if (key === "target") return e.target_id;
+    if (key === "target") return shown(e.target_id);
     if (key === "action") return e.action;
-    const v = e.metadata ? e.metadata[key] : undefined;
-    if (v && typeof v === "object") return Array.isArray(v) ? v.join(", ") : Object.keys(v).join(", ");
-    return v;
+    return shown(e.metadata ? e.metadata[key] : undefined);
   };
   const out = el("span", { class: "sentence" });
   let at = 0;
   for (const m of template.matchAll(/\{([a-z_|]+)\}/g)) {
     out.append(template.slice(at, m.index));
-    const v = m[1].split("|").map(value).find((x) => x !== undefined && x !== null && x !== "");
-    out.append(m[1] === "actor" ? el("strong", {}, String(v)) : String(v ?? "…"));
+    const v = el("bdi", {}, (m[1].split("|").map(value).find((x) => x !== "") ?? "…").replace(hidden, "\ufffd"));
+    out.append(m[1] === "actor" ? el("strong", {}, v) : v);
     at = m.index + m[0].length;
   }
   out.append(template.slice(at));
@@ -495,6 +509,7 @@ function renderEvent(e, prefix = "ev-") {
 function showOrg(org) {
   $("org-name").textContent = org ? org.name : "Organization";
   document.title = org ? `Activity · ${org.name}` : "Activity · Organization settings";
+  retentionDays = org ? org.retention_days : 365;
   if (!org) {
     $("retention").textContent = "Every change made in this organization, newest first.";
     return;
@@ -545,7 +560,15 @@ function showChips(f) {
   const chip = (name, shown, without) => {
     const remove = el("button", { type: "button", class: "chip", "aria-label": `Remove the filter ${name}: ${shown}` },
       el("span", {}, `${name}: `), el("strong", {}, shown), el("span", { "aria-hidden": "true", class: "x" }, "×"));
-    remove.addEventListener("click", () => navigate({ ...filtersFromURL(), ...without }));
+    remove.addEventListener("click", async () => {
+      // The chips are drawn anew: the focus goes to the one now in this
+      // place, else to the search box (or the button that shows it).
+      const i = [...chips.querySelectorAll("button.chip")].indexOf(remove);
+      await navigate({ ...filtersFromURL(), ...without });
+      const left = chips.querySelectorAll("button.chip");
+      if (left.length) left[Math.min(i, left.length - 1)].focus();
+      else focusSearch();
+    });
     chips.append(el("li", {}, remove));
   };
   const terms = searchTerms(f.q);
@@ -594,6 +617,7 @@ function drawChart(days, bucket) {
   const box = $("chart");
   box.textContent = "";
   $("chart-tip").hidden = true;
+  $("chart-said").textContent = "";
   const width = Math.max(200, box.clientWidth), height = 128;
   const left = 44, right = 4, top = 8, bottom = 22;
   const plotW = width - left - right, plotH = height - top - bottom;
@@ -644,6 +668,9 @@ function pointChart(i) {
   const d = days[i];
   tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
   tip.hidden = false;
+  // A screen reader hears the bar the keys moved to (not every bar the
+  // mouse crosses).
+  if (document.activeElement === $("chart")) $("chart-said").textContent = tip.textContent;
   const x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2;
   const room = $("chart").clientWidth;
   tip.style.left = `${Math.min(Math.max(0, x - tip.offsetWidth / 2), room - tip.offsetWidth)}px`;
@@ -790,13 +817,14 @@ async function signOut() {
   show("sign-in");
 }
 
-// navigate shows the log for filters f, unless it already does.
+// navigate shows the log for filters f, unless it already does; it ends
+// once the log is shown.
 function navigate(f) {
   const q = urlQuery(f);
   const url = `${pagePath}${q.size ? "?" + q : ""}`;
   if (url === location.pathname + location.search && !f.force) return;
   history.pushState(null, "", url);
-  load();
+  return load();
 }
 
 // catalog maps each action to its catalog entry (description, sentence).
@@ -822,6 +850,10 @@ function loadCatalog() {
 }
 
 const clearAll = () => navigate({ q: "", target_type: "", actor: "", range: defaultRange });
+
+// focusSearch focuses the search box, or on a phone, where the filters may
+// be folded away, the button that shows them.
+const focusSearch = () => ($("f-action").offsetParent ? $("f-action") : $("filters-toggle")).focus();
 
 document.addEventListener("DOMContentLoaded", () => {
   $("f-tz").options[1].textContent = `Local (${localZone.split("/").pop().replace(/_/g, " ")})`;
@@ -860,7 +892,10 @@ document.addEventListener("DOMContentLoaded", () => {
     $("filters-toggle").setAttribute("aria-expanded", String(open));
   });
   $("clear").addEventListener("click", clearAll);
-  $("clear-empty").addEventListener("click", clearAll);
+  $("clear-empty").addEventListener("click", async () => {
+    await clearAll();
+    focusSearch(); // the button went with the empty state
+  });
   $("export").addEventListener("click", (ev) => { if (!$("export").href) ev.preventDefault(); });
   $("more").addEventListener("click", more);
   $("sign-in-form").addEventListener("submit", signIn);
