@@ -49,7 +49,7 @@ GRANT EXECUTE ON FUNCTION
 -- audit.api_keys is readable by no role.
 GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
                           audit.csv_cell(text), audit.org_name(uuid),
-                          audit.event_sentence(text, text, uuid, text, text, jsonb), audit.sentence_value(jsonb),
+                          audit.event_sentence(text, text, uuid, text, text, jsonb, boolean), audit.sentence_value(jsonb),
                           audit.sentence_json(jsonb)
   TO audit_reader;
 

@@ -450,9 +450,8 @@ func (s *Store) read(ctx context.Context, ws []Query, kind queryKind, collect fu
 		batch.Queue("BEGIN READ ONLY")
 		batch.Queue(genericPlanSQL)
 		if kind == streamQuery {
-			// It runs as long as its client reads (the caller's ctx bounds
-			// it), without JIT (see copyTo).
-			batch.Queue("SELECT set_config('statement_timeout', '0', true), set_config('jit', 'off', true)")
+			// It runs as long as its client reads (the caller's ctx bounds it).
+			batch.Queue("SELECT set_config('statement_timeout', '0', true)")
 		}
 		batch.Queue(sql, args...).Query(collect)
 		batch.Queue("COMMIT")
@@ -614,17 +613,12 @@ func (s *Store) Export(ctx context.Context, q Query, w io.Writer) (int64, error)
 	return rows, nil
 }
 
-// copyTo runs one statement of an export, with jit off, as Stream's: the
-// sentence column is a CASE of every action's sentence
-// (audit.event_sentence), which LLVM takes tens of seconds and gigabytes to
-// optimise, uninterruptibly, once a plan's cost passes
-// jit_optimize_above_cost; it costs about a microsecond a row without
-// (docs/benchmarks.md).
+// copyTo runs one statement of an export.
 func (s *Store) copyTo(ctx context.Context, st Statement, w io.Writer) (int64, error) {
 	names, values := settingArrays(st.Settings)
 	// An export runs as long as its client reads (the caller's ctx bounds
 	// it), past the statement_timeout of the API's other queries.
-	names, values = append(names, "statement_timeout", "jit"), append(values, "0", "off")
+	names, values = append(names, "statement_timeout"), append(values, "0")
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, err
