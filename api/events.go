@@ -250,7 +250,7 @@ func (s *server) exportEvents(c *gin.Context, q store.Query, ndjson, bom bool) {
 	w.buf = bufio.NewWriterSize(&floorWriter{c: c, bytes: s.exportFloorBytes, window: s.exportFloorWindow}, 64<<10)
 	var err error
 	if ndjson {
-		err = s.store.Stream(ctx, q, func(e store.ListedEvent) error {
+		err = s.store.Stream(ctx, q, func(e store.ExportedEvent) error {
 			b, err := json.Marshal(e)
 			if err != nil {
 				return err

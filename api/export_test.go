@@ -97,9 +97,12 @@ func TestExportsCarryTheProof(t *testing.T) {
 	}
 	unsealed := 0
 	for i, line := range lines[:4] {
-		var e store.ListedEvent
+		var e store.ExportedEvent
 		if err := decodeJSON(line, &e); err != nil {
 			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if e.Sentence != "System signed out" {
+			t.Errorf("line %d reads %q", i+1, e.Sentence)
 		}
 		want, ok := seals[e.ID]
 		if !ok {

@@ -147,6 +147,10 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	if l := schemas["ListedEvent"]; len(l.AllOf) != 2 || !slices.Equal(keys(l.AllOf[1].Properties), jsonFields(reflect.TypeFor[store.ListedEvent]())) {
 		t.Errorf("ListedEvent: documented %+v, served an Event and %v", l, jsonFields(reflect.TypeFor[store.ListedEvent]()))
 	}
+	// An exported event is a listed event and its sentence.
+	if x := schemas["ExportedEvent"]; len(x.AllOf) != 2 || !slices.Equal(keys(x.AllOf[1].Properties), jsonFields(reflect.TypeFor[store.ExportedEvent]())) {
+		t.Errorf("ExportedEvent: documented %+v, served a ListedEvent and %v", x, jsonFields(reflect.TypeFor[store.ExportedEvent]()))
+	}
 	if got := sorted(schemas["Event"].Required); !slices.Equal(got, sorted(eventColumns())) {
 		t.Errorf("Event required %v, want every column %v", got, eventColumns())
 	}

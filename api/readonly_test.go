@@ -131,6 +131,7 @@ func TestServerRoleReadsOnlyThroughFunctions(t *testing.T) {
 		{"SELECT * FROM audit.authenticate('\\x00'::bytea, NULL)", true},
 		{"SELECT audit.api_key('cursor')", true},
 		{"SELECT audit.csv_cell('=1')", true},
+		{`SELECT audit.event_sentence('pat.created', 'user', NULL, 'a@example.com', NULL, '{"name": [1.5, {"x": 1}]}')`, true},
 		{"SELECT * FROM audit.org_scope('00000000-0000-0000-0000-000000000000')", true},
 		{"SELECT * FROM audit.api_keys", false},
 		{"SELECT token_hash FROM cloud.pats", false},

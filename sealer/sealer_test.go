@@ -306,7 +306,7 @@ func TestPruningKeepsTheChainVerifiable(t *testing.T) {
 		t.Fatal(err)
 	}
 	exported := 0
-	err = exportAll(t, pool, org, func(e store.ListedEvent) error {
+	err = exportAll(t, pool, org, func(e store.ExportedEvent) error {
 		exported++
 		if e.Seq == nil || e.PrevHash == nil || *e.PrevHash != want[*e.Seq] {
 			t.Errorf("event %s exported without the prev_hash of its seal: %+v; want %v", e.ID, e, want)
@@ -319,7 +319,7 @@ func TestPruningKeepsTheChainVerifiable(t *testing.T) {
 }
 
 // exportAll streams org's events as its NDJSON export does.
-func exportAll(t testing.TB, pool *pgxpool.Pool, org string, each func(store.ListedEvent) error) error {
+func exportAll(t testing.TB, pool *pgxpool.Pool, org string, each func(store.ExportedEvent) error) error {
 	t.Helper()
 	st := store.New(pool)
 	sc, err := st.Scope(context.Background(), org, nil)

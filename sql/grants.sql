@@ -43,11 +43,14 @@ GRANT EXECUTE ON FUNCTION
   audit.record_retention_run(timestamptz, timestamptz, text, text[], text[], uuid[], bigint, bigint, text[])
   TO audit_maintainer;
 
--- The API connects as audit_reader: it authenticates tokens, signs cursors
--- and neutralises CSV cells through these functions, and reads nothing of
--- the control-plane tables itself. audit.api_keys is readable by no role.
+-- The API connects as audit_reader: it authenticates tokens, signs cursors,
+-- neutralises CSV cells and writes the exports' sentences through these
+-- functions, and reads nothing of the control-plane tables itself.
+-- audit.api_keys is readable by no role.
 GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
-                          audit.csv_cell(text), audit.org_name(uuid)
+                          audit.csv_cell(text), audit.org_name(uuid),
+                          audit.event_sentence(text, text, uuid, text, text, jsonb, boolean), audit.sentence_value(jsonb),
+                          audit.sentence_json(jsonb)
   TO audit_reader;
 
 -- audit_reader: the seals, checkpoints and keys that prove the log.

@@ -73,6 +73,16 @@ func sealedAPI(t *testing.T, n int) (org string, key ed25519.PrivateKey, get fun
 	}
 }
 
+// publicKeyFile writes key's public key to a file, as --key reads it.
+func publicKeyFile(t *testing.T, key ed25519.PrivateKey) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "seal-key.pub")
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(key.Public().(ed25519.PublicKey))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // verifyFile runs `auditlog verify FILE args...` on a file holding body.
 func verifyFile(t *testing.T, body []byte, args ...string) (string, error) {
 	t.Helper()
@@ -92,10 +102,7 @@ func verifyFile(t *testing.T, body []byte, args ...string) (string, error) {
 func TestVerifyAnExportFile(t *testing.T) {
 	t.Parallel()
 	org, key, get := sealedAPI(t, 4)
-	keyPath := filepath.Join(t.TempDir(), "seal-key.pub")
-	if err := os.WriteFile(keyPath, []byte(hex.EncodeToString(key.Public().(ed25519.PublicKey))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyPath := publicKeyFile(t, key)
 	export, _ := get("/api/orgs/" + org + "/audit?format=ndjson")
 	out, err := verifyFile(t, export, "--key", keyPath)
 	if err != nil || !strings.Contains(out, "export of org "+org+": verified, 4 rows (4 sealed, 0 not sealed yet), seq 1 to 4") ||
@@ -207,5 +214,43 @@ func TestVerifyNamesTheSeqsNoCheckpointCovers(t *testing.T) {
 	res.CoveredTo = 9
 	if err := printVerify(e, res); err != nil || strings.Contains(out.String(), "nothing signed") {
 		t.Fatalf("a chain covered to its end: %v\n%s", err, out)
+	}
+}
+
+// Both exports carry each event's sentence and verify offline with it: the
+// seal's hash covers the event, not its sentence, which the catalog writes;
+// the manifest's body SHA-256 covers every byte, so an edited sentence
+// breaks the file at the manifest.
+func TestVerifyAnExportWithItsSentences(t *testing.T) {
+	t.Parallel()
+	org, key, get := sealedAPI(t, 2)
+	keyPath := publicKeyFile(t, key)
+	const sentence = "System signed in with sso"
+	ndjson, _ := get("/api/orgs/" + org + "/audit?format=ndjson")
+	csvExport, trailer := get("/api/orgs/" + org + "/audit?format=csv")
+	headers := filepath.Join(t.TempDir(), "headers.txt")
+	if err := os.WriteFile(headers, []byte("Audit-Manifest: "+trailer.Get("Audit-Manifest")+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		column string
+		args   []string
+	}{
+		{"NDJSON", ndjson, `"sentence":"` + sentence + `"`, []string{"--key", keyPath}},
+		{"CSV", csvExport, ",sentence,seq,hash,prev_hash\r\n", []string{"--manifest", headers, "--key", keyPath}},
+	} {
+		if bytes.Count(c.body, []byte(sentence)) != 2 || !bytes.Contains(c.body, []byte(c.column)) {
+			t.Fatalf("%s: no sentence column, or not two sentences:\n%s", c.name, c.body)
+		}
+		if out, err := verifyFile(t, c.body, c.args...); err != nil || !strings.Contains(out, "verified, 2 rows (2 sealed") ||
+			!strings.Contains(out, "it proves the 2 rows of seq 1 to 2") {
+			t.Errorf("%s as served: %v\n%s", c.name, err, out)
+		}
+		edited := bytes.Replace(c.body, []byte(sentence), []byte("System signed in with a password"), 1)
+		if out, err := verifyFile(t, edited, c.args...); !errors.Is(err, errBroken) || !strings.Contains(out, "the body's SHA-256 is ") {
+			t.Errorf("%s with an edited sentence: %v\n%s", c.name, err, out)
+		}
 	}
 }

@@ -152,8 +152,9 @@ func assertGoodEventsStored(t *testing.T, b bundle, now time.Time) {
 	}
 }
 
-// NDJSON as the API's export writes it: each event with its seal, which the
-// import skips, and the manifest as the last line, skipped too.
+// NDJSON as the API's export writes it: each event with its sentence and
+// its seal, which the import skips, and the manifest as the last line,
+// skipped too.
 func TestImportNDJSON(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -161,6 +162,7 @@ func TestImportNDJSON(t *testing.T) {
 	events := goodEvents(b, now)
 	events[0]["seq"], events[0]["hash"], events[0]["prev_hash"] = 7, strings.Repeat("ab", 32), strings.Repeat("cd", 32)
 	events[1]["seq"], events[1]["hash"], events[1]["prev_hash"] = nil, nil, nil
+	events[0]["sentence"], events[1]["sentence"] = "ann@example.com signed in with password", ""
 	input := ndjson(t, events...) + "\n" + `{"manifest": {"org_id": "` + b.team + `", "rows": 4}}`
 	rep := run(t, b.maintainer, "\n"+input+"\n\n", importer.Options{})
 	if rep.Rows != 4 || rep.Loaded != 4 || rep.Refused != 0 || len(rep.Problems) != 0 || rep.Batches != 1 {
@@ -171,13 +173,13 @@ func TestImportNDJSON(t *testing.T) {
 
 // The CSV of the API's export: a header row in any order, RFC 4180 quoting,
 // formula cells neutralised with a leading quote, empty cells for none, and
-// the seal's cells, which the import skips.
+// the sentence's and the seal's cells, which the import skips.
 func TestImportCSV(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	now := time.Now()
 	var csv strings.Builder
-	csv.WriteString("action,org_id,occurred_at,id,target_type,target_id,actor_type,actor_id,actor_email,ip,user_agent,request_id,metadata,seq,hash,prev_hash\n")
+	csv.WriteString("action,org_id,occurred_at,id,target_type,target_id,actor_type,actor_id,actor_email,ip,user_agent,request_id,metadata,sentence,seq,hash,prev_hash\n")
 	for _, e := range goodEvents(b, now) {
 		cell := func(k string) string {
 			v, ok := e[k]
@@ -190,13 +192,13 @@ func TestImportCSV(t *testing.T) {
 			j, _ := json.Marshal(v)
 			return `"` + strings.ReplaceAll(string(j), `"`, `""`) + `"`
 		}
-		fmt.Fprintf(&csv, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,,,\r\n", cell("action"), cell("org_id"), cell("occurred_at"),
+		fmt.Fprintf(&csv, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,\"someone did, \"\"this\"\"\",,,\r\n", cell("action"), cell("org_id"), cell("occurred_at"),
 			cell("id"), cell("target_type"), cell("target_id"), cell("actor_type"), cell("actor_id"), cell("actor_email"),
 			cell("ip"), cell("user_agent"), cell("request_id"), cell("metadata"))
 	}
 	// A neutralised formula cell comes back as it was (in an org of its own).
 	other := fixture.Org(t, b.pool, fixture.OrgOpts{})
-	fmt.Fprintf(&csv, "auth.signin,%s,%s,,,'=cmd|' /C calc'!A0,,,,,'-evil,'@x,\"{\"\"method\"\": \"\"password\"\"}\",3,%s,%s\n",
+	fmt.Fprintf(&csv, "auth.signin,%s,%s,,,'=cmd|' /C calc'!A0,,,,,'-evil,'@x,\"{\"\"method\"\": \"\"password\"\"}\",'=x signed in,3,%s,%s\n",
 		other, ts(now.Add(-time.Hour)), strings.Repeat("ab", 32), strings.Repeat("cd", 32))
 
 	rep := run(t, b.maintainer, csv.String(), importer.Options{Format: importer.FormatCSV})

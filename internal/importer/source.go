@@ -54,10 +54,11 @@ func ParseFormat(s string) (Format, error) {
 var Columns = []string{"id", "org_id", "occurred_at", "action", "target_type", "target_id", "actor_type",
 	"actor_id", "actor_email", "ip", "user_agent", "request_id", "metadata"}
 
-// sealColumns are the seal's columns of the API's exports (seq, hash,
-// prev_hash): an import skips them, as the database it loads into seals
-// the events anew, in the order they commit.
-var sealColumns = []string{"seq", "hash", "prev_hash"}
+// derivedColumns are the columns of the API's exports that are not the
+// event's: its sentence, which the catalog writes, and its seal (seq, hash,
+// prev_hash). An import skips them, as the database it loads into writes
+// them anew (it seals the events in the order they commit).
+var derivedColumns = []string{"sentence", "seq", "hash", "prev_hash"}
 
 // The index of each column in Columns and in a record.
 const (
@@ -134,7 +135,7 @@ func detect(br *bufio.Reader) Format {
 // any order, then one event per record.
 type csvSource struct {
 	r     *csv.Reader
-	index []int // column of each field; -1: a seal's, skipped
+	index []int // column of each field; -1: a derived one, skipped
 }
 
 func newCSVSource(r io.Reader) (*csvSource, error) {
@@ -152,7 +153,7 @@ func newCSVSource(r io.Reader) (*csvSource, error) {
 	for _, name := range header {
 		name = strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))
 		i := columnIndex(name)
-		if i < 0 && slices.Contains(sealColumns, name) {
+		if i < 0 && slices.Contains(derivedColumns, name) {
 			s.index = append(s.index, -1)
 			continue
 		}
@@ -250,9 +251,10 @@ func (s *ndjsonSource) readLine() error {
 }
 
 // jsonEvent is an NDJSON line: every column a string or null, metadata any
-// JSON value; a seal's keys are skipped (sealColumns), and so is the
+// JSON value; the derived keys are skipped (derivedColumns), and so is the
 // manifest line that ends the API's NDJSON export.
 type jsonEvent struct {
+	Sentence json.RawMessage `json:"sentence"`
 	Seq      json.RawMessage `json:"seq"`
 	Hash     json.RawMessage `json:"hash"`
 	PrevHash json.RawMessage `json:"prev_hash"`

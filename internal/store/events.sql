@@ -47,11 +47,20 @@ LEFT JOIN LATERAL (
 ) sl ON true
 {{- end -}}
 
+{{- /* The event as its action's sentence reads (audit.event_sentence): the
+  exports' sentence column; given true, neutralised as a CSV cell. */ -}}
+{{- define "sentence" -}}
+audit.event_sentence(e.action, e.actor_type, e.actor_id, e.actor_email, e.target_id, e.metadata{{ if . }}, true{{ end }})
+{{- end -}}
+
+{{- /* The event's own columns, then its sentence, then its seal (which
+  the API reads back from the end of each row). */ -}}
 {{- define "csv_columns" -}}
 id, org_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
        action, target_type, audit.csv_cell(target_id) AS target_id, actor_type, actor_id,
        audit.csv_cell(actor_email) AS actor_email, host(ip) AS ip,
-       audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata
+       audit.csv_cell(user_agent) AS user_agent, audit.csv_cell(request_id) AS request_id, metadata,
+       {{ template "sentence" true }} AS sentence
 {{- end -}}
 
 {{- /* The tier tables to read, as one relation. The conditions go outside
@@ -120,6 +129,9 @@ WHERE org_id = {{ .P.Org }}
   filtering the actions as they go. */ -}}
 {{- define "events" -}}
 SELECT {{ if .CSV }}{{ template "csv_columns" }}{{ else }}{{ template "page_columns" }}{{ end }},
+{{- if .Sentence }}
+       {{ template "sentence" false }} AS sentence,
+{{- end }}
        {{ template "seal_columns" }}
 {{- if .Lateral }}
 FROM (

@@ -181,6 +181,14 @@ type ListedEvent struct {
 	PrevHash *string `json:"prev_hash" db:"prev_hash"` // hex: the hash of seq-1
 }
 
+// ExportedEvent is an event as the exports write it: listed, and as its
+// action's sentence reads (audit.event_sentence), as on the Activity page.
+// The sentence is not part of what the seal's hash covers.
+type ExportedEvent struct {
+	ListedEvent
+	Sentence string `json:"sentence" db:"sentence"`
+}
+
 // Position is a place in an org's events, newest first: an event's
 // (occurred_at, id). Pages start strictly below one.
 type Position struct {
@@ -556,15 +564,15 @@ func ExportStatements(q Query) ([]Statement, error) {
 	return stmts, nil
 }
 
-// Stream hands every event q selects, with its seal, to each, newest first,
-// as rows arrive: window by window (windows), each a query in a read-only
-// transaction of its own, as Export's. It stops at the first error each
-// returns.
-func (s *Store) Stream(ctx context.Context, q Query, each func(ListedEvent) error) error {
+// Stream hands every event q selects, with its sentence and its seal, to
+// each, newest first, as rows arrive: window by window (windows), each a
+// query in a read-only transaction of its own, as Export's. It stops at the
+// first error each returns.
+func (s *Store) Stream(ctx context.Context, q Query, each func(ExportedEvent) error) error {
 	for _, w := range q.windows() {
 		err := s.read(ctx, []Query{w}, streamQuery, func(rows pgx.Rows) error {
 			for rows.Next() {
-				e, err := pgx.RowToStructByName[ListedEvent](rows)
+				e, err := pgx.RowToStructByName[ExportedEvent](rows)
 				if err != nil {
 					return err
 				}
@@ -582,7 +590,8 @@ func (s *Store) Stream(ctx context.Context, q Query, each func(ListedEvent) erro
 }
 
 // Export writes every event q selects to w as CSV with a header row (RFC
-// 4180, cells neutralised against spreadsheet formulas), streamed straight
+// 4180, cells neutralised against spreadsheet formulas): the event's
+// columns, its sentence, then its seal's (seq, hash, prev_hash), streamed straight
 // from PostgreSQL's COPY: memory use does not grow with the number of rows.
 // Each window is a COPY in a read-only transaction of its own, so an export
 // holds the locks of a few leaves at a time, and no snapshot from start to
@@ -675,12 +684,13 @@ const (
 // shape is what events.sql needs to write the query for one kind of
 // request.
 type shape struct {
-	Tiers   []string
-	P       placeholders
-	CSV     bool
-	Nothing bool // no action may match
-	Lateral bool // several actions, a page: one scan per action
-	Actor   bool
+	Tiers    []string
+	P        placeholders
+	CSV      bool
+	Sentence bool // an export's sentence column (the CSV's has it anyway)
+	Nothing  bool // no action may match
+	Lateral  bool // several actions, a page: one scan per action
+	Actor    bool
 	// Action is what action must equal, AnyAction the array it must be in.
 	Action, AnyAction string
 	// Below says the range ends strictly below Before's instant (Before.ID
@@ -713,8 +723,8 @@ func render(q Query, p placeholders, kind queryKind) (string, error) {
 	// A page reads as little as it can; an export and a count read every
 	// matching event anyway.
 	readsAll := kind != pageQuery
-	sh := shape{Tiers: q.Tiers, P: p, CSV: kind == exportQuery, Nothing: q.matchesNothing(), Actor: q.Actor != "",
-		Below: q.Before.ID == MinID}
+	sh := shape{Tiers: q.Tiers, P: p, CSV: kind == exportQuery, Sentence: kind == streamQuery, Nothing: q.matchesNothing(),
+		Actor: q.Actor != "", Below: q.Before.ID == MinID}
 	switch {
 	case len(q.Actions) == 1:
 		sh.Action = p.Action
