@@ -133,7 +133,7 @@ var realisticValues = map[string]any{
 // text a CSV must quote or a spreadsheet would run.
 var oddValues = []string{`null`, `""`, `true`, `[1.5, "a,b", null, "", {"k": 1, "j": 2}, [2, false]]`, `1e21`, `0.1`,
 	`-2.5e-7`, `{"b": 1, "a": {}}`, `{}`, `[]`, `1e400`, `-1e-400`, `123456789012345678901`, `"=SUM(1)"`,
-	`"Zürich 東京 🚀\r\n\"x\""`, `"  "`, `["domains", "name", ""]`, `[""]`, `["x, \"y\"", "z\\"]`, `{"a\"b": 1, "ü, ß": 2}`}
+	`"Zürich 東京 🚀\r\n\"x\""`, `"  "`, `["domains", "name", ""]`, `[""]`, `["x, \"y\"", "z\\"]`, `{"a\"b": 1, "ü, ß": 2}`, `"a\u202eb\u0007c\u2067"`, `{"ab": 1, "100": 2, "4294967295": 3, "7": 4}`, `[["a", "b"], {}, []]`}
 
 // TestExportSentencesReadAsSlackAndThePage: the CSV and NDJSON exports'
 // sentence of each event reads as internal/sentence (Slack messages) writes
@@ -217,8 +217,8 @@ func TestExportSentencesReadAsSlackAndThePage(t *testing.T) {
 		}
 	}
 	for _, s := range []string{`cluster "prod "eu", west"`, "Unknown user signed in with sso", "System deleted cluster \"…\"",
-		"'=cmd|' /C calc'!A0@example.com ", userID + " ", "from member to admin", "from 1.4.2 to 1.5", "1000000000000000000000",
-		"0.1", "-0.00000025", "1.5, a,b, , , j, k, 2, false", "domains, name, ", `x, "y", z\`, `a"b, ü, ß`, `Zürich 東京 🚀`} {
+		"'=cmd|' /C calc'!A0@example.com ", userID + " ", "from member to admin", "from 1.4.2 to 1.5", "1e+21",
+		"0.1", "-2.5e-7", "a\ufffdb\ufffdc\ufffd", "7, 100, ab, 4294967295", "1.5, a,b, , , j, k, 2, false", "domains, name, ", `x, "y", z\`, `a"b, ü, ß`, `Zürich 東京 🚀`} {
 		if !bytes.Contains([]byte(strings.Join(slices.Concat(rows...), "\n")), []byte(s)) {
 			t.Errorf("no sentence of the CSV shows %q", s)
 		}

@@ -82,6 +82,7 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 DECLARE
   n numeric;
+  f float8;
   list text;
 BEGIN
   CASE jsonb_typeof(v)
@@ -89,10 +90,14 @@ BEGIN
     list := jsonb_path_query_array(v, '$.keyvalue().key')::text;
     IF list = '[]' THEN
       RETURN '';
-    ELSIF strpos(list, '\') = 0 THEN
+    ELSIF strpos(list, '\') = 0 AND list !~ '"(0|[1-9][0-9]*)"' THEN
       RETURN replace(substr(list, 3, length(list) - 4), '", "', ', ');
     END IF;
-    RETURN (SELECT string_agg(k, ', ' ORDER BY i) FROM jsonb_object_keys(v) WITH ORDINALITY o(k, i));
+    -- As JavaScript's Object.keys: array indexes (whole numbers below
+    -- 2^32 - 1) first, in numeric order, then the others as they come.
+    RETURN (SELECT string_agg(k, ', ' ORDER BY x.ix, i)
+            FROM jsonb_object_keys(v) WITH ORDINALITY o(k, i),
+                 LATERAL (SELECT CASE WHEN k ~ '^(0|[1-9][0-9]{0,9})$' AND k::numeric < 4294967295 THEN k::numeric END) x(ix));
   WHEN 'array' THEN
     list := v::text;
     IF list = '[]' THEN
@@ -110,28 +115,41 @@ BEGIN
     IF abs(n) >= 2::numeric ^ 1024 - 2::numeric ^ 970 THEN
       RETURN v::text;
     ELSIF n <> 0 AND abs(n) * 2::numeric ^ 1075 <= 1 THEN
-      RETURN CASE WHEN n < 0 THEN '-0' ELSE '0' END;
+      RETURN '0';
     END IF;
-    -- float8's text is the shortest that reads back; numeric's drops its
-    -- exponent.
-    RETURN n::float8::text::numeric::text;
+    -- float8's text is the shortest that reads back; as JavaScript writes
+    -- it, in decimal from 1e-6 to below 1e21 (numeric's text drops the
+    -- exponent), else with an exponent without leading zeros (1e+21, 1.5e-7).
+    f := n::float8;
+    IF f = 0 OR (abs(f) >= 1e-6 AND abs(f) < 1e21) THEN
+      RETURN f::text::numeric::text;
+    END IF;
+    RETURN regexp_replace(f::text, 'e([+-])0*', 'e\1');
   END CASE;
 END;
 $$;
 
 -- audit.sentence_value is a metadata value as a sentence shows it (as the
 -- page does, with JavaScript's String()): a string as it is, true or false;
--- NULL (missing) when it is missing, null or an empty string. Inlined into
--- audit.event_sentence; other types go to audit.sentence_json.
+-- NULL (missing) when it is missing, null or shows as nothing (an empty
+-- string, object or list). Inlined into audit.event_sentence; other types
+-- go to audit.sentence_json.
 CREATE OR REPLACE FUNCTION audit.sentence_value(v jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE jsonb_typeof(v)
   WHEN 'string' THEN nullif(v #>> '{}', '')
   WHEN 'boolean' THEN v #>> '{}'
-  WHEN 'object' THEN audit.sentence_json(v)
-  WHEN 'array' THEN audit.sentence_json(v)
+  WHEN 'object' THEN nullif(audit.sentence_json(v), '')
+  WHEN 'array' THEN nullif(audit.sentence_json(v), '')
   WHEN 'number' THEN audit.sentence_json(v)
 END;
+
+-- audit.sentence_visible is a value with its control and bidirectional
+-- formatting characters shown as U+FFFD, as the page and Slack show them:
+-- a value cannot start a line of its own or reorder the sentence.
+CREATE OR REPLACE FUNCTION audit.sentence_visible(v text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN translate(v, U&'\0001\0002\0003\0004\0005\0006\0007\0008\0009\000a\000b\000c\000d\000e\000f\0010\0011\0012\0013\0014\0015\0016\0017\0018\0019\001a\001b\001c\001d\001e\001f\007f\0080\0081\0082\0083\0084\0085\0086\0087\0088\0089\008a\008b\008c\008d\008e\008f\0090\0091\0092\0093\0094\0095\0096\0097\0098\0099\009a\009b\009c\009d\009e\009f\061c\200e\200f\202a\202b\202c\202d\202e\2066\2067\2068\2069', '����������������������������������������������������������������������������');
 
 -- audit.event_sentence is an event as its action's sentence reads, the same
 -- text as the Activity page and Slack messages (internal/sentence): {actor}
@@ -175,7 +193,7 @@ BEGIN
           ELSE format('audit.sentence_value(metadata -> %L)', k)
         END;
       END LOOP;
-      pieces := pieces || format('coalesce(%s, %L)', array_to_string(alternatives, ', '), '…');
+      pieces := pieces || format('audit.sentence_visible(coalesce(%s, %L))', array_to_string(alternatives, ', '), '…');
     END LOOP;
     branches := branches || format(E'\n    WHEN %L THEN %s', s.action, array_to_string(pieces, ' || '));
   END LOOP;
@@ -186,7 +204,7 @@ RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $body$
 DECLARE
   sentence CONSTANT text := CASE action%s
-    ELSE %s || ' ' || action
+    ELSE audit.sentence_visible(%s) || ' ' || action
   END;
 BEGIN
   IF as_cell THEN

@@ -50,7 +50,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION audit.authenticate(bytea, uuid, timestamptz), audit.api_key(text),
                           audit.csv_cell(text), audit.org_name(uuid),
                           audit.event_sentence(text, text, uuid, text, text, jsonb, boolean), audit.sentence_value(jsonb),
-                          audit.sentence_json(jsonb)
+                          audit.sentence_json(jsonb), audit.sentence_visible(text)
   TO audit_reader;
 
 -- audit_reader: the seals, checkpoints and keys that prove the log.
