@@ -71,6 +71,17 @@ type activityBundle struct {
 	org, ownerToken, memberToken, page string
 }
 
+// ownerSignedIn opens the Activity page in a new browser, signed in as the
+// org's owner, once its first 50 rows show.
+func ownerSignedIn(t *testing.T) (activityBundle, context.Context) {
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate(b.page))
+	signIn(ctx, t, b.ownerToken)
+	waitRows(ctx, t, 50)
+	return b, ctx
+}
+
 func setupActivity(t *testing.T) activityBundle {
 	t.Helper()
 	b := setup(t, Config{})
@@ -535,11 +546,7 @@ func TestActivityPageFocusStaysWhenAFilterGoes(t *testing.T) {
 // of the log fell out of it).
 func TestActivityPageLoadsMoreOfTheSameRange(t *testing.T) {
 	t.Parallel()
-	b := setupActivity(t)
-	ctx := newBrowser(t)
-	do(ctx, t, chromedp.Navigate(b.page))
-	signIn(ctx, t, b.ownerToken)
-	waitRows(ctx, t, 50)
+	_, ctx := ownerSignedIn(t)
 	// A week later, by the page's clock.
 	do(ctx, t, chromedp.Evaluate[chromedp.Void](`(() => { const D = Date, later = () => D.now() + 7 * 86400000;
 		window.Date = class extends D { constructor(...a) { super(...(a.length ? a : [later()])); } static now() { return later(); } };
@@ -569,11 +576,7 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 // export), the term still there to mend; the next search shows its view.
 func TestActivityPageAfterARefusedSearch(t *testing.T) {
 	t.Parallel()
-	b := setupActivity(t)
-	ctx := newBrowser(t)
-	do(ctx, t, chromedp.Navigate(b.page))
-	signIn(ctx, t, b.ownerToken)
-	waitRows(ctx, t, 50)
+	_, ctx := ownerSignedIn(t)
 	waitText(ctx, t, "total", "61 events")
 
 	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), `"token rotated`+"\r"))

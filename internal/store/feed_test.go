@@ -22,10 +22,7 @@ import (
 func TestFeedWaitsForASealedEventNotVisibleYet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := testdb.NewPool(t)
-	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
-	at := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
-	first := fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "cluster.created", OccurredAt: at})
+	pool, org, at, first := teamOrgWithAnEvent(t)
 	third := fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "cluster.created", OccurredAt: at.Add(2 * time.Second)})
 	// The second event is recorded in a transaction not committed yet,
 	// and sealed already, as the sealer would once the commit is flushed.
@@ -73,6 +70,16 @@ func TestFeedWaitsForASealedEventNotVisibleYet(t *testing.T) {
 	}
 }
 
+// teamOrgWithAnEvent makes an org on the team plan with one event, a
+// minute ago.
+func teamOrgWithAnEvent(t *testing.T) (pool *pgxpool.Pool, org string, at time.Time, first string) {
+	pool = testdb.NewPool(t)
+	org = fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
+	at = time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	first = fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "cluster.created", OccurredAt: at})
+	return pool, org, at, first
+}
+
 // feedPager reads pages of org's feed: the ids they show, and where the
 // next begins.
 func feedPager(t *testing.T, pool *pgxpool.Pool, org string) func(after int64, actions []string) ([]string, int64) {
@@ -103,10 +110,7 @@ func feedPager(t *testing.T, pool *pgxpool.Pool, org string) func(after int64, a
 func TestFeedWaitsForARunningTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := testdb.NewPool(t)
-	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
-	at := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
-	first := fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "cluster.created", OccurredAt: at})
+	pool, org, at, first := teamOrgWithAnEvent(t)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
