@@ -202,3 +202,47 @@ func TestLogEventRequestArgumentsFollowSetContextRules(t *testing.T) {
 		}
 	}
 }
+
+// log_event reads the context only in a transaction that called set_context:
+// not one a previous transaction of the connection set, nor settings a caller
+// set itself (a malformed one included), which the contract does not offer.
+func TestLogReadsContextOnlyWhereSetContextRan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.NewPool(t)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	// One connection: its earlier transactions must leave nothing behind.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	setContext := "SELECT audit.set_context(actor_email => 'ctx@example.com', ip => '192.0.2.1')"
+	logEvent := "SELECT audit.log_event($1, 'auth.signout', target_id => $2)"
+	for _, c := range []struct{ target, before string }{
+		{"earlier", setContext}, // its own event below; the next transaction must not inherit it
+		{"later", ""},
+		{"direct", "SET LOCAL audit.actor_email = 'direct@example.com'; SET LOCAL audit.ip = 'not an address'"},
+		{"same", setContext},
+	} {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if c.before != "" {
+				if _, err := tx.Exec(ctx, c.before); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, logEvent, org, c.target)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.target, err)
+		}
+	}
+	for _, e := range events(t, pool, org) {
+		fromContext := e.ActorEmail != nil && *e.ActorEmail == "ctx@example.com" && e.IP != nil && e.IP.String() == "192.0.2.1"
+		system := e.ActorType == "system" && e.ActorEmail == nil && e.IP == nil
+		if want := *e.TargetID == "earlier" || *e.TargetID == "same"; want != fromContext || !want && !system {
+			t.Errorf("event %s: actor %s %v, ip %v; want the context only where set_context ran", *e.TargetID, e.ActorType, e.ActorEmail, e.IP)
+		}
+	}
+}
