@@ -359,7 +359,11 @@ func testStaleWriter(t *testing.T, stale string, late bool) {
 	ctx := context.Background()
 	b := setup(t)
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
-	old := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Hour)})
+	old := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-25 * time.Hour)})
+	// Today's leaf exists before the writer begins: a writer that makes it
+	// holds its tier table until it commits, which the pass's premake would
+	// wait for (and did, on a run just after midnight UTC).
+	exec(t, b.pool, "SELECT audit.make_leaf('free', (now() AT TIME ZONE 'UTC')::date)")
 	writer, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_writer"))
 	if err != nil {
 		t.Fatal(err)
