@@ -151,9 +151,6 @@ func TestExportSentencesReadAsSlackAndThePage(t *testing.T) {
 	}
 	org, token := b.owner(t, "team")
 	now := time.Now().Truncate(time.Second)
-	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', current_date)"); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
 	insert := func(action, actorType string, actorID, actorEmail, targetID *string, metadata map[string]any) {
 		t.Helper()
@@ -162,9 +159,15 @@ func TestExportSentencesReadAsSlackAndThePage(t *testing.T) {
 			t.Fatal(err)
 		}
 		n++
+		at := now.Add(-time.Duration(n) * time.Second)
+		// The events go back minutes: in the first minutes of a UTC day,
+		// to the day before's leaf.
+		if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', ($1::timestamptz AT TIME ZONE 'UTC')::date)", at); err != nil {
+			t.Fatal(err)
+		}
 		_, err = b.admin.Exec(ctx, `INSERT INTO audit.events_team (id, org_id, occurred_at, action, target_type, target_id, actor_type, actor_id, actor_email, metadata)
 			SELECT gen_random_uuid(), $1, $2, action, target_type, $3, $4, $5, $6, $7 FROM audit.actions WHERE action = $8`,
-			org, now.Add(-time.Duration(n)*time.Second), targetID, actorType, actorID, actorEmail, md, action)
+			org, at, targetID, actorType, actorID, actorEmail, md, action)
 		if err != nil {
 			t.Fatal(err)
 		}
