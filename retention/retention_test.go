@@ -413,7 +413,7 @@ func TestWritesDuringRetierSurvive(t *testing.T) {
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
 	const old = 1200
 	for _, sql := range []string{
-		"SELECT audit.make_leaf('free', d::date) FROM generate_series(current_date - 6, current_date, interval '1 day') d WHERE $1::uuid IS NOT NULL",
+		"SELECT audit.make_leaf('free', d::date) FROM generate_series((now() AT TIME ZONE 'UTC')::date - 6, (now() AT TIME ZONE 'UTC')::date, interval '1 day') d WHERE $1::uuid IS NOT NULL",
 		`INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
 		 SELECT gen_random_uuid(), $1, now() - i * interval '7 minutes', 'auth.signout', 'auth', 'system', '{}'
 		 FROM generate_series(1, 1200) i`,
