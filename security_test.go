@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -61,10 +60,17 @@ func setupSecurity(t *testing.T) securityBundle {
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
 	org := fixture.Org(t, pool, fixture.OrgOpts{Plan: "team"})
-	if _, err := auditlog.Log(context.Background(), pool, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout}); err != nil {
+	id, err := auditlog.Log(context.Background(), pool, auditlog.Event{OrgID: org, Action: auditlog.AuthSignout})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return securityBundle{url: url, org: org, leaf: "audit.events_team_p" + time.Now().UTC().Format("20060102")}
+	// The leaf the event is in: the day of the database's clock, which may
+	// have passed midnight UTC before or after this host's.
+	var leaf string
+	if err := pool.QueryRow(context.Background(), "SELECT tableoid::regclass::text FROM audit.events_team WHERE id = $1", id).Scan(&leaf); err != nil {
+		t.Fatal(err)
+	}
+	return securityBundle{url: url, org: org, leaf: leaf}
 }
 
 // writes are the statements that would change an event, on the tier table
