@@ -360,10 +360,12 @@ func testStaleWriter(t *testing.T, stale string, late bool) {
 	b := setup(t)
 	org := fixture.Org(t, b.pool, fixture.OrgOpts{Plan: "free"})
 	old := fixture.Event(t, b.pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-25 * time.Hour)})
-	// Today's leaf exists before the writer begins: a writer that makes it
-	// holds its tier table until it commits, which the pass's premake would
-	// wait for (and did, on a run just after midnight UTC).
-	exec(t, b.pool, "SELECT audit.make_leaf('free', (now() AT TIME ZONE 'UTC')::date)")
+	// Today's and tomorrow's leaves exist before the writer begins, as the
+	// worker keeps them: a writer that makes its day's leaf holds its tier
+	// table until it commits, which the pass's premake would wait for (and
+	// did, on a run just after midnight UTC; tomorrow's, should midnight
+	// pass before the writer writes).
+	exec(t, b.pool, "SELECT audit.premake_leaves(1)")
 	writer, err := pgx.Connect(ctx, testdb.Role(t, b.url, "audit_writer"))
 	if err != nil {
 		t.Fatal(err)
