@@ -128,9 +128,12 @@ func TestOrgFindsTampering(t *testing.T) {
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
 				superuser(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
 				superuser(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
+				// At the org's last event's instant, in its leaf (now() may be
+				// past midnight UTC, on a day with no leaf).
 				superuser(t, pool, `
 					INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
-					VALUES ('00000000-0000-4000-8000-0000000000ff', $1, now(), 'cluster.deleted', 'cluster', 'system', '{}')`, org)
+					SELECT '00000000-0000-4000-8000-0000000000ff', $1, max(occurred_at), 'cluster.deleted', 'cluster', 'system', '{}'
+					FROM audit.events_free WHERE org_id = $1`, org)
 				superuser(t, pool, `
 					INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
 					SELECT $1, 3, occurred_at, id, sha256('forged') FROM audit.events_free WHERE id = '00000000-0000-4000-8000-0000000000ff'`, org)
