@@ -307,14 +307,18 @@ func (b *testBundle) startExport(t *testing.T, org, token, format string) net.Co
 func (b *testBundle) manyEvents(t *testing.T, org string, n int) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('enterprise', (now() AT TIME ZONE 'UTC')::date)"); err != nil {
+	// One UTC day for the leaf and the events: date_trunc('day', now()) is
+	// the session's time zone's, and either statement may be the first
+	// after midnight.
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('enterprise', $1::date)", today); err != nil {
 		t.Fatal(err)
 	}
 	_, err := b.admin.Exec(ctx, `
 		INSERT INTO audit.events_enterprise (id, org_id, occurred_at, action, target_type, actor_type, metadata)
-		SELECT gen_random_uuid(), $1, date_trunc('day', now()) + i * interval '1 ms', 'auth.signout', 'auth', 'system',
+		SELECT gen_random_uuid(), $1, $3::timestamptz + i * interval '1 ms', 'auth.signout', 'auth', 'system',
 		       jsonb_build_object('padding', repeat('x', 500))
-		FROM generate_series(1, $2) i`, org, n)
+		FROM generate_series(1, $2) i`, org, n, today)
 	if err != nil {
 		t.Fatal(err)
 	}
