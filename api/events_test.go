@@ -166,8 +166,9 @@ func TestPaginationWalkWhileInserting(t *testing.T) {
 	b := setup(t, Config{RateLimit: math.Inf(1)})
 	ctx := context.Background()
 	org, token := b.owner(t, "team")
-	// 3000 events over two days, ten per timestamp.
-	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', (now() AT TIME ZONE 'UTC')::date - d) FROM generate_series(0, 2) d"); err != nil {
+	// 3000 events over two days, ten per timestamp. Tomorrow's leaf too:
+	// the insert may be the first statement after midnight UTC.
+	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', (now() AT TIME ZONE 'UTC')::date - d) FROM generate_series(-1, 2) d"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := b.admin.Exec(ctx, `
@@ -319,7 +320,9 @@ func TestPageEndsAtByteBudget(t *testing.T) {
 	org, token := b.owner(t, "team")
 	// 60 events of about 10 KB, three per timestamp, and one of 200 KB (as
 	// stored before log_event measured metadata uncompressed) among them.
-	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', (now() AT TIME ZONE 'UTC')::date - d) FROM generate_series(0, 1) d"); err != nil {
+	// Tomorrow's leaf too: the insert may be the first statement after
+	// midnight UTC.
+	if _, err := b.admin.Exec(ctx, "SELECT audit.make_leaf('team', (now() AT TIME ZONE 'UTC')::date - d) FROM generate_series(-1, 1) d"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := b.admin.Exec(ctx, `
