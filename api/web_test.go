@@ -53,7 +53,7 @@ func TestSummaryCountsPerDay(t *testing.T) {
 	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 {
 		t.Errorf("org %+v", s.Org)
 	}
-	first, last := utcDay(now.AddDate(0, 0, -7)).Format(time.DateOnly), utcDay(now).Format(time.DateOnly)
+	first, last := utcDay(now.Add(-7*24*time.Hour)).Format(time.DateOnly), utcDay(now).Format(time.DateOnly)
 	if len(s.Days) != 8 || s.Days[0].Day != first || s.Days[7].Day != last {
 		t.Errorf("days %v; want the 8 from %s to %s", s.Days, first, last)
 	}
