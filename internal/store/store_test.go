@@ -151,8 +151,10 @@ func TestLongReadsWaitForNoLeafOutsideTheirRange(t *testing.T) {
 	ctx := context.Background()
 	admin, pool := pools(t, "&lock_timeout=2000")
 	org := fixture.Org(t, admin, fixture.OrgOpts{Plan: "enterprise"})
+	// A day apart in UTC (AddDate counts days of this host's zone, which
+	// across a DST change are an hour off UTC's: a UTC day could go empty).
 	for d := range 100 {
-		fixture.Event(t, admin, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().AddDate(0, 0, -d)})
+		fixture.Event(t, admin, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().Add(-time.Duration(d) * 24 * time.Hour)})
 	}
 	tx, err := admin.Begin(ctx)
 	if err != nil {
@@ -170,7 +172,7 @@ func TestLongReadsWaitForNoLeafOutsideTheirRange(t *testing.T) {
 	}
 	s := New(pool)
 	now := time.Now()
-	q := Query{OrgID: org, Tiers: []string{"enterprise"}, Since: now.AddDate(0, 0, -60),
+	q := Query{OrgID: org, Tiers: []string{"enterprise"}, Since: now.Add(-60 * 24 * time.Hour),
 		Before: Position{OccurredAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), ID: MinID}, Now: now, Limit: 100}
 	rows := 0
 	if err := s.Page(ctx, q, func(ListedEvent) bool { rows++; return true }); err != nil || rows != 60 {
