@@ -43,31 +43,6 @@ func sealedOrg(t *testing.T, n int, key ed25519.PrivateKey) (string, *pgxpool.Po
 	return url, pool, org, ids
 }
 
-// superuser runs sql as a superuser with the immutability triggers off.
-func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-		t.Fatal(err)
-	}
-	if tag, err := tx.Exec(ctx, sql, args...); err != nil || tag.RowsAffected() == 0 {
-		t.Fatalf("%s: %v, %d rows", sql, err, tag.RowsAffected())
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
 	_, pool, org, _ := sealedOrg(t, 3, nil)
@@ -95,22 +70,22 @@ func TestOrgFindsTampering(t *testing.T) {
 		{
 			name: "an event's metadata changed",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `UPDATE audit.events_free SET metadata = '{"n": 99}' WHERE org_id = $1 AND id = $2`, org, ids[2])
+				sealtest.Tamper(t, pool, `UPDATE audit.events_free SET metadata = '{"n": 99}' WHERE org_id = $1 AND id = $2`, org, ids[2])
 			},
 			wantSeq: 3, wantEvent: 2, wantReason: "differs from what was sealed",
 		},
 		{
 			name: "an event deleted, its seal kept",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+				sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
 			},
 			wantSeq: 2, wantEvent: 1, wantReason: "deleted",
 		},
 		{
 			name: "an event deleted with its seal",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
-				superuser(t, pool, `DELETE FROM audit.seals WHERE org_id = $1 AND seq = 2`, org)
+				sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+				sealtest.Tamper(t, pool, `DELETE FROM audit.seals WHERE org_id = $1 AND seq = 2`, org)
 			},
 			wantSeq: 3, wantEvent: 2, wantReason: "seals 2 to 2 are missing",
 		},
@@ -118,7 +93,7 @@ func TestOrgFindsTampering(t *testing.T) {
 			name: "two events swapped in seq order",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
 				for _, move := range [][2]int{{2, 100}, {3, 2}, {100, 3}} {
-					superuser(t, pool, `UPDATE audit.seals SET seq = $2 WHERE org_id = $1 AND seq = $3`, org, move[1], move[0])
+					sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = $2 WHERE org_id = $1 AND seq = $3`, org, move[1], move[0])
 				}
 			},
 			wantSeq: 2, wantEvent: 2, wantReason: "differs from what was sealed",
@@ -126,12 +101,12 @@ func TestOrgFindsTampering(t *testing.T) {
 		{
 			name: "an event inserted directly, the seals after it renumbered",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
-				superuser(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
-				superuser(t, pool, `
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
+				sealtest.Tamper(t, pool, `
 					INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
 					VALUES ('00000000-0000-4000-8000-0000000000ff', $1, now(), 'cluster.deleted', 'cluster', 'system', '{}')`, org)
-				superuser(t, pool, `
+				sealtest.Tamper(t, pool, `
 					INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
 					SELECT $1, 3, occurred_at, id, sha256('forged') FROM audit.events_free WHERE id = '00000000-0000-4000-8000-0000000000ff'`, org)
 			},
@@ -165,8 +140,8 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	_, pool, org, ids := sealedOrg(t, 3, nil)
 	// As if the event were older than the free plan's 7 days and its leaf
 	// dropped.
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
 	res, err := verify.Org(context.Background(), pool, org, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -184,8 +159,8 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	url, pool, org, ids := sealedOrg(t, 3, nil)
 	// Seq 1 as if expired on the free plan and its leaf dropped; seq 2
 	// deleted within retention.
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = ANY($2)`, org, ids[:2])
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = ANY($2)`, org, ids[:2])
 
 	sealtest.Start(t, url, sealer.Config{PruneEvery: 10 * time.Millisecond})
 	sealtest.WaitFor(t, pool, "a removal checkpoint", func(ctx context.Context) (bool, error) {
@@ -216,8 +191,8 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 	t.Parallel()
 	key := sealtest.Key(t)
 	_, pool, org, ids := sealedOrg(t, 3, key)
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
 
 	// What the sealer's prune does: remove seal 1, sign its removal.
 	prune := func(ctx context.Context) {
