@@ -47,6 +47,10 @@ func (k keyFiles) load() (map[string]ed25519.PublicKey, error) {
 // report says where.
 var errBroken = errors.New("the chain does not verify")
 
+// errUnproved is evidence missing that a sealer behind or stopped would
+// also leave missing: exit status 3, after the report says what.
+var errUnproved = errors.New("the chain is not verified: evidence is missing (see above)")
+
 func runVerify(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
@@ -184,39 +188,68 @@ func verifyFeed(f io.Reader, cpPath string, keys map[string]ed25519.PublicKey, p
 	return verify.File(f, cps, keys, partial)
 }
 
-// printVerify reports a chain's verification: errBroken if it broke.
+// printVerify reports a chain's verification: errBroken if what is stored
+// contradicts itself, errUnproved if evidence is missing that a sealer
+// behind or stopped would also leave missing.
 func printVerify(e env, r verify.Result) error {
+	w := e.stdout
 	if r.Break != nil {
-		fmt.Fprintf(e.stdout, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
+		fmt.Fprintf(w, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
+	}
+	if r.SealsRemoved() {
+		atLeast := ""
+		if len(r.Pending) == verify.PendingMax {
+			atLeast = "at least "
+		}
+		fmt.Fprintf(w, "org %s: BROKEN: %s%d stored events have no seal, though the sealer has read past their commits: their seals were removed (the oldest occurred at %s, event %s)\n",
+			r.OrgID, atLeast, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID)
+	}
+	if r.SealerBehind() {
+		at := "it has recorded no position"
+		if r.SealerAt != "" && r.SealedAt != nil {
+			at = fmt.Sprintf("it is at WAL position %s, and last sealed at %s", r.SealerAt, r.SealedAt.UTC().Format(chain.TimeLayout))
+		}
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events have no seal (the oldest occurred at %s, event %s), and the sealer has not read past their commits within %d seconds (%s): it is behind or not running, or their seals were removed; check the sealer (audit.sealer_progress, auditlog_sealer_behind_bytes), then verify again\n",
+			r.OrgID, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID, int(verify.SealerWait.Seconds()), at)
+	}
+	if r.StaleUnsigned() {
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: seq %d to %d were sealed more than %d minutes ago (from %s) and no signed checkpoint holds them, though the sealer signs each head within a minute: their checkpoints were removed, or the sealer stopped before signing them; check the sealer, then verify again\n",
+			r.OrgID, max(r.CoveredTo+1, r.First), r.Last, int(verify.SignWithin.Minutes()), r.Unsigned.UTC().Format(chain.TimeLayout))
 	}
 	switch {
 	case r.Last == 0:
-		fmt.Fprintf(e.stdout, "org %s: no sealed events\n", r.OrgID)
-		return brokenIf(r.Break)
+		if r.Break == nil && !r.Broken() && !r.Unproved() {
+			fmt.Fprintf(w, "org %s: no sealed events\n", r.OrgID)
+		}
+	case r.Break == nil && (r.Broken() || r.Unproved()):
+		fmt.Fprintf(w, "org %s: the links stored recompute, seq %d to %d, but that proves nothing of what is missing (above)\n", r.OrgID, r.First, r.Last)
 	case r.Break == nil:
-		fmt.Fprintf(e.stdout, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
+		fmt.Fprintf(w, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
 	}
-	fmt.Fprintf(e.stdout, "  %d events recomputed, %d checkpoints checked\n", r.Verified, r.Checkpoints)
+	if r.Last > 0 {
+		fmt.Fprintf(w, "  %d events recomputed, %d checkpoints checked\n", r.Verified, r.Checkpoints)
+	}
 	if r.Given > 0 {
 		// Not from a checkpoint: the seal's own hash, its event gone.
-		fmt.Fprintf(e.stdout, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
+		fmt.Fprintf(w, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
 	}
-	if r.Break == nil && r.Checkpoints == 0 {
-		fmt.Fprintln(e.stdout, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
-	} else if r.Break == nil && r.CoveredTo < r.Last {
-		// Consistent, but a rewrite of these (every hash recomputed, the
-		// later checkpoints removed) would read the same.
-		fmt.Fprintf(e.stdout, "  seq %d to %d follow the last checkpoint compared (seq %d): nothing signed ties them yet\n", r.CoveredTo+1, r.Last, r.CoveredTo)
+	if r.Last > 0 && r.Break == nil && !r.StaleUnsigned() {
+		if r.Checkpoints == 0 {
+			fmt.Fprintln(w, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
+		} else if r.CoveredTo < r.Last {
+			// Consistent, but a rewrite of these (every hash recomputed, the
+			// later checkpoints removed) would read the same.
+			fmt.Fprintf(w, "  seq %d to %d follow the last checkpoint compared (seq %d): nothing signed ties them yet\n", r.CoveredTo+1, r.Last, r.CoveredTo)
+		}
 	}
-	if r.Unsealed > 0 {
-		fmt.Fprintf(e.stdout, "  %d stored events not sealed yet (the sealer is behind, or not running)\n", r.Unsealed)
+	if r.Unsealed > 0 && r.Unresolved == 0 {
+		fmt.Fprintf(w, "  %d stored events not sealed yet: committed while verify ran, the sealer had not read them\n", r.Unsealed)
 	}
-	return brokenIf(r.Break)
-}
-
-func brokenIf(b *chain.Break) error {
-	if b != nil {
+	switch {
+	case r.Broken():
 		return errBroken
+	case r.Unproved():
+		return errUnproved
 	}
 	return nil
 }

@@ -165,17 +165,24 @@ func (v *Verifier) Add(l Link) error {
 func (v *Verifier) First() int64 { return v.first }
 func (v *Verifier) Last() int64  { return v.prevSeq }
 
-// FinishHead checks that the chain reaches every checkpoint signed for it:
-// call it when the links read are the org's whole chain, so a chain cut
-// short (its last links removed and the head rewound) is found. A chain with
-// no link left ends at the last removal checkpoint.
-func (v *Verifier) FinishHead() error {
+// End is the seq the chain reaches: its last link, or, with no link left,
+// the last removal checkpoint (0: none).
+func (v *Verifier) End() int64 {
 	end := v.prevSeq
 	if !v.started {
 		for seq := range v.removals {
 			end = max(end, seq)
 		}
 	}
+	return end
+}
+
+// FinishHead checks that the chain reaches every checkpoint signed for it:
+// call it when the links read are the org's whole chain, so a chain cut
+// short (its last links removed and the head rewound) is found, at the
+// first seq missing.
+func (v *Verifier) FinishHead() error {
+	end := v.End()
 	var past []Checkpoint
 	for seq, cs := range v.checkpoints {
 		if seq > end {
@@ -185,6 +192,15 @@ func (v *Verifier) FinishHead() error {
 	if len(past) == 0 {
 		return nil
 	}
-	c := slices.MinFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	return &Break{end + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", end, c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+	c := slices.MaxFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
+	return &Break{end + 1, "", fmt.Sprintf("seals %d to %d are missing: %s, but a checkpoint signed at %s holds seq %d",
+		end+1, c.Seq, v.EndSays(), c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+}
+
+// EndSays says where the chain ends, as a report reads it.
+func (v *Verifier) EndSays() string {
+	if end := v.End(); end > 0 {
+		return fmt.Sprintf("the chain ends at seq %d", end)
+	}
+	return "no seal is stored"
 }

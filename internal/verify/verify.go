@@ -27,11 +27,75 @@ type Result struct {
 	Checkpoints     int
 	// CoveredTo is the seq of the last link a checkpoint was compared with.
 	CoveredTo int64
-	// Unsealed counts the org's stored events without a seal.
+	// Unsealed counts the org's stored events without a seal in the
+	// snapshot verified.
 	Unsealed int64
 	// Break is the first place the chain does not verify; nil when it does.
 	Break *chain.Break
+
+	// Evidence missing for stored events (Org only). Verify looks for the
+	// seals of the events it first finds without one (Pending, up to
+	// PendingMax of the oldest) again in the snapshot it verifies, once the
+	// sealer has read past their commits (SealerPassed) or SealerWait has
+	// passed: Unresolved of them still have none, the first being
+	// FirstUnresolved. SealerAt is the sealer's position then ("" if it has
+	// none) and SealedAt when it last recorded seals.
+	Pending         []Pending
+	Unresolved      int64
+	FirstUnresolved Pending
+	SealerPassed    bool
+	SealerAt        string
+	SealedAt        *time.Time
+	// Unsigned is when the first link after CoveredTo was sealed (zero
+	// if none), and Now the database's time of the snapshot: a link sealed
+	// more than SignWithin before is held by no checkpoint although the
+	// sealer signs each head within a minute.
+	Unsigned, Now time.Time
 }
+
+// Pending is a stored event found without a seal.
+type Pending struct {
+	OccurredAt time.Time
+	ID         string
+}
+
+// Broken says whether what is stored contradicts itself: the chain breaks,
+// or the sealer read past events that have no seal.
+func (r Result) Broken() bool { return r.Break != nil || r.SealsRemoved() }
+
+// SealsRemoved says whether events have no seal although the sealer read
+// past their commits.
+func (r Result) SealsRemoved() bool { return r.SealerPassed && r.Unresolved > 0 }
+
+// SealerBehind says whether events have no seal and the sealer did not
+// read past their commits within SealerWait: it is behind or not running,
+// or their seals were removed, which cannot be told apart.
+func (r Result) SealerBehind() bool { return !r.SealerPassed && r.Unresolved > 0 }
+
+// Unproved says whether evidence is missing that a sealer behind or
+// stopped would also leave missing: events without a seal it has not read
+// past, or links no checkpoint holds long after they were sealed.
+func (r Result) Unproved() bool { return r.SealerBehind() || r.StaleUnsigned() }
+
+// StaleUnsigned says whether links were left unsigned longer than
+// SignWithin.
+func (r Result) StaleUnsigned() bool {
+	return !r.Unsigned.IsZero() && r.Now.Sub(r.Unsigned) > SignWithin
+}
+
+// SealerWait bounds how long Org waits for the sealer to read past the
+// commits of the events it finds without a seal: it reads a commit within
+// a second or two of the WAL's flush.
+const SealerWait = 10 * time.Second
+
+// SignWithin is how long after its seal a link is held by a signed
+// checkpoint at the latest: the sealer signs each new head within a minute
+// (sealer.Config.CheckpointEvery, default 1m).
+const SignWithin = 5 * time.Minute
+
+// PendingMax bounds the events without a seal that Org looks for again:
+// the oldest.
+const PendingMax = 10000
 
 // Querier is a connection or pool; it needs audit_reader.
 type Querier interface {
@@ -51,17 +115,128 @@ type Beginner interface {
 // auditor gives their own. It reads in one snapshot: seals pruned between
 // reading the checkpoints and the seals would make the chain start where no
 // removal checkpoint is known.
+//
+// Events stored without a seal are either not read by the sealer yet or
+// lost their seals. So Org first notes the org's events without a seal and
+// the WAL position past their commits, waits (up to SealerWait) until the
+// sealer has read that far, and then, in the snapshot it verifies, looks
+// for their seals again.
 func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey) (Result, error) {
+	res := Result{OrgID: orgID}
+	pending, lsn, err := unsealed(ctx, db, orgID)
+	if err != nil {
+		return res, err
+	}
+	passed := true
+	if len(pending) > 0 {
+		if passed, err = waitForSealer(ctx, db, lsn, &res); err != nil {
+			return res, err
+		}
+	}
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return Result{OrgID: orgID}, fmt.Errorf("verify org %s: %w", orgID, err)
+		return res, fmt.Errorf("verify org %s: %w", orgID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	return org(ctx, tx, orgID, keys)
+	if res, err = org(ctx, tx, res, keys); err != nil {
+		return res, err
+	}
+	res.Pending, res.SealerPassed = pending, passed
+	if len(pending) > 0 {
+		err = tx.QueryRow(ctx, `
+			SELECT count(*), coalesce(min(k.at), 'epoch'), coalesce((array_agg(k.id::text ORDER BY k.at, k.id))[1], '')
+			FROM unnest($2::timestamptz[], $3::uuid[]) AS k(at, id)
+			WHERE EXISTS (SELECT FROM audit.stored_events e WHERE e.org_id = $1 AND e.occurred_at = k.at AND e.id = k.id)
+			  AND NOT EXISTS (SELECT FROM audit.seals s WHERE s.org_id = $1 AND s.occurred_at = k.at AND s.event_id = k.id)`,
+			orgID, pendingTimes(pending), pendingIDs(pending)).Scan(&res.Unresolved, &res.FirstUnresolved.OccurredAt, &res.FirstUnresolved.ID)
+		if err != nil {
+			return res, fmt.Errorf("look for the seals of org %s's unsealed events again: %w", orgID, err)
+		}
+	}
+	return res, nil
 }
 
-func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed25519.PublicKey) (Result, error) {
-	res := Result{OrgID: orgID}
+// unsealed reads the oldest of org orgID's stored events without a seal
+// (up to PendingMax) and a WAL position past their commits: where the
+// server inserts WAL now, or, on a standby, where it replayed to.
+func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, string, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, "", fmt.Errorf("verify org %s: %w", orgID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, `
+		SELECT occurred_at, id::text FROM audit.unsealed_events WHERE org_id = $1 ORDER BY occurred_at, id LIMIT $2`, orgID, PendingMax)
+	if err != nil {
+		return nil, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
+	}
+	pending, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Pending])
+	if err != nil || len(pending) == 0 {
+		return nil, "", err
+	}
+	// Read after the snapshot: every commit it sees ends before.
+	var lsn string
+	err = tx.QueryRow(ctx, `
+		SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text`).Scan(&lsn)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the WAL position: %w", err)
+	}
+	return pending, lsn, nil
+}
+
+// waitForSealer waits until the sealer has read past WAL position lsn:
+// the sealer's progress (the end of the last transaction it sealed), or
+// where its replication slot is confirmed to (it confirms a position only
+// once the seals of what committed before are flushed; on a standby there
+// is no slot). It notes in res where the sealer was and when it last
+// sealed.
+func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (bool, error) {
+	deadline := time.Now().Add(SealerWait)
+	for {
+		var passed bool
+		tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return false, fmt.Errorf("read sealer progress: %w", err)
+		}
+		err = tx.QueryRow(ctx, `
+			SELECT coalesce(max(greatest(p.lsn, s.confirmed_flush_lsn)) >= $1::pg_lsn, false),
+			       coalesce(max(greatest(p.lsn, s.confirmed_flush_lsn))::text, ''), max(p.sealed_at)
+			FROM audit.sealer_progress p
+			LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot AND s.database = current_database()`,
+			lsn).Scan(&passed, &res.SealerAt, &res.SealedAt)
+		tx.Rollback(context.WithoutCancel(ctx))
+		if err != nil {
+			return false, fmt.Errorf("read sealer progress: %w", err)
+		}
+		if passed || time.Now().After(deadline) {
+			return passed, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func pendingTimes(ps []Pending) []time.Time {
+	out := make([]time.Time, len(ps))
+	for i, p := range ps {
+		out[i] = p.OccurredAt
+	}
+	return out
+}
+
+func pendingIDs(ps []Pending) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
+	}
+	return out
+}
+
+func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519.PublicKey) (Result, error) {
+	orgID := res.OrgID
 	// Below the floor retention may have removed events; at or above it, an
 	// event missing under its seal was deleted. No floor: the org is gone.
 	var floor *time.Time
@@ -143,9 +318,30 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 		}
 	}
 	res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
-	err = db.QueryRow(ctx, "SELECT count(*) FROM audit.unsealed_events WHERE org_id = $1", orgID).Scan(&res.Unsealed)
+	// The org's head, which the sealer moves with each seal and keeps when
+	// it prunes: unsigned, but a rewound chain must rewind it too. Then when
+	// the first link no checkpoint holds was sealed.
+	var head int64
+	var unsigned *time.Time
+	err = db.QueryRow(ctx, `
+		SELECT coalesce((SELECT seq FROM audit.seal_heads WHERE org_id = $1), 0),
+		       (SELECT min(sealed_at) FROM audit.seals WHERE org_id = $1 AND seq > $2), now(),
+		       (SELECT count(*) FROM audit.unsealed_events WHERE org_id = $1)`,
+		orgID, res.CoveredTo).Scan(&head, &unsigned, &res.Now, &res.Unsealed)
 	if err != nil {
-		return res, fmt.Errorf("count unsealed events of org %s: %w", orgID, err)
+		return res, fmt.Errorf("read the head of org %s: %w", orgID, err)
+	}
+	if unsigned != nil {
+		res.Unsigned = *unsigned
+	}
+	if end := v.End(); res.Break == nil && head > end {
+		res.Break = &chain.Break{Seq: end + 1, Reason: fmt.Sprintf("seals %d to %d are missing: %s, but the org's head (audit.seal_heads) is seq %d", end+1, head, v.EndSays(), head)}
+	} else if res.Break == nil && head < end {
+		says := fmt.Sprintf("is seq %d", head)
+		if head == 0 {
+			says = "is missing"
+		}
+		res.Break = &chain.Break{Seq: head + 1, Reason: fmt.Sprintf("the chain goes on to seq %d, but the org's head (audit.seal_heads) %s", end, says)}
 	}
 	return res, nil
 }
