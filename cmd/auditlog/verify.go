@@ -233,6 +233,10 @@ func printVerify(e env, r verify.Result) error {
 		// Not from a checkpoint: the seal's own hash, its event gone.
 		fmt.Fprintf(w, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
 	}
+	if c := r.PastEnd; r.Last > 0 && r.Break == nil && c != nil {
+		fmt.Fprintf(w, "  a checkpoint signed at %s holds seq %d, past the file's last (seq %d): the file ends before what was signed (saved before it, or its last lines cut off)\n",
+			c.SignedAt.UTC().Format(chain.TimeLayout), c.Seq, r.Last)
+	}
 	if r.Last > 0 && r.Break == nil && !r.StaleUnsigned() {
 		if r.Checkpoints == 0 {
 			fmt.Fprintln(w, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")

@@ -163,6 +163,13 @@ func TestVerifyAnExportFile(t *testing.T) {
 	if out, err := verifyFile(t, feed, "--checkpoints", cpPath, "--key", keyPath); err != nil || !strings.Contains(out, "chain verified, seq 1 to 4") {
 		t.Errorf("the feed file: %v\n%s", err, out)
 	}
+	// Its last line cut off: consistent, but shorter than what was signed.
+	cut := feed[:bytes.LastIndexByte(feed[:len(feed)-1], '\n')+1]
+	if out, err := verifyFile(t, cut, "--checkpoints", cpPath, "--key", keyPath); err != nil ||
+		!strings.Contains(out, "chain verified, seq 1 to 3") || !strings.Contains(out, "a checkpoint signed at") ||
+		!strings.Contains(out, "holds seq 4, past the file's last (seq 3): the file ends before what was signed") {
+		t.Errorf("the feed file cut short: %v\n%s", err, out)
+	}
 
 	// A CSV export verifies with its trailer, saved as curl -D saves it.
 	csvExport, trailer := get("/api/orgs/" + org + "/audit?format=csv")

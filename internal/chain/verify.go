@@ -182,6 +182,18 @@ func (v *Verifier) End() int64 {
 // short (its last links removed and the head rewound) is found, at the
 // first seq missing.
 func (v *Verifier) FinishHead() error {
+	c, ok := v.PastEnd()
+	if !ok {
+		return nil
+	}
+	end := v.End()
+	return &Break{end + 1, "", fmt.Sprintf("seals %d to %d are missing: %s, but a checkpoint signed at %s holds seq %d",
+		end+1, c.Seq, v.EndSays(), c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+}
+
+// PastEnd is the checkpoint of the highest seq past End, if any: what was
+// signed that the links read do not reach.
+func (v *Verifier) PastEnd() (Checkpoint, bool) {
 	end := v.End()
 	var past []Checkpoint
 	for seq, cs := range v.checkpoints {
@@ -190,11 +202,9 @@ func (v *Verifier) FinishHead() error {
 		}
 	}
 	if len(past) == 0 {
-		return nil
+		return Checkpoint{}, false
 	}
-	c := slices.MaxFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	return &Break{end + 1, "", fmt.Sprintf("seals %d to %d are missing: %s, but a checkpoint signed at %s holds seq %d",
-		end+1, c.Seq, v.EndSays(), c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+	return slices.MaxFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) }), true
 }
 
 // EndSays says where the chain ends, as a report reads it.

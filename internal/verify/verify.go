@@ -32,6 +32,9 @@ type Result struct {
 	Unsealed int64
 	// Break is the first place the chain does not verify; nil when it does.
 	Break *chain.Break
+	// PastEnd is the checkpoint of the highest seq past Last (File only; nil
+	// if none): a feed saved before it was signed, or its last lines cut off.
+	PastEnd *chain.Checkpoint
 
 	// Evidence missing for stored events (Org only). Verify looks for the
 	// seals of the events it first finds without one (Pending, up to
