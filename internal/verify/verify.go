@@ -80,10 +80,10 @@ func (r Result) SealerBehind() bool { return !r.SealerPassed && r.Unresolved > 0
 // past, or links no checkpoint holds long after they were sealed.
 func (r Result) Unproved() bool { return r.SealerBehind() || r.StaleUnsigned() }
 
-// StaleUnsigned says whether links were left unsigned longer than
-// SignWithin.
+// StaleUnsigned says whether links of a chain that does not break were
+// left unsigned longer than SignWithin.
 func (r Result) StaleUnsigned() bool {
-	return !r.Unsigned.IsZero() && r.Now.Sub(r.Unsigned) > SignWithin
+	return r.Break == nil && !r.Unsigned.IsZero() && r.Now.Sub(r.Unsigned) > SignWithin
 }
 
 // SealerWait bounds how long Org waits for the sealer to read past the
