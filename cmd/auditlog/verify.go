@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -57,6 +58,7 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	org := fs.String("org", "", "the org whose chain to verify in the database")
 	file := fs.String("file", "", "the same as FILE: verify a file offline instead of the database")
 	cpFile := fs.String("checkpoints", "", "for a feed file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
+	wait := fs.Duration("wait", verify.DefaultSealerWait, "with --org: how long to wait for the sealer to read past events found without a seal, before saying it is behind")
 	partial := fs.Bool("partial", false, "for a feed file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
 	manifest := fs.String("manifest", "", "for a CSV export: its manifest, the Audit-Manifest trailer (the headers curl -D saved, or the JSON)")
 	var keys keyFiles
@@ -78,7 +80,7 @@ func runVerify(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if *org != "" {
-		res, err := verifyOrg(ctx, *dbURL, *org, trusted)
+		res, err := verifyOrg(ctx, *dbURL, *org, trusted, *wait)
 		if err != nil {
 			return err
 		}
@@ -135,13 +137,13 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey) (verify.Result, error) {
+func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey, wait time.Duration) (verify.Result, error) {
 	pool, err := database.Pool(ctx, dbURL, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	if err != nil {
 		return verify.Result{}, err
 	}
 	defer pool.Close()
-	return verify.Org(ctx, pool, org, keys)
+	return verify.Org(ctx, pool, org, keys, wait)
 }
 
 // startsJSON says whether the file starts with a JSON object, and rewinds
@@ -209,8 +211,8 @@ func printVerify(e env, r verify.Result) error {
 		if r.SealerAt != "" && r.SealedAt != nil {
 			at = fmt.Sprintf("it is at WAL position %s, and last sealed at %s", r.SealerAt, r.SealedAt.UTC().Format(chain.TimeLayout))
 		}
-		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events have no seal (the oldest occurred at %s, event %s), and the sealer has not read past their commits within %d seconds (%s): it is behind or not running, or their seals were removed; check the sealer (audit.sealer_progress, auditlog_sealer_behind_bytes), then verify again\n",
-			r.OrgID, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID, int(verify.SealerWait.Seconds()), at)
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events have no seal (the oldest occurred at %s, event %s), and the sealer has not read past their commits within %s (%s): it is behind or not running, or their seals were removed; check the sealer (audit.sealer_progress, auditlog_sealer_behind_bytes), then verify again\n",
+			r.OrgID, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID, r.SealerWait, at)
 	}
 	if r.StaleUnsigned() {
 		fmt.Fprintf(w, "org %s: NOT VERIFIED: seq %d to %d were sealed more than %d minutes ago (from %s) and no signed checkpoint holds them, though the sealer signs each head within a minute: their checkpoints were removed, or the sealer stopped before signing them; check the sealer, then verify again\n",

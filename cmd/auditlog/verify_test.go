@@ -300,7 +300,7 @@ func TestVerifyOrgFindsMissingEvidence(t *testing.T) {
 		{
 			name:     "every seal, head and checkpoint deleted, no sealer running",
 			tamper:   deleteEvidence,
-			wantExit: 3, want: []string{"NOT VERIFIED: 5 stored events have no seal", "the sealer has not read past their commits", "behind or not running", "or their seals were removed"},
+			wantExit: 3, want: []string{"NOT VERIFIED: 5 stored events have no seal", "the sealer has not read past their commits within 1s", "behind or not running", "or their seals were removed"},
 		},
 		{
 			name: "every seal deleted, the head and checkpoints kept", sealer: true,
@@ -361,11 +361,15 @@ func TestVerifyOrgFindsMissingEvidence(t *testing.T) {
 			sealtest.WaitCheckpoint(t, pool, org, 5)
 			stop()
 			c.tamper(t, pool, org)
+			// A running sealer reads past them within seconds, but allow a
+			// loaded machine a minute; a stopped one never does.
+			wait := "1s"
 			if c.sealer {
 				sealtest.Start(t, url, cfg)
+				wait = "1m"
 			}
 			e, out := testEnv(t)
-			err := run(context.Background(), []string{"verify", "--org", org, "--database-url", testdb.Role(t, url, "audit_reader")}, e.stdout, e.stderr)
+			err := run(context.Background(), []string{"verify", "--org", org, "--wait", wait, "--database-url", testdb.Role(t, url, "audit_reader")}, e.stdout, e.stderr)
 			if got := exitCode(err, io.Discard); got != c.wantExit {
 				t.Errorf("exit status %d (%v), want %d", got, err, c.wantExit)
 			}
@@ -395,7 +399,7 @@ func TestVerifyOrgWaitsForTheSealer(t *testing.T) {
 	e, out := testEnv(t)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(context.Background(), []string{"verify", "--org", org, "--database-url", reader}, e.stdout, e.stderr)
+		done <- run(context.Background(), []string{"verify", "--org", org, "--wait", "1m", "--database-url", reader}, e.stdout, e.stderr)
 	}()
 	time.Sleep(time.Second) // verify has found the events without a seal, and waits
 	sealtest.Start(t, url, cfg)

@@ -40,10 +40,11 @@ type Result struct {
 	// seals of the events it first finds without one (Pending, up to
 	// PendingMax of the oldest) again in the snapshot it verifies, once the
 	// sealer has read past their commits (SealerPassed) or SealerWait has
-	// passed: Unresolved of them still have none, the first being
+	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
 	// FirstUnresolved. SealerAt is the sealer's position then ("" if it has
 	// none) and SealedAt when it last recorded seals.
 	Pending         []Pending
+	SealerWait      time.Duration
 	Unresolved      int64
 	FirstUnresolved Pending
 	SealerPassed    bool
@@ -86,10 +87,10 @@ func (r Result) StaleUnsigned() bool {
 	return r.Break == nil && !r.Unsigned.IsZero() && r.Now.Sub(r.Unsigned) > SignWithin
 }
 
-// SealerWait bounds how long Org waits for the sealer to read past the
-// commits of the events it finds without a seal: it reads a commit within
-// a second or two of the WAL's flush.
-const SealerWait = 10 * time.Second
+// DefaultSealerWait is how long Org waits, unless told otherwise, for the
+// sealer to read past the commits of the events it finds without a seal:
+// it reads a commit within a second or two of the WAL's flush.
+const DefaultSealerWait = 10 * time.Second
 
 // SignWithin is how long after its seal a link is held by a signed
 // checkpoint at the latest: the sealer signs each new head within a minute
@@ -121,11 +122,11 @@ type Beginner interface {
 //
 // Events stored without a seal are either not read by the sealer yet or
 // lost their seals. So Org first notes the org's events without a seal and
-// the WAL position past their commits, waits (up to SealerWait) until the
-// sealer has read that far, and then, in the snapshot it verifies, looks
-// for their seals again.
-func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey) (Result, error) {
-	res := Result{OrgID: orgID}
+// the WAL position past their commits, waits (up to wait) until the sealer
+// has read that far, and then, in the snapshot it verifies, looks for their
+// seals again.
+func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey, wait time.Duration) (Result, error) {
+	res := Result{OrgID: orgID, SealerWait: wait}
 	pending, lsn, err := unsealed(ctx, db, orgID)
 	if err != nil {
 		return res, err
@@ -194,7 +195,7 @@ func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, string
 // is no slot). It notes in res where the sealer was and when it last
 // sealed.
 func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (bool, error) {
-	deadline := time.Now().Add(SealerWait)
+	deadline := time.Now().Add(res.SealerWait)
 	for {
 		var passed bool
 		tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})

@@ -46,7 +46,7 @@ func sealedOrg(t *testing.T, n int, key ed25519.PrivateKey) (string, *pgxpool.Po
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
 	_, pool, org, _ := sealedOrg(t, 3, nil)
-	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org), nil)
+	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org), nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestOrgFindsTampering(t *testing.T) {
 			t.Parallel()
 			_, pool, org, ids := sealedOrg(t, 5, nil)
 			tc.tamper(t, pool, org, ids)
-			res, err := verify.Org(context.Background(), pool, org, nil)
+			res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +142,7 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	// dropped.
 	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
 	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	if first != 2 {
 		t.Fatalf("after pruning, the seals start at seq %d; want 2 (seq 1 expired, seq 2 deleted)", first)
 	}
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org, nil)
+	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
