@@ -220,7 +220,7 @@ func printVerify(e env, r verify.Result) error {
 	}
 	switch {
 	case r.Last == 0:
-		if r.Break == nil && !r.Broken() && !r.Unproved() {
+		if !r.Broken() && !r.Unproved() {
 			fmt.Fprintf(w, "org %s: no sealed events\n", r.OrgID)
 		}
 	case r.Break == nil && (r.Broken() || r.Unproved()):
