@@ -207,8 +207,11 @@ func printVerify(e env, r verify.Result) error {
 			r.OrgID, atLeast, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID)
 	}
 	if r.SealerBehind() {
-		at := "it has recorded no position"
-		if r.SealerAt != "" && r.SealedAt != nil {
+		at := "no sealer has recorded a position for a replication slot of this database"
+		switch {
+		case r.SealerAt == "0/0":
+			at = "it is still making its first pass over the stored events, after making its slot"
+		case r.SealerAt != "" && r.SealedAt != nil:
 			at = fmt.Sprintf("it is at WAL position %s, and last sealed at %s", r.SealerAt, r.SealedAt.UTC().Format(chain.TimeLayout))
 		}
 		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events have no seal (the oldest occurred at %s, event %s), and the sealer has not read past their commits within %s (%s): it is behind or not running, or their seals were removed; check the sealer (audit.sealer_progress, auditlog_sealer_behind_bytes), then verify again\n",

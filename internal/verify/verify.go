@@ -42,7 +42,8 @@ type Result struct {
 	// sealer has read past their commits (SealerPassed) or SealerWait has
 	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
 	// FirstUnresolved. SealerAt is the sealer's position then ("" if it has
-	// none) and SealedAt when it last recorded seals.
+	// none, "0/0" while its first pass runs) and SealedAt when it last
+	// recorded seals.
 	Pending         []Pending
 	SealerWait      time.Duration
 	Unresolved      int64
@@ -192,8 +193,13 @@ func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, string
 // the sealer's progress (the end of the last transaction it sealed), or
 // where its replication slot is confirmed to (it confirms a position only
 // once the seals of what committed before are flushed; on a standby there
-// is no slot). It notes in res where the sealer was and when it last
-// sealed.
+// is no slot). Neither counts while the slot's first pass over the stored
+// events is not done (progress 0/0: the slot is confirmed from its start,
+// past events the pass has not sealed yet), nor, on a primary, a progress
+// without its slot (the sealer will start over with a first pass; a
+// database restored from a dump keeps another server's positions). It
+// notes in res where the sealer was ("0/0": in its first pass) and when it
+// last sealed.
 func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (bool, error) {
 	deadline := time.Now().Add(res.SealerWait)
 	for {
@@ -203,10 +209,11 @@ func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (b
 			return false, fmt.Errorf("read sealer progress: %w", err)
 		}
 		err = tx.QueryRow(ctx, `
-			SELECT coalesce(max(greatest(p.lsn, s.confirmed_flush_lsn)) >= $1::pg_lsn, false),
-			       coalesce(max(greatest(p.lsn, s.confirmed_flush_lsn))::text, ''), max(p.sealed_at)
-			FROM audit.sealer_progress p
-			LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot AND s.database = current_database()`,
+			SELECT coalesce(bool_or(p.at >= $1::pg_lsn), false), coalesce(max(p.at)::text, ''), max(p.sealed_at)
+			FROM (SELECT CASE WHEN p.lsn = '0/0' THEN p.lsn ELSE greatest(p.lsn, s.confirmed_flush_lsn) END AS at, p.sealed_at
+			      FROM audit.sealer_progress p
+			      LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot AND s.database = current_database()
+			      WHERE pg_is_in_recovery() OR s.slot_name IS NOT NULL) p`,
 			lsn).Scan(&passed, &res.SealerAt, &res.SealedAt)
 		tx.Rollback(context.WithoutCancel(ctx))
 		if err != nil {

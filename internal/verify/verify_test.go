@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"crypto/ed25519"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -216,7 +217,7 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org, nil, verify.DefaultSealerWait)
+	res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealed_events", do: prune}, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,41 +226,108 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 	}
 }
 
-// pruning runs prune once, just before the first query of the seals.
-type pruning struct {
-	pool  *pgxpool.Pool
-	prune func(context.Context)
-	done  bool
-}
-
-func (p *pruning) before(ctx context.Context, sql string) {
-	if !p.done && strings.Contains(sql, "audit.sealed_events") {
-		p.done = true
-		p.prune(ctx)
+// TestOrgWhereTheSealerHasNotReadPastTheEvents: events without a seal, and
+// a sealer that has not read past their commits although its progress or
+// slot says a later position; verify says the sealer is behind, not that
+// seals were removed (exit status 3, not 1):
+//   - a sealer that makes its slot while verify waits (its first start, a
+//     slot that lost WAL, a promoted standby): the new slot is confirmed at
+//     its consistent point, past the events' commits, but their seals come
+//     from its first pass over the stored events, not done yet (its
+//     progress is 0/0);
+//   - a database restored from a dump into another server, no sealer
+//     started there yet: audit.sealer_progress holds the old server's
+//     position, and there is no slot.
+func TestOrgWhereTheSealerHasNotReadPastTheEvents(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		// meanwhile runs while verify waits for the sealer.
+		meanwhile func(ctx context.Context, pool *pgxpool.Pool, slot string) error
+	}{
+		{
+			name: "a sealer making its slot, before its first pass",
+			// What a starting sealer does first (sealer.ensureSlot).
+			meanwhile: func(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+				_, err := pool.Exec(ctx, "SELECT audit.set_sealer_progress($1, '0/0')", slot)
+				if err == nil {
+					_, err = pool.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot)
+				}
+				return err
+			},
+		},
+		{
+			name: "another server's progress, restored from a dump",
+			meanwhile: func(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+				_, err := pool.Exec(ctx, "SELECT audit.set_sealer_progress($1, 'FFFF/0')", slot)
+				return err
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			url := testdb.New(t)
+			pool := testdb.Pool(t, url)
+			org := fixture.Org(t, pool, fixture.OrgOpts{})
+			for range 2 {
+				fixture.Event(t, pool, fixture.EventOpts{OrgID: org})
+			}
+			u, err := neturl.Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot := sealer.SlotName(strings.TrimPrefix(u.Path, "/"))
+			t.Cleanup(func() {
+				pool.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+			})
+			meanwhile := func(ctx context.Context) {
+				if err := c.meanwhile(ctx, pool, slot); err != nil {
+					t.Error(err)
+				}
+			}
+			res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealer_progress", do: meanwhile}, org, nil, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.SealsRemoved() || !res.SealerBehind() || res.Unresolved != 2 {
+				t.Fatalf("verify: %+v; want 2 events unresolved and the sealer behind, not seals removed", res)
+			}
+		})
 	}
 }
 
-func (p *pruning) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	p.before(ctx, sql)
-	return p.pool.Query(ctx, sql, args...)
+// interrupting runs do once, in the middle of verify.Org: just before its
+// first query naming at.
+type interrupting struct {
+	pool *pgxpool.Pool
+	at   string
+	do   func(context.Context)
+	done bool
 }
 
-func (p *pruning) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	p.before(ctx, sql)
-	return p.pool.QueryRow(ctx, sql, args...)
-}
-
-func (p *pruning) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+func (p *interrupting) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	tx, err := p.pool.BeginTx(ctx, opts)
-	return &pruningTx{Tx: tx, p: p}, err
+	return &interruptingTx{Tx: tx, p: p}, err
 }
 
-type pruningTx struct {
+func (p *interrupting) before(ctx context.Context, sql string) {
+	if !p.done && strings.Contains(sql, p.at) {
+		p.done = true
+		p.do(ctx)
+	}
+}
+
+type interruptingTx struct {
 	pgx.Tx
-	p *pruning
+	p *interrupting
 }
 
-func (t *pruningTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+func (t *interruptingTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	t.p.before(ctx, sql)
 	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *interruptingTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	t.p.before(ctx, sql)
+	return t.Tx.QueryRow(ctx, sql, args...)
 }
