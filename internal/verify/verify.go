@@ -41,12 +41,14 @@ type Result struct {
 	// PendingMax of the oldest) again in the snapshot it verifies, once the
 	// sealer has read past their commits (SealerPassed) or SealerWait has
 	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
-	// FirstUnresolved. SealerAt is the sealer's position then ("" if it has
+	// FirstUnresolved. Unchecked more were found than PendingMax: not
+	// looked for again. SealerAt is the sealer's position then ("" if it has
 	// none, "0/0" while its first pass runs) and SealedAt when it last
 	// recorded seals.
 	Pending         []Pending
 	SealerWait      time.Duration
 	Unresolved      int64
+	Unchecked       int64
 	FirstUnresolved Pending
 	SealerPassed    bool
 	SealerAt        string
@@ -79,8 +81,9 @@ func (r Result) SealerBehind() bool { return !r.SealerPassed && r.Unresolved > 0
 
 // Unproved says whether evidence is missing that a sealer behind or
 // stopped would also leave missing: events without a seal it has not read
-// past, or links no checkpoint holds long after they were sealed.
-func (r Result) Unproved() bool { return r.SealerBehind() || r.StaleUnsigned() }
+// past, or links no checkpoint holds long after they were sealed; or
+// whether events without a seal were not looked for again (Unchecked).
+func (r Result) Unproved() bool { return r.SealerBehind() || r.StaleUnsigned() || r.Unchecked > 0 }
 
 // StaleUnsigned says whether links of a chain that does not break were
 // left unsigned longer than SignWithin.
@@ -128,10 +131,11 @@ type Beginner interface {
 // seals again.
 func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey, wait time.Duration) (Result, error) {
 	res := Result{OrgID: orgID, SealerWait: wait}
-	pending, lsn, err := unsealed(ctx, db, orgID)
+	pending, total, lsn, err := unsealed(ctx, db, orgID)
 	if err != nil {
 		return res, err
 	}
+	res.Unchecked = total - int64(len(pending))
 	passed := true
 	if len(pending) > 0 {
 		if passed, err = waitForSealer(ctx, db, lsn, &res); err != nil {
@@ -162,31 +166,41 @@ func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519
 }
 
 // unsealed reads the oldest of org orgID's stored events without a seal
-// (up to PendingMax) and a WAL position past their commits: where the
-// server inserts WAL now, or, on a standby, where it replayed to.
-func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, string, error) {
+// (up to PendingMax), how many there are, and a WAL position past their
+// commits: where the server inserts WAL now, or, on a standby, where it
+// replayed to.
+func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, int64, string, error) {
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, "", fmt.Errorf("verify org %s: %w", orgID, err)
+		return nil, 0, "", fmt.Errorf("verify org %s: %w", orgID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, `
-		SELECT occurred_at, id::text FROM audit.unsealed_events WHERE org_id = $1 ORDER BY occurred_at, id LIMIT $2`, orgID, PendingMax)
+		SELECT occurred_at, id::text, count(*) OVER () FROM audit.unsealed_events WHERE org_id = $1 ORDER BY occurred_at, id LIMIT $2`, orgID, PendingMax)
 	if err != nil {
-		return nil, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
+		return nil, 0, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
 	}
-	pending, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Pending])
-	if err != nil || len(pending) == 0 {
-		return nil, "", err
+	var pending []Pending
+	var p Pending
+	var total int64
+	_, err = pgx.ForEachRow(rows, []any{&p.OccurredAt, &p.ID, &total}, func() error {
+		pending = append(pending, p)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
+	}
+	if len(pending) == 0 {
+		return nil, 0, "", nil
 	}
 	// Read after the snapshot: every commit it sees ends before.
 	var lsn string
 	err = tx.QueryRow(ctx, `
 		SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text`).Scan(&lsn)
 	if err != nil {
-		return nil, "", fmt.Errorf("read the WAL position: %w", err)
+		return nil, 0, "", fmt.Errorf("read the WAL position: %w", err)
 	}
-	return pending, lsn, nil
+	return pending, total, lsn, nil
 }
 
 // waitForSealer waits until the sealer has read past WAL position lsn:

@@ -296,6 +296,34 @@ func TestOrgWhereTheSealerHasNotReadPastTheEvents(t *testing.T) {
 	}
 }
 
+// TestOrgWithMoreEventsWithoutASealThanItLooksFor: an attacker removed the
+// newest seal and rewound the head while the sealer was stopped, and more
+// than verify.PendingMax older events (an import) wait for the sealer.
+// Verify looks for the seals of the oldest PendingMax again, which the
+// sealer, started meanwhile, records; the removed seal is not among them.
+// That is not a verified chain (nor an event "committed while verify ran").
+func TestOrgWithMoreEventsWithoutASealThanItLooksFor(t *testing.T) {
+	t.Parallel()
+	url, pool, org, _ := sealedOrg(t, 3, nil)
+	sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1 AND seq = 3", org)
+	sealtest.Tamper(t, pool, "UPDATE audit.seal_heads h SET seq = 2, hash = s.hash FROM audit.seals s WHERE h.org_id = $1 AND s.org_id = h.org_id AND s.seq = 2", org)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().AddDate(0, 0, -2)})
+	if _, err := pool.Exec(context.Background(), `
+		INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
+		SELECT gen_random_uuid(), $1, now() - interval '2 days' + i * interval '1 ms', 'auth.signout', 'auth', 'system', '{}'
+		FROM generate_series(1, $2::int) i`, org, verify.PendingMax); err != nil {
+		t.Fatal(err)
+	}
+	startSealer := func(context.Context) { sealtest.Start(t, url, sealer.Config{}) }
+	res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealer_progress", do: startSealer}, org, nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Broken() && !res.Unproved() {
+		t.Fatalf("verify: break %v, %d unresolved, %d unsealed, sealer passed %v; want the chain not verified", res.Break, res.Unresolved, res.Unsealed, res.SealerPassed)
+	}
+}
+
 // interrupting runs do once, in the middle of verify.Org: just before its
 // first query naming at.
 type interrupting struct {
