@@ -53,7 +53,7 @@ var errBroken = errors.New("the chain does not verify")
 var errUnproved = errors.New("the chain is not verified: evidence is missing (see above)")
 
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
+	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... [--wait 10s] | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	org := fs.String("org", "", "the org whose chain to verify in the database")
 	file := fs.String("file", "", "the same as FILE: verify a file offline instead of the database")
