@@ -152,12 +152,13 @@ func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519
 	}
 	res.Pending, res.SealerPassed = pending, passed
 	if len(pending) > 0 {
+		times, ids := pendingKeys(pending)
 		err = tx.QueryRow(ctx, `
 			SELECT count(*), coalesce(min(k.at), 'epoch'), coalesce((array_agg(k.id::text ORDER BY k.at, k.id))[1], '')
 			FROM unnest($2::timestamptz[], $3::uuid[]) AS k(at, id)
 			WHERE EXISTS (SELECT FROM audit.stored_events e WHERE e.org_id = $1 AND e.occurred_at = k.at AND e.id = k.id)
 			  AND NOT EXISTS (SELECT FROM audit.seals s WHERE s.org_id = $1 AND s.occurred_at = k.at AND s.event_id = k.id)`,
-			orgID, pendingTimes(pending), pendingIDs(pending)).Scan(&res.Unresolved, &res.FirstUnresolved.OccurredAt, &res.FirstUnresolved.ID)
+			orgID, times, ids).Scan(&res.Unresolved, &res.FirstUnresolved.OccurredAt, &res.FirstUnresolved.ID)
 		if err != nil {
 			return res, fmt.Errorf("look for the seals of org %s's unsealed events again: %w", orgID, err)
 		}
@@ -244,20 +245,13 @@ func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (b
 	}
 }
 
-func pendingTimes(ps []Pending) []time.Time {
-	out := make([]time.Time, len(ps))
+// pendingKeys are the events' keys as parallel arrays.
+func pendingKeys(ps []Pending) ([]time.Time, []string) {
+	times, ids := make([]time.Time, len(ps)), make([]string, len(ps))
 	for i, p := range ps {
-		out[i] = p.OccurredAt
+		times[i], ids[i] = p.OccurredAt, p.ID
 	}
-	return out
-}
-
-func pendingIDs(ps []Pending) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.ID
-	}
-	return out
+	return times, ids
 }
 
 func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519.PublicKey) (Result, error) {

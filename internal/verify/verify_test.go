@@ -319,8 +319,9 @@ func TestOrgWithMoreEventsWithoutASealThanItLooksFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Broken() && !res.Unproved() {
-		t.Fatalf("verify: break %v, %d unresolved, %d unsealed, sealer passed %v; want the chain not verified", res.Break, res.Unresolved, res.Unsealed, res.SealerPassed)
+	if !res.Broken() && !res.Unproved() || res.Unchecked != 2 {
+		t.Fatalf("verify: break %v, %d unresolved, %d unchecked, %d unsealed, sealer passed %v; want the chain not verified, 2 events unchecked",
+			res.Break, res.Unresolved, res.Unchecked, res.Unsealed, res.SealerPassed)
 	}
 }
 
