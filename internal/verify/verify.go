@@ -41,8 +41,8 @@ type Result struct {
 	// PendingMax of the oldest) again in the snapshot it verifies, once the
 	// sealer has read past their commits (SealerPassed) or SealerWait has
 	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
-	// FirstUnresolved. Unchecked more were found than PendingMax: not
-	// looked for again. SealerAt is the sealer's position then ("" if it has
+	// FirstUnresolved. Unchecked is how many more than PendingMax were
+	// found, not looked for again. SealerAt is the sealer's position then ("" if it has
 	// none, "0/0" while its first pass runs) and SealedAt when it last
 	// recorded seals.
 	Pending         []Pending
