@@ -18,6 +18,10 @@ type Link struct {
 	// Event is nil when retention removed the event: the link's hash is
 	// then taken as given, and the chain goes on from it.
 	Event *store.Event
+	// PrevHash is the hash the seal says it follows (its prev_hash), when
+	// the reader has it: it must be the previous link's, which exports
+	// hand out as each row's proof.
+	PrevHash *Hash
 }
 
 // Break is where a chain stops verifying.
@@ -149,6 +153,9 @@ func (v *Verifier) Add(l Link) error {
 			return &Break{l.Seq, id, "the event differs from what was sealed (its hash is " + h.String() + ", the seal says " + l.Hash.String() + ")"}
 		}
 		v.Verified++
+	}
+	if l.PrevHash != nil && !given && *l.PrevHash != v.prev {
+		return &Break{l.Seq, id, fmt.Sprintf("its prev_hash is %s, not the hash of seq %d (%s)", *l.PrevHash, l.Seq-1, v.prev)}
 	}
 	for _, c := range v.checkpoints[l.Seq] {
 		if c.Hash != l.Hash {

@@ -281,7 +281,7 @@ func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT seq, hash, event_id::text AS sealed_event_id, sealed_occurred_at, id, org_id, occurred_at, action, target_type, target_id,
+		SELECT seq, hash, prev_hash, event_id::text AS sealed_event_id, sealed_occurred_at, id, org_id, occurred_at, action, target_type, target_id,
 		       actor_type, actor_id, actor_email, host(ip) AS ip, user_agent, request_id, metadata
 		FROM audit.sealed_events WHERE org_id = $1 ORDER BY seq`, orgID)
 	if err != nil {
@@ -290,14 +290,14 @@ func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519
 	defer rows.Close()
 	for rows.Next() {
 		var seq int64
-		var hash []byte
+		var hash, prevHash []byte
 		var sealedID string
 		var sealedAt time.Time
 		var id *string
 		var e store.Event
 		var at *time.Time
 		var action, targetType, actorType *string
-		if err := rows.Scan(&seq, &hash, &sealedID, &sealedAt, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
+		if err := rows.Scan(&seq, &hash, &prevHash, &sealedID, &sealedAt, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
 			&actorType, &e.ActorID, &e.ActorEmail, &e.IP, &e.UserAgent, &e.RequestID, &e.Metadata); err != nil {
 			return res, fmt.Errorf("read seals of org %s: %w", orgID, err)
 		}
@@ -306,6 +306,16 @@ func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519
 			return res, err
 		}
 		link := chain.Link{Seq: seq, Hash: h}
+		if prevHash != nil {
+			p, err := chain.ParseHash(prevHash)
+			if err != nil {
+				return res, err
+			}
+			link.PrevHash = &p
+		}
+		// Only a seal recorded before prev_hash existed, whose link before
+		// was gone then, lacks it (migration 015).
+		prevRemoved := prevHash == nil && seq > 1 && v.Last() == seq-1
 		if id != nil {
 			e.ID, e.OccurredAt, e.Action, e.TargetType, e.ActorType = *id, *at, *action, *targetType, *actorType
 			link.Event = &e
@@ -325,6 +335,10 @@ func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519
 				break
 			}
 			return res, err
+		}
+		if prevRemoved {
+			res.Break = &chain.Break{Seq: seq, EventID: sealedID, Reason: fmt.Sprintf("its prev_hash was removed, though seq %d is stored", seq-1)}
+			break
 		}
 	}
 	if err := rows.Err(); err != nil {

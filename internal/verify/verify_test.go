@@ -91,6 +91,20 @@ func TestOrgFindsTampering(t *testing.T) {
 			wantSeq: 3, wantEvent: 2, wantReason: "seals 2 to 2 are missing",
 		},
 		{
+			name: "a seal's prev_hash changed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET prev_hash = sha256('forged') WHERE org_id = $1 AND seq = 3`, org)
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "prev_hash",
+		},
+		{
+			name: "a seal's prev_hash removed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET prev_hash = NULL WHERE org_id = $1 AND seq = 3`, org)
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "prev_hash",
+		},
+		{
 			name: "two events swapped in seq order",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
 				for _, move := range [][2]int{{2, 100}, {3, 2}, {100, 3}} {
