@@ -64,7 +64,7 @@ func sealed(t testing.TB, pool *pgxpool.Pool, org string) []string {
 // checkChain fails the test unless org's chain verifies with n links.
 func checkChain(t testing.TB, pool *pgxpool.Pool, org string, n int64) {
 	t.Helper()
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestPruningKeepsTheChainVerifiable(t *testing.T) {
 	})
 	record(t, pool, org)
 	sealtest.WaitSealed(t, pool, org, 5)
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil || res.Break != nil || res.First != 3 || res.Last != 5 || res.Verified != 3 || res.Checkpoints == 0 {
 		t.Fatalf("after pruning: %+v, %v; want seq 3 to 5 verified from the removal checkpoint", res, err)
 	}

@@ -164,7 +164,7 @@ COMMENT ON VIEW audit.stored_events IS 'Every stored event of the three tier tab
 CREATE OR REPLACE VIEW audit.sealed_events AS
 SELECT s.org_id, s.seq, s.hash, s.sealed_at, s.occurred_at AS sealed_occurred_at, s.event_id,
        e.id, e.occurred_at, e.action, e.target_type, e.target_id, e.actor_type, e.actor_id,
-       e.actor_email, e.ip, e.user_agent, e.request_id, e.metadata
+       e.actor_email, e.ip, e.user_agent, e.request_id, e.metadata, s.prev_hash
 FROM audit.seals s
 LEFT JOIN audit.stored_events e ON e.org_id = s.org_id AND e.occurred_at = s.occurred_at AND e.id = s.event_id;
 COMMENT ON VIEW audit.sealed_events IS 'Seals with their events (event columns NULL once retention removed the event); for auditlog verify.';

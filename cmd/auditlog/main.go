@@ -30,7 +30,8 @@ func main() {
 var errNoCommand = errors.New("no command")
 
 // exitCode is the status the process ends with after err, which it prints:
-// 0 for success and for a usage asked for (-h), 2 for no command, 1 else.
+// 0 for success and for a usage asked for (-h), 2 for no command, 3 for a
+// chain verify could not prove (evidence missing), 1 else.
 func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -39,6 +40,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintln(stderr, "auditlog:", err)
+	if errors.Is(err, errUnproved) {
+		return 3
+	}
 	return 1
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -47,12 +48,17 @@ func (k keyFiles) load() (map[string]ed25519.PublicKey, error) {
 // report says where.
 var errBroken = errors.New("the chain does not verify")
 
+// errUnproved is evidence missing that a sealer behind or stopped would
+// also leave missing: exit status 3, after the report says what.
+var errUnproved = errors.New("the chain is not verified: evidence is missing (see above)")
+
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
+	fs := newFlagSet(e, "verify", "--org ID [--database-url URL] [--key FILE]... [--wait 10s] | EXPORT.ndjson --key FILE... | EXPORT.csv --manifest HEADERS --key FILE... | FEED.ndjson [--checkpoints FILE --key FILE...] [--partial]")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "database, as a role holding audit_reader (env DATABASE_URL)")
 	org := fs.String("org", "", "the org whose chain to verify in the database")
 	file := fs.String("file", "", "the same as FILE: verify a file offline instead of the database")
 	cpFile := fs.String("checkpoints", "", "for a feed file: the org's checkpoints, as GET /api/orgs/{id}/audit/checkpoints returns them")
+	wait := fs.Duration("wait", verify.DefaultSealerWait, "with --org: how long to wait for the sealer to read past events found without a seal, before saying it is behind")
 	partial := fs.Bool("partial", false, "for a feed file: the feed was filtered or starts after seq 1; links after a gap are taken as given")
 	manifest := fs.String("manifest", "", "for a CSV export: its manifest, the Audit-Manifest trailer (the headers curl -D saved, or the JSON)")
 	var keys keyFiles
@@ -74,7 +80,7 @@ func runVerify(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if *org != "" {
-		res, err := verifyOrg(ctx, *dbURL, *org, trusted)
+		res, err := verifyOrg(ctx, *dbURL, *org, trusted, *wait)
 		if err != nil {
 			return err
 		}
@@ -131,13 +137,13 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey) (verify.Result, error) {
+func verifyOrg(ctx context.Context, dbURL, org string, keys map[string]ed25519.PublicKey, wait time.Duration) (verify.Result, error) {
 	pool, err := database.Pool(ctx, dbURL, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	if err != nil {
 		return verify.Result{}, err
 	}
 	defer pool.Close()
-	return verify.Org(ctx, pool, org, keys)
+	return verify.Org(ctx, pool, org, keys, wait)
 }
 
 // startsJSON says whether the file starts with a JSON object, and rewinds
@@ -184,39 +190,79 @@ func verifyFeed(f io.Reader, cpPath string, keys map[string]ed25519.PublicKey, p
 	return verify.File(f, cps, keys, partial)
 }
 
-// printVerify reports a chain's verification: errBroken if it broke.
+// printVerify reports a chain's verification: errBroken if what is stored
+// contradicts itself, errUnproved if evidence is missing that a sealer
+// behind or stopped would also leave missing.
 func printVerify(e env, r verify.Result) error {
+	w := e.stdout
 	if r.Break != nil {
-		fmt.Fprintf(e.stdout, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
+		fmt.Fprintf(w, "org %s: chain BROKEN at %v\n", r.OrgID, r.Break)
+	}
+	atLeast := "" // verify looked again only for the oldest events without a seal
+	if r.Unchecked > 0 {
+		atLeast = "at least "
+	}
+	if r.SealsRemoved() {
+		fmt.Fprintf(w, "org %s: BROKEN: %s%d stored events have no seal, though the sealer has read past their commits: their seals were removed (the oldest occurred at %s, event %s)\n",
+			r.OrgID, atLeast, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID)
+	}
+	if r.SealerBehind() {
+		at := "no sealer has recorded a position for a replication slot of this database"
+		switch {
+		case r.SealerAt == "0/0":
+			at = "it is still making its first pass over the stored events, after making its slot"
+		case r.SealerAt != "" && r.SealedAt != nil:
+			at = fmt.Sprintf("it is at WAL position %s, and last sealed at %s", r.SealerAt, r.SealedAt.UTC().Format(chain.TimeLayout))
+		}
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: %s%d stored events have no seal (the oldest occurred at %s, event %s), and the sealer has not read past their commits within %s (%s): it is behind or not running, or their seals were removed; check the sealer (audit.sealer_progress, auditlog_sealer_behind_bytes), then verify again\n",
+			r.OrgID, atLeast, r.Unresolved, r.FirstUnresolved.OccurredAt.UTC().Format(chain.TimeLayout), r.FirstUnresolved.ID, r.SealerWait, at)
+	}
+	if r.Unchecked > 0 && r.SealerPassed && r.Unresolved == 0 {
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events had no seal; the sealer has sealed the %d oldest since, but verify looks for no more than those again: verify again now that the sealer has caught up\n",
+			r.OrgID, int64(len(r.Pending))+r.Unchecked, len(r.Pending))
+	}
+	if r.StaleUnsigned() {
+		fmt.Fprintf(w, "org %s: NOT VERIFIED: seq %d to %d were sealed more than %d minutes ago (from %s) and no signed checkpoint holds them, though the sealer signs each head within a minute: their checkpoints were removed, or the sealer stopped before signing them; check the sealer, then verify again\n",
+			r.OrgID, max(r.CoveredTo+1, r.First), r.Last, int(verify.SignWithin.Minutes()), r.Unsigned.UTC().Format(chain.TimeLayout))
 	}
 	switch {
 	case r.Last == 0:
-		fmt.Fprintf(e.stdout, "org %s: no sealed events\n", r.OrgID)
-		return brokenIf(r.Break)
+		if !r.Broken() && !r.Unproved() {
+			fmt.Fprintf(w, "org %s: no sealed events\n", r.OrgID)
+		}
+	case r.Break == nil && (r.Broken() || r.Unproved()):
+		fmt.Fprintf(w, "org %s: the links stored recompute, seq %d to %d, but that proves nothing of what is missing (above)\n", r.OrgID, r.First, r.Last)
 	case r.Break == nil:
-		fmt.Fprintf(e.stdout, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
+		fmt.Fprintf(w, "org %s: chain verified, seq %d to %d\n", r.OrgID, r.First, r.Last)
 	}
-	fmt.Fprintf(e.stdout, "  %d events recomputed, %d checkpoints checked\n", r.Verified, r.Checkpoints)
+	if r.Last > 0 {
+		fmt.Fprintf(w, "  %d events recomputed, %d checkpoints checked\n", r.Verified, r.Checkpoints)
+	}
 	if r.Given > 0 {
 		// Not from a checkpoint: the seal's own hash, its event gone.
-		fmt.Fprintf(e.stdout, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
+		fmt.Fprintf(w, "  %d links taken as given, not recomputed: their events are gone (removed by retention, seals not pruned yet) or the file skips them (--partial)\n", r.Given)
 	}
-	if r.Break == nil && r.Checkpoints == 0 {
-		fmt.Fprintln(e.stdout, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
-	} else if r.Break == nil && r.CoveredTo < r.Last {
-		// Consistent, but a rewrite of these (every hash recomputed, the
-		// later checkpoints removed) would read the same.
-		fmt.Fprintf(e.stdout, "  seq %d to %d follow the last checkpoint compared (seq %d): nothing signed ties them yet\n", r.CoveredTo+1, r.Last, r.CoveredTo)
+	if c := r.PastEnd; r.Last > 0 && r.Break == nil && c != nil {
+		fmt.Fprintf(w, "  a checkpoint signed at %s holds seq %d, past the file's last (seq %d): the file ends before what was signed (saved before it, or its last lines cut off)\n",
+			c.SignedAt.UTC().Format(chain.TimeLayout), c.Seq, r.Last)
 	}
-	if r.Unsealed > 0 {
-		fmt.Fprintf(e.stdout, "  %d stored events not sealed yet (the sealer is behind, or not running)\n", r.Unsealed)
+	if r.Last > 0 && r.Break == nil && !r.StaleUnsigned() {
+		if r.Checkpoints == 0 {
+			fmt.Fprintln(w, "  no signed checkpoint covers these events: the chain is consistent, but nothing signed ties it to what was sealed")
+		} else if r.CoveredTo < r.Last {
+			// Consistent, but a rewrite of these (every hash recomputed, the
+			// later checkpoints removed) would read the same.
+			fmt.Fprintf(w, "  seq %d to %d follow the last checkpoint compared (seq %d): nothing signed ties them yet\n", r.CoveredTo+1, r.Last, r.CoveredTo)
+		}
 	}
-	return brokenIf(r.Break)
-}
-
-func brokenIf(b *chain.Break) error {
-	if b != nil {
+	if r.Unsealed > 0 && r.Unresolved == 0 && r.Unchecked == 0 {
+		fmt.Fprintf(w, "  %d stored events not sealed yet: committed while verify ran, the sealer had not read them\n", r.Unsealed)
+	}
+	switch {
+	case r.Broken():
 		return errBroken
+	case r.Unproved():
+		return errUnproved
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/auditlog/auditlog/api"
 	"github.com/auditlog/auditlog/internal/database"
 	"github.com/auditlog/auditlog/internal/fixture"
@@ -161,6 +163,13 @@ func TestVerifyAnExportFile(t *testing.T) {
 	if out, err := verifyFile(t, feed, "--checkpoints", cpPath, "--key", keyPath); err != nil || !strings.Contains(out, "chain verified, seq 1 to 4") {
 		t.Errorf("the feed file: %v\n%s", err, out)
 	}
+	// Its last line cut off: consistent, but shorter than what was signed.
+	cut := feed[:bytes.LastIndexByte(feed[:len(feed)-1], '\n')+1]
+	if out, err := verifyFile(t, cut, "--checkpoints", cpPath, "--key", keyPath); err != nil ||
+		!strings.Contains(out, "chain verified, seq 1 to 3") || !strings.Contains(out, "a checkpoint signed at") ||
+		!strings.Contains(out, "holds seq 4, past the file's last (seq 3): the file ends before what was signed") {
+		t.Errorf("the feed file cut short: %v\n%s", err, out)
+	}
 
 	// A CSV export verifies with its trailer, saved as curl -D saves it.
 	csvExport, trailer := get("/api/orgs/" + org + "/audit?format=csv")
@@ -252,5 +261,149 @@ func TestVerifyAnExportWithItsSentences(t *testing.T) {
 		if out, err := verifyFile(t, edited, c.args...); !errors.Is(err, errBroken) || !strings.Contains(out, "the body's SHA-256 is ") {
 			t.Errorf("%s with an edited sentence: %v\n%s", c.name, err, out)
 		}
+	}
+}
+
+// verify --org where an attacker removed evidence as a superuser: seals,
+// heads or checkpoints. A chain with links missing is not "ok" while the
+// org's events are stored: it exits 1 where what is left contradicts itself
+// or the sealer has read past events that have no seal, and 3 where the
+// evidence is missing and the sealer is not there to say it should exist
+// (stopped, or behind), naming what it found either way.
+func TestVerifyOrgFindsMissingEvidence(t *testing.T) {
+	t.Parallel()
+	deleteEvidence := func(t *testing.T, pool *pgxpool.Pool, org string) {
+		for _, table := range []string{"seals", "seal_heads", "checkpoints"} {
+			sealtest.Tamper(t, pool, "DELETE FROM audit."+table+" WHERE org_id = $1", org)
+		}
+	}
+	// truncate cuts the chain after seq 3 and rewinds the head there.
+	truncate := func(t *testing.T, pool *pgxpool.Pool, org string) {
+		sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1 AND seq > 3", org)
+		sealtest.Tamper(t, pool, "UPDATE audit.seal_heads h SET seq = 3, hash = s.hash FROM audit.seals s WHERE h.org_id = $1 AND s.org_id = h.org_id AND s.seq = 3", org)
+	}
+	for _, c := range []struct {
+		name string
+		// tamper changes the stored log of org, whose 5 events are sealed
+		// and signed at seq 5.
+		tamper func(t *testing.T, pool *pgxpool.Pool, org string)
+		// sealer: whether a sealer runs while verify does.
+		sealer   bool
+		wantExit int
+		want     []string
+	}{
+		{
+			name: "every seal, head and checkpoint deleted", sealer: true,
+			tamper:   deleteEvidence,
+			wantExit: 1, want: []string{"BROKEN: 5 stored events have no seal, though the sealer has read past their commits", "oldest occurred at"},
+		},
+		{
+			name:     "every seal, head and checkpoint deleted, no sealer running",
+			tamper:   deleteEvidence,
+			wantExit: 3, want: []string{"NOT VERIFIED: 5 stored events have no seal", "the sealer has not read past their commits within 1s", "behind or not running", "or their seals were removed"},
+		},
+		{
+			name: "every seal deleted, the head and checkpoints kept", sealer: true,
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string) {
+				sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1", org)
+			},
+			wantExit: 1, want: []string{"chain BROKEN at seq 1: seals 1 to 5 are missing", "5 stored events have no seal"},
+		},
+		{
+			name: "every checkpoint deleted, the seals kept, long sealed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string) {
+				sealtest.Tamper(t, pool, "DELETE FROM audit.checkpoints WHERE org_id = $1", org)
+				sealtest.Tamper(t, pool, "UPDATE audit.seals SET sealed_at = sealed_at - interval '10 minutes' WHERE org_id = $1", org)
+			},
+			wantExit: 3, want: []string{"NOT VERIFIED: seq 1 to 5 were sealed more than 5 minutes ago", "no signed checkpoint holds them"},
+		},
+		{
+			name:     "the newest seals deleted, the head rewound, the checkpoint kept",
+			tamper:   truncate,
+			wantExit: 1, want: []string{"chain BROKEN at seq 4: seals 4 to 5 are missing: the chain ends at seq 3, but a checkpoint signed at"},
+		},
+		{
+			name: "the newest seals deleted, the head kept",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string) {
+				sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1 AND seq > 3", org)
+				sealtest.Tamper(t, pool, "DELETE FROM audit.checkpoints WHERE org_id = $1", org)
+			},
+			wantExit: 1, want: []string{"chain BROKEN at seq 4: seals 4 to 5 are missing: the chain ends at seq 3, but the org's head (audit.seal_heads) is seq 5"},
+		},
+		{
+			name: "the newest seals, the head and the checkpoints deleted", sealer: true,
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string) {
+				truncate(t, pool, org)
+				sealtest.Tamper(t, pool, "DELETE FROM audit.checkpoints WHERE org_id = $1", org)
+			},
+			wantExit: 1, want: []string{"BROKEN: 2 stored events have no seal, though the sealer has read past their commits"},
+		},
+		{
+			name: "the seals of the first events deleted", sealer: true,
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string) {
+				sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1 AND seq <= 2", org)
+			},
+			wantExit: 1, want: []string{"chain BROKEN at seq 3", "the chain starts at seq 3, and no signed removal checkpoint holds seq 2", "2 stored events have no seal"},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			url := testdb.New(t)
+			pool := testdb.Pool(t, url)
+			org := fixture.Org(t, pool, fixture.OrgOpts{})
+			key := sealtest.Key(t)
+			cfg := sealer.Config{Key: key, CheckpointEvery: 50 * time.Millisecond}
+			stop := sealtest.Start(t, url, cfg)
+			for range 5 {
+				fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "auth.signin"})
+			}
+			sealtest.WaitSealed(t, pool, org, 5)
+			sealtest.WaitCheckpoint(t, pool, org, 5)
+			stop()
+			c.tamper(t, pool, org)
+			// A running sealer reads past them within seconds, but allow a
+			// loaded machine a minute; a stopped one never does.
+			wait := "1s"
+			if c.sealer {
+				sealtest.Start(t, url, cfg)
+				wait = "1m"
+			}
+			e, out := testEnv(t)
+			err := run(context.Background(), []string{"verify", "--org", org, "--wait", wait, "--database-url", testdb.Role(t, url, "audit_reader")}, e.stdout, e.stderr)
+			if got := exitCode(err, io.Discard); got != c.wantExit {
+				t.Errorf("exit status %d (%v), want %d", got, err, c.wantExit)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("verify printed:\n%s\nwant it to say %q", out, w)
+				}
+			}
+		})
+	}
+}
+
+// Events committed while the sealer is stopped have no seal yet: verify
+// waits for the sealer to read past them, finds their seals, and the chain
+// verifies (exit status 0), as when a sealer catches up after a restart.
+func TestVerifyOrgWaitsForTheSealer(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	org := fixture.Org(t, pool, fixture.OrgOpts{})
+	cfg := sealer.Config{Key: sealtest.Key(t), CheckpointEvery: 50 * time.Millisecond}
+	sealtest.Start(t, url, cfg)()
+	for range 3 {
+		fixture.Event(t, pool, fixture.EventOpts{OrgID: org, Action: "auth.signin"})
+	}
+	reader := testdb.Role(t, url, "audit_reader")
+	e, out := testEnv(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"verify", "--org", org, "--wait", "1m", "--database-url", reader}, e.stdout, e.stderr)
+	}()
+	time.Sleep(time.Second) // verify has found the events without a seal, and waits
+	sealtest.Start(t, url, cfg)
+	if err := <-done; err != nil || !strings.Contains(out.String(), "chain verified, seq 1 to 3") {
+		t.Fatalf("verify while the sealer catches up: %v\n%s", err, out)
 	}
 }

@@ -18,6 +18,10 @@ type Link struct {
 	// Event is nil when retention removed the event: the link's hash is
 	// then taken as given, and the chain goes on from it.
 	Event *store.Event
+	// PrevHash is the hash the seal says it follows (its prev_hash), when
+	// the reader has it: it must be the previous link's, which exports
+	// hand out as each row's proof.
+	PrevHash *Hash
 }
 
 // Break is where a chain stops verifying.
@@ -150,6 +154,9 @@ func (v *Verifier) Add(l Link) error {
 		}
 		v.Verified++
 	}
+	if l.PrevHash != nil && !given && *l.PrevHash != v.prev {
+		return &Break{l.Seq, id, fmt.Sprintf("its prev_hash is %s, not the hash of seq %d (%s)", *l.PrevHash, l.Seq-1, v.prev)}
+	}
 	for _, c := range v.checkpoints[l.Seq] {
 		if c.Hash != l.Hash {
 			return &Break{l.Seq, id, fmt.Sprintf("the chain differs from the checkpoint signed at %s (hash %s)", c.SignedAt.UTC().Format(TimeLayout), c.Hash)}
@@ -165,17 +172,36 @@ func (v *Verifier) Add(l Link) error {
 func (v *Verifier) First() int64 { return v.first }
 func (v *Verifier) Last() int64  { return v.prevSeq }
 
-// FinishHead checks that the chain reaches every checkpoint signed for it:
-// call it when the links read are the org's whole chain, so a chain cut
-// short (its last links removed and the head rewound) is found. A chain with
-// no link left ends at the last removal checkpoint.
-func (v *Verifier) FinishHead() error {
+// End is the seq the chain reaches: its last link, or, with no link left,
+// the last removal checkpoint (0: none).
+func (v *Verifier) End() int64 {
 	end := v.prevSeq
 	if !v.started {
 		for seq := range v.removals {
 			end = max(end, seq)
 		}
 	}
+	return end
+}
+
+// FinishHead checks that the chain reaches every checkpoint signed for it:
+// call it when the links read are the org's whole chain, so a chain cut
+// short (its last links removed and the head rewound) is found, at the
+// first seq missing.
+func (v *Verifier) FinishHead() error {
+	c, ok := v.PastEnd()
+	if !ok {
+		return nil
+	}
+	end := v.End()
+	return &Break{end + 1, "", fmt.Sprintf("seals %d to %d are missing: %s, but a checkpoint signed at %s holds seq %d",
+		end+1, c.Seq, v.EndSays(), c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+}
+
+// PastEnd is the checkpoint of the highest seq past End, if any: what was
+// signed that the links read do not reach.
+func (v *Verifier) PastEnd() (Checkpoint, bool) {
+	end := v.End()
 	var past []Checkpoint
 	for seq, cs := range v.checkpoints {
 		if seq > end {
@@ -183,8 +209,15 @@ func (v *Verifier) FinishHead() error {
 		}
 	}
 	if len(past) == 0 {
-		return nil
+		return Checkpoint{}, false
 	}
-	c := slices.MinFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	return &Break{end + 1, "", fmt.Sprintf("the chain ends at seq %d, but a checkpoint signed at %s holds seq %d", end, c.SignedAt.UTC().Format(TimeLayout), c.Seq)}
+	return slices.MaxFunc(past, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) }), true
+}
+
+// EndSays says where the chain ends, as a report reads it.
+func (v *Verifier) EndSays() string {
+	if end := v.End(); end > 0 {
+		return fmt.Sprintf("the chain ends at seq %d", end)
+	}
+	return "no seal is stored"
 }

@@ -274,7 +274,7 @@ func TestVerifier(t *testing.T) {
 			name:        "the last seals deleted, the head signed",
 			links:       func() []chain.Link { return six[:4] },
 			checkpoints: func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "day", six[5])} },
-			wantSeq:     5, wantReason: "the chain ends at seq 4, but a checkpoint signed at 2026-12-02T00:00:00.000000Z holds seq 6",
+			wantSeq:     5, wantReason: "seals 5 to 6 are missing: the chain ends at seq 4, but a checkpoint signed at 2026-12-02T00:00:00.000000Z holds seq 6",
 		},
 		{
 			name:  "the last seals deleted, the head not signed yet",
@@ -286,7 +286,7 @@ func TestVerifier(t *testing.T) {
 			name:        "every seal deleted, the head signed",
 			links:       func() []chain.Link { return nil },
 			checkpoints: func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "day", six[5])} },
-			wantSeq:     1, wantReason: "the chain ends at seq 0",
+			wantSeq:     1, wantReason: "seals 1 to 6 are missing: no seal is stored, but a checkpoint signed at 2026-12-02T00:00:00.000000Z holds seq 6",
 		},
 		{
 			name:  "every seal removed by retention",

@@ -129,3 +129,24 @@ func WaitFor(t testing.TB, pool *pgxpool.Pool, what string, cond func(context.Co
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Tamper runs sql as the superuser of pool with the immutability triggers
+// off (session_replication_role = replica), as an attacker holding the
+// database would, and fails the test unless it changed a row.
+func Tamper(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("no row changed")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

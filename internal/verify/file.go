@@ -73,6 +73,9 @@ func File(r io.Reader, checkpoints []chain.Checkpoint, keys map[string]ed25519.P
 	}
 	if v != nil {
 		res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
+		if c, ok := v.PastEnd(); ok {
+			res.PastEnd = &c
+		}
 	}
 	return res, nil
 }

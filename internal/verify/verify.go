@@ -27,11 +27,83 @@ type Result struct {
 	Checkpoints     int
 	// CoveredTo is the seq of the last link a checkpoint was compared with.
 	CoveredTo int64
-	// Unsealed counts the org's stored events without a seal.
+	// Unsealed counts the org's stored events without a seal in the
+	// snapshot verified.
 	Unsealed int64
 	// Break is the first place the chain does not verify; nil when it does.
 	Break *chain.Break
+	// PastEnd is the checkpoint of the highest seq past Last (File only; nil
+	// if none): a feed saved before it was signed, or its last lines cut off.
+	PastEnd *chain.Checkpoint
+
+	// Evidence missing for stored events (Org only). Verify looks for the
+	// seals of the events it first finds without one (Pending, up to
+	// PendingMax of the oldest) again in the snapshot it verifies, once the
+	// sealer has read past their commits (SealerPassed) or SealerWait has
+	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
+	// FirstUnresolved. Unchecked is how many more than PendingMax were
+	// found, not looked for again. SealerAt is the sealer's position then ("" if it has
+	// none, "0/0" while its first pass runs) and SealedAt when it last
+	// recorded seals.
+	Pending         []Pending
+	SealerWait      time.Duration
+	Unresolved      int64
+	Unchecked       int64
+	FirstUnresolved Pending
+	SealerPassed    bool
+	SealerAt        string
+	SealedAt        *time.Time
+	// Unsigned is when the first link after CoveredTo was sealed (zero
+	// if none), and Now the database's time of the snapshot: a link sealed
+	// more than SignWithin before is held by no checkpoint although the
+	// sealer signs each head within a minute.
+	Unsigned, Now time.Time
 }
+
+// Pending is a stored event found without a seal.
+type Pending struct {
+	OccurredAt time.Time
+	ID         string
+}
+
+// Broken says whether what is stored contradicts itself: the chain breaks,
+// or the sealer read past events that have no seal.
+func (r Result) Broken() bool { return r.Break != nil || r.SealsRemoved() }
+
+// SealsRemoved says whether events have no seal although the sealer read
+// past their commits.
+func (r Result) SealsRemoved() bool { return r.SealerPassed && r.Unresolved > 0 }
+
+// SealerBehind says whether events have no seal and the sealer did not
+// read past their commits within SealerWait: it is behind or not running,
+// or their seals were removed, which cannot be told apart.
+func (r Result) SealerBehind() bool { return !r.SealerPassed && r.Unresolved > 0 }
+
+// Unproved says whether evidence is missing that a sealer behind or
+// stopped would also leave missing: events without a seal it has not read
+// past, or links no checkpoint holds long after they were sealed; or
+// whether events without a seal were not looked for again (Unchecked).
+func (r Result) Unproved() bool { return r.SealerBehind() || r.StaleUnsigned() || r.Unchecked > 0 }
+
+// StaleUnsigned says whether links of a chain that does not break were
+// left unsigned longer than SignWithin.
+func (r Result) StaleUnsigned() bool {
+	return r.Break == nil && !r.Unsigned.IsZero() && r.Now.Sub(r.Unsigned) > SignWithin
+}
+
+// DefaultSealerWait is how long Org waits, unless told otherwise, for the
+// sealer to read past the commits of the events it finds without a seal:
+// it reads a commit within a second or two of the WAL's flush.
+const DefaultSealerWait = 10 * time.Second
+
+// SignWithin is how long after its seal a link is held by a signed
+// checkpoint at the latest: the sealer signs each new head within a minute
+// (sealer.Config.CheckpointEvery, default 1m).
+const SignWithin = 5 * time.Minute
+
+// PendingMax bounds the events without a seal that Org looks for again:
+// the oldest.
+const PendingMax = 10000
 
 // Querier is a connection or pool; it needs audit_reader.
 type Querier interface {
@@ -51,17 +123,139 @@ type Beginner interface {
 // auditor gives their own. It reads in one snapshot: seals pruned between
 // reading the checkpoints and the seals would make the chain start where no
 // removal checkpoint is known.
-func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey) (Result, error) {
+//
+// Events stored without a seal are either not read by the sealer yet or
+// lost their seals. So Org first notes the org's events without a seal and
+// the WAL position past their commits, waits (up to wait) until the sealer
+// has read that far, and then, in the snapshot it verifies, looks for their
+// seals again.
+func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519.PublicKey, wait time.Duration) (Result, error) {
+	res := Result{OrgID: orgID, SealerWait: wait}
+	pending, total, lsn, err := unsealed(ctx, db, orgID)
+	if err != nil {
+		return res, err
+	}
+	res.Unchecked = total - int64(len(pending))
+	passed := true
+	if len(pending) > 0 {
+		if passed, err = waitForSealer(ctx, db, lsn, &res); err != nil {
+			return res, err
+		}
+	}
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return Result{OrgID: orgID}, fmt.Errorf("verify org %s: %w", orgID, err)
+		return res, fmt.Errorf("verify org %s: %w", orgID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	return org(ctx, tx, orgID, keys)
+	if res, err = org(ctx, tx, res, keys); err != nil {
+		return res, err
+	}
+	res.Pending, res.SealerPassed = pending, passed
+	if len(pending) > 0 {
+		times, ids := pendingKeys(pending)
+		err = tx.QueryRow(ctx, `
+			SELECT count(*), coalesce(min(k.at), 'epoch'), coalesce((array_agg(k.id::text ORDER BY k.at, k.id))[1], '')
+			FROM unnest($2::timestamptz[], $3::uuid[]) AS k(at, id)
+			WHERE EXISTS (SELECT FROM audit.stored_events e WHERE e.org_id = $1 AND e.occurred_at = k.at AND e.id = k.id)
+			  AND NOT EXISTS (SELECT FROM audit.seals s WHERE s.org_id = $1 AND s.occurred_at = k.at AND s.event_id = k.id)`,
+			orgID, times, ids).Scan(&res.Unresolved, &res.FirstUnresolved.OccurredAt, &res.FirstUnresolved.ID)
+		if err != nil {
+			return res, fmt.Errorf("look for the seals of org %s's unsealed events again: %w", orgID, err)
+		}
+	}
+	return res, nil
 }
 
-func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed25519.PublicKey) (Result, error) {
-	res := Result{OrgID: orgID}
+// unsealed reads the oldest of org orgID's stored events without a seal
+// (up to PendingMax), how many there are, and a WAL position past their
+// commits: where the server inserts WAL now, or, on a standby, where it
+// replayed to.
+func unsealed(ctx context.Context, db Beginner, orgID string) ([]Pending, int64, string, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("verify org %s: %w", orgID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, `
+		SELECT occurred_at, id::text, count(*) OVER () FROM audit.unsealed_events WHERE org_id = $1 ORDER BY occurred_at, id LIMIT $2`, orgID, PendingMax)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
+	}
+	var pending []Pending
+	var p Pending
+	var total int64
+	_, err = pgx.ForEachRow(rows, []any{&p.OccurredAt, &p.ID, &total}, func() error {
+		pending = append(pending, p)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("read unsealed events of org %s: %w", orgID, err)
+	}
+	if len(pending) == 0 {
+		return nil, 0, "", nil
+	}
+	// Read after the snapshot: every commit it sees ends before.
+	var lsn string
+	err = tx.QueryRow(ctx, `
+		SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text`).Scan(&lsn)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("read the WAL position: %w", err)
+	}
+	return pending, total, lsn, nil
+}
+
+// waitForSealer waits until the sealer has read past WAL position lsn:
+// the sealer's progress (the end of the last transaction it sealed), or
+// where its replication slot is confirmed to (it confirms a position only
+// once the seals of what committed before are flushed; on a standby there
+// is no slot). Neither counts while the slot's first pass over the stored
+// events is not done (progress 0/0: the slot is confirmed from its start,
+// past events the pass has not sealed yet), nor, on a primary, a progress
+// without its slot (the sealer will start over with a first pass; a
+// database restored from a dump keeps another server's positions). It
+// notes in res where the sealer was ("0/0": in its first pass) and when it
+// last sealed.
+func waitForSealer(ctx context.Context, db Beginner, lsn string, res *Result) (bool, error) {
+	deadline := time.Now().Add(res.SealerWait)
+	for {
+		var passed bool
+		tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return false, fmt.Errorf("read sealer progress: %w", err)
+		}
+		err = tx.QueryRow(ctx, `
+			SELECT coalesce(bool_or(p.at >= $1::pg_lsn), false), coalesce(max(p.at)::text, ''), max(p.sealed_at)
+			FROM (SELECT CASE WHEN p.lsn = '0/0' THEN p.lsn ELSE greatest(p.lsn, s.confirmed_flush_lsn) END AS at, p.sealed_at
+			      FROM audit.sealer_progress p
+			      LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot AND s.database = current_database()
+			      WHERE pg_is_in_recovery() OR s.slot_name IS NOT NULL) p`,
+			lsn).Scan(&passed, &res.SealerAt, &res.SealedAt)
+		tx.Rollback(context.WithoutCancel(ctx))
+		if err != nil {
+			return false, fmt.Errorf("read sealer progress: %w", err)
+		}
+		if passed || time.Now().After(deadline) {
+			return passed, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pendingKeys are the events' keys as parallel arrays.
+func pendingKeys(ps []Pending) ([]time.Time, []string) {
+	times, ids := make([]time.Time, len(ps)), make([]string, len(ps))
+	for i, p := range ps {
+		times[i], ids[i] = p.OccurredAt, p.ID
+	}
+	return times, ids
+}
+
+func org(ctx context.Context, db Querier, res Result, trusted map[string]ed25519.PublicKey) (Result, error) {
+	orgID := res.OrgID
 	// Below the floor retention may have removed events; at or above it, an
 	// event missing under its seal was deleted. No floor: the org is gone.
 	var floor *time.Time
@@ -87,7 +281,7 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT seq, hash, event_id::text AS sealed_event_id, sealed_occurred_at, id, org_id, occurred_at, action, target_type, target_id,
+		SELECT seq, hash, prev_hash, event_id::text AS sealed_event_id, sealed_occurred_at, id, org_id, occurred_at, action, target_type, target_id,
 		       actor_type, actor_id, actor_email, host(ip) AS ip, user_agent, request_id, metadata
 		FROM audit.sealed_events WHERE org_id = $1 ORDER BY seq`, orgID)
 	if err != nil {
@@ -96,14 +290,14 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 	defer rows.Close()
 	for rows.Next() {
 		var seq int64
-		var hash []byte
+		var hash, prevHash []byte
 		var sealedID string
 		var sealedAt time.Time
 		var id *string
 		var e store.Event
 		var at *time.Time
 		var action, targetType, actorType *string
-		if err := rows.Scan(&seq, &hash, &sealedID, &sealedAt, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
+		if err := rows.Scan(&seq, &hash, &prevHash, &sealedID, &sealedAt, &id, &e.OrgID, &at, &action, &targetType, &e.TargetID,
 			&actorType, &e.ActorID, &e.ActorEmail, &e.IP, &e.UserAgent, &e.RequestID, &e.Metadata); err != nil {
 			return res, fmt.Errorf("read seals of org %s: %w", orgID, err)
 		}
@@ -112,6 +306,16 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 			return res, err
 		}
 		link := chain.Link{Seq: seq, Hash: h}
+		if prevHash != nil {
+			p, err := chain.ParseHash(prevHash)
+			if err != nil {
+				return res, err
+			}
+			link.PrevHash = &p
+		}
+		// Only a seal recorded before prev_hash existed, whose link before
+		// was gone then, lacks it (migration 015).
+		prevRemoved := prevHash == nil && seq > 1 && v.Last() == seq-1
 		if id != nil {
 			e.ID, e.OccurredAt, e.Action, e.TargetType, e.ActorType = *id, *at, *action, *targetType, *actorType
 			link.Event = &e
@@ -132,6 +336,10 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 			}
 			return res, err
 		}
+		if prevRemoved {
+			res.Break = &chain.Break{Seq: seq, EventID: sealedID, Reason: fmt.Sprintf("its prev_hash was removed, though seq %d is stored", seq-1)}
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return res, fmt.Errorf("read seals of org %s: %w", orgID, err)
@@ -143,9 +351,30 @@ func org(ctx context.Context, db Querier, orgID string, trusted map[string]ed255
 		}
 	}
 	res.First, res.Last, res.Verified, res.Given, res.Checkpoints, res.CoveredTo = v.First(), v.Last(), v.Verified, v.Given, v.Checked, v.CoveredTo
-	err = db.QueryRow(ctx, "SELECT count(*) FROM audit.unsealed_events WHERE org_id = $1", orgID).Scan(&res.Unsealed)
+	// The org's head, which the sealer moves with each seal and keeps when
+	// it prunes: unsigned, but a rewound chain must rewind it too. Then when
+	// the first link no checkpoint holds was sealed.
+	var head int64
+	var unsigned *time.Time
+	err = db.QueryRow(ctx, `
+		SELECT coalesce((SELECT seq FROM audit.seal_heads WHERE org_id = $1), 0),
+		       (SELECT min(sealed_at) FROM audit.seals WHERE org_id = $1 AND seq > $2), now(),
+		       (SELECT count(*) FROM audit.unsealed_events WHERE org_id = $1)`,
+		orgID, res.CoveredTo).Scan(&head, &unsigned, &res.Now, &res.Unsealed)
 	if err != nil {
-		return res, fmt.Errorf("count unsealed events of org %s: %w", orgID, err)
+		return res, fmt.Errorf("read the head of org %s: %w", orgID, err)
+	}
+	if unsigned != nil {
+		res.Unsigned = *unsigned
+	}
+	if end := v.End(); res.Break == nil && head > end {
+		res.Break = &chain.Break{Seq: end + 1, Reason: fmt.Sprintf("seals %d to %d are missing: %s, but the org's head (audit.seal_heads) is seq %d", end+1, head, v.EndSays(), head)}
+	} else if res.Break == nil && head < end {
+		says := fmt.Sprintf("is seq %d", head)
+		if head == 0 {
+			says = "is missing"
+		}
+		res.Break = &chain.Break{Seq: head + 1, Reason: fmt.Sprintf("the chain goes on to seq %d, but the org's head (audit.seal_heads) %s", end, says)}
 	}
 	return res, nil
 }

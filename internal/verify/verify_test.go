@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"crypto/ed25519"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -43,35 +44,10 @@ func sealedOrg(t *testing.T, n int, key ed25519.PrivateKey) (string, *pgxpool.Po
 	return url, pool, org, ids
 }
 
-// superuser runs sql as a superuser with the immutability triggers off.
-func superuser(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-		t.Fatal(err)
-	}
-	if tag, err := tx.Exec(ctx, sql, args...); err != nil || tag.RowsAffected() == 0 {
-		t.Fatalf("%s: %v, %d rows", sql, err, tag.RowsAffected())
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestOrgIntact(t *testing.T) {
 	t.Parallel()
 	_, pool, org, _ := sealedOrg(t, 3, nil)
-	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org), nil)
+	res, err := verify.Org(context.Background(), pool, strings.ToUpper(org), nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,30 +71,44 @@ func TestOrgFindsTampering(t *testing.T) {
 		{
 			name: "an event's metadata changed",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `UPDATE audit.events_free SET metadata = '{"n": 99}' WHERE org_id = $1 AND id = $2`, org, ids[2])
+				sealtest.Tamper(t, pool, `UPDATE audit.events_free SET metadata = '{"n": 99}' WHERE org_id = $1 AND id = $2`, org, ids[2])
 			},
 			wantSeq: 3, wantEvent: 2, wantReason: "differs from what was sealed",
 		},
 		{
 			name: "an event deleted, its seal kept",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+				sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
 			},
 			wantSeq: 2, wantEvent: 1, wantReason: "deleted",
 		},
 		{
 			name: "an event deleted with its seal",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
-				superuser(t, pool, `DELETE FROM audit.seals WHERE org_id = $1 AND seq = 2`, org)
+				sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[1])
+				sealtest.Tamper(t, pool, `DELETE FROM audit.seals WHERE org_id = $1 AND seq = 2`, org)
 			},
 			wantSeq: 3, wantEvent: 2, wantReason: "seals 2 to 2 are missing",
+		},
+		{
+			name: "a seal's prev_hash changed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET prev_hash = sha256('forged') WHERE org_id = $1 AND seq = 3`, org)
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "prev_hash",
+		},
+		{
+			name: "a seal's prev_hash removed",
+			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET prev_hash = NULL WHERE org_id = $1 AND seq = 3`, org)
+			},
+			wantSeq: 3, wantEvent: 2, wantReason: "prev_hash",
 		},
 		{
 			name: "two events swapped in seq order",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
 				for _, move := range [][2]int{{2, 100}, {3, 2}, {100, 3}} {
-					superuser(t, pool, `UPDATE audit.seals SET seq = $2 WHERE org_id = $1 AND seq = $3`, org, move[1], move[0])
+					sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = $2 WHERE org_id = $1 AND seq = $3`, org, move[1], move[0])
 				}
 			},
 			wantSeq: 2, wantEvent: 2, wantReason: "differs from what was sealed",
@@ -126,15 +116,15 @@ func TestOrgFindsTampering(t *testing.T) {
 		{
 			name: "an event inserted directly, the seals after it renumbered",
 			tamper: func(t *testing.T, pool *pgxpool.Pool, org string, ids []string) {
-				superuser(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
-				superuser(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = seq + 10 WHERE org_id = $1 AND seq >= 3`, org)
+				sealtest.Tamper(t, pool, `UPDATE audit.seals SET seq = seq - 9 WHERE org_id = $1 AND seq >= 13`, org)
 				// At the org's last event's instant, in its leaf (now() may be
 				// past midnight UTC, on a day with no leaf).
-				superuser(t, pool, `
+				sealtest.Tamper(t, pool, `
 					INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
 					SELECT '00000000-0000-4000-8000-0000000000ff', $1, max(occurred_at), 'cluster.deleted', 'cluster', 'system', '{}'
 					FROM audit.events_free WHERE org_id = $1`, org)
-				superuser(t, pool, `
+				sealtest.Tamper(t, pool, `
 					INSERT INTO audit.seals (org_id, seq, occurred_at, event_id, hash)
 					SELECT $1, 3, occurred_at, id, sha256('forged') FROM audit.events_free WHERE id = '00000000-0000-4000-8000-0000000000ff'`, org)
 			},
@@ -145,7 +135,7 @@ func TestOrgFindsTampering(t *testing.T) {
 			t.Parallel()
 			_, pool, org, ids := sealedOrg(t, 5, nil)
 			tc.tamper(t, pool, org, ids)
-			res, err := verify.Org(context.Background(), pool, org, nil)
+			res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,9 +158,9 @@ func TestOrgAcceptsEventsRetentionRemoved(t *testing.T) {
 	_, pool, org, ids := sealedOrg(t, 3, nil)
 	// As if the event were older than the free plan's 7 days and its leaf
 	// dropped.
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +177,8 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	url, pool, org, ids := sealedOrg(t, 3, nil)
 	// Seq 1 as if expired on the free plan and its leaf dropped; seq 2
 	// deleted within retention.
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = ANY($2)`, org, ids[:2])
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = ANY($2)`, org, ids[:2])
 
 	sealtest.Start(t, url, sealer.Config{PruneEvery: 10 * time.Millisecond})
 	sealtest.WaitFor(t, pool, "a removal checkpoint", func(ctx context.Context) (bool, error) {
@@ -203,7 +193,7 @@ func TestPruneKeepsSealsOfDeletedEvents(t *testing.T) {
 	if first != 2 {
 		t.Fatalf("after pruning, the seals start at seq %d; want 2 (seq 1 expired, seq 2 deleted)", first)
 	}
-	res, err := verify.Org(context.Background(), pool, org, nil)
+	res, err := verify.Org(context.Background(), pool, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +209,8 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 	t.Parallel()
 	key := sealtest.Key(t)
 	_, pool, org, ids := sealedOrg(t, 3, key)
-	superuser(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
-	superuser(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
+	sealtest.Tamper(t, pool, `UPDATE audit.seals SET occurred_at = now() - interval '8 days' WHERE org_id = $1 AND seq = 1`, org)
+	sealtest.Tamper(t, pool, `DELETE FROM audit.events_free WHERE org_id = $1 AND id = $2`, org, ids[0])
 
 	// What the sealer's prune does: remove seal 1, sign its removal.
 	prune := func(ctx context.Context) {
@@ -244,7 +234,7 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := verify.Org(context.Background(), &pruning{pool: pool, prune: prune}, org, nil)
+	res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealed_events", do: prune}, org, nil, verify.DefaultSealerWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,41 +243,137 @@ func TestOrgReadsOneSnapshot(t *testing.T) {
 	}
 }
 
-// pruning runs prune once, just before the first query of the seals.
-type pruning struct {
-	pool  *pgxpool.Pool
-	prune func(context.Context)
-	done  bool
-}
-
-func (p *pruning) before(ctx context.Context, sql string) {
-	if !p.done && strings.Contains(sql, "audit.sealed_events") {
-		p.done = true
-		p.prune(ctx)
+// TestOrgWhereTheSealerHasNotReadPastTheEvents: events without a seal, and
+// a sealer that has not read past their commits although its progress or
+// slot says a later position; verify says the sealer is behind, not that
+// seals were removed (exit status 3, not 1):
+//   - a sealer that makes its slot while verify waits (its first start, a
+//     slot that lost WAL, a promoted standby): the new slot is confirmed at
+//     its consistent point, past the events' commits, but their seals come
+//     from its first pass over the stored events, not done yet (its
+//     progress is 0/0);
+//   - a database restored from a dump into another server, no sealer
+//     started there yet: audit.sealer_progress holds the old server's
+//     position, and there is no slot.
+func TestOrgWhereTheSealerHasNotReadPastTheEvents(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		// meanwhile runs while verify waits for the sealer.
+		meanwhile func(ctx context.Context, pool *pgxpool.Pool, slot string) error
+	}{
+		{
+			name: "a sealer making its slot, before its first pass",
+			// What a starting sealer does first (sealer.ensureSlot).
+			meanwhile: func(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+				_, err := pool.Exec(ctx, "SELECT audit.set_sealer_progress($1, '0/0')", slot)
+				if err == nil {
+					_, err = pool.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot)
+				}
+				return err
+			},
+		},
+		{
+			name: "another server's progress, restored from a dump",
+			meanwhile: func(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+				_, err := pool.Exec(ctx, "SELECT audit.set_sealer_progress($1, 'FFFF/0')", slot)
+				return err
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			url := testdb.New(t)
+			pool := testdb.Pool(t, url)
+			org := fixture.Org(t, pool, fixture.OrgOpts{})
+			for range 2 {
+				fixture.Event(t, pool, fixture.EventOpts{OrgID: org})
+			}
+			u, err := neturl.Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot := sealer.SlotName(strings.TrimPrefix(u.Path, "/"))
+			t.Cleanup(func() {
+				pool.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+			})
+			meanwhile := func(ctx context.Context) {
+				if err := c.meanwhile(ctx, pool, slot); err != nil {
+					t.Error(err)
+				}
+			}
+			res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealer_progress", do: meanwhile}, org, nil, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.SealsRemoved() || !res.SealerBehind() || res.Unresolved != 2 {
+				t.Fatalf("verify: %+v; want 2 events unresolved and the sealer behind, not seals removed", res)
+			}
+		})
 	}
 }
 
-func (p *pruning) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	p.before(ctx, sql)
-	return p.pool.Query(ctx, sql, args...)
+// TestOrgWithMoreEventsWithoutASealThanItLooksFor: an attacker removed the
+// newest seal and rewound the head while the sealer was stopped, and more
+// than verify.PendingMax older events (an import) wait for the sealer.
+// Verify looks for the seals of the oldest PendingMax again, which the
+// sealer, started meanwhile, records; the removed seal is not among them.
+// That is not a verified chain (nor an event "committed while verify ran").
+func TestOrgWithMoreEventsWithoutASealThanItLooksFor(t *testing.T) {
+	t.Parallel()
+	url, pool, org, _ := sealedOrg(t, 3, nil)
+	sealtest.Tamper(t, pool, "DELETE FROM audit.seals WHERE org_id = $1 AND seq = 3", org)
+	sealtest.Tamper(t, pool, "UPDATE audit.seal_heads h SET seq = 2, hash = s.hash FROM audit.seals s WHERE h.org_id = $1 AND s.org_id = h.org_id AND s.seq = 2", org)
+	fixture.Event(t, pool, fixture.EventOpts{OrgID: org, OccurredAt: time.Now().AddDate(0, 0, -2)})
+	if _, err := pool.Exec(context.Background(), `
+		INSERT INTO audit.events_free (id, org_id, occurred_at, action, target_type, actor_type, metadata)
+		SELECT gen_random_uuid(), $1, now() - interval '2 days' + i * interval '1 ms', 'auth.signout', 'auth', 'system', '{}'
+		FROM generate_series(1, $2::int) i`, org, verify.PendingMax); err != nil {
+		t.Fatal(err)
+	}
+	startSealer := func(context.Context) { sealtest.Start(t, url, sealer.Config{}) }
+	res, err := verify.Org(context.Background(), &interrupting{pool: pool, at: "audit.sealer_progress", do: startSealer}, org, nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Broken() && !res.Unproved() || res.Unchecked != 2 {
+		t.Fatalf("verify: break %v, %d unresolved, %d unchecked, %d unsealed, sealer passed %v; want the chain not verified, 2 events unchecked",
+			res.Break, res.Unresolved, res.Unchecked, res.Unsealed, res.SealerPassed)
+	}
 }
 
-func (p *pruning) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	p.before(ctx, sql)
-	return p.pool.QueryRow(ctx, sql, args...)
+// interrupting runs do once, in the middle of verify.Org: just before its
+// first query naming at.
+type interrupting struct {
+	pool *pgxpool.Pool
+	at   string
+	do   func(context.Context)
+	done bool
 }
 
-func (p *pruning) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+func (p *interrupting) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	tx, err := p.pool.BeginTx(ctx, opts)
-	return &pruningTx{Tx: tx, p: p}, err
+	return &interruptingTx{Tx: tx, p: p}, err
 }
 
-type pruningTx struct {
+func (p *interrupting) before(ctx context.Context, sql string) {
+	if !p.done && strings.Contains(sql, p.at) {
+		p.done = true
+		p.do(ctx)
+	}
+}
+
+type interruptingTx struct {
 	pgx.Tx
-	p *pruning
+	p *interrupting
 }
 
-func (t *pruningTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+func (t *interruptingTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	t.p.before(ctx, sql)
 	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *interruptingTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	t.p.before(ctx, sql)
+	return t.Tx.QueryRow(ctx, sql, args...)
 }
