@@ -36,7 +36,8 @@ const (
 	maxSearchTokens = 20
 )
 
-// searchKeys are the qualifiers, as docs/api.md lists them.
+// searchKeys are the qualifiers, as docs/api.md lists them; a term's
+// qualifier is read in any case (ACTOR: is actor:).
 var searchKeys = []string{"action", "actor", "target", "created"}
 
 // parseSearch parses q; an error names the token at fault.
@@ -241,15 +242,16 @@ func named(term string) string {
 	return strconv.Quote(term)
 }
 
-// splitToken reads a term: an optional -, an optional qualifier and its
-// colon (none is action:), and the value, which may be a whole "phrase in
-// quotes".
+// splitToken reads a term: an optional -, an optional qualifier (in lower
+// case) and its colon (none is action:), and the value, which may be a
+// whole "phrase in quotes".
 func splitToken(token string) (negated bool, key, value string, quoted bool, err error) {
 	rest, negated := strings.CutPrefix(token, "-")
 	key, value, qualified := strings.Cut(rest, ":")
 	if !qualified || strings.Contains(key, `"`) { // a colon in a phrase is the phrase's
 		key, value = "action", rest
 	}
+	key = lower(key)
 	if strings.Contains(value, `"`) {
 		inner, ok := strings.CutPrefix(value, `"`)
 		inner, ok2 := strings.CutSuffix(inner, `"`)

@@ -219,3 +219,24 @@ func TestSearchCreatedBetweenMicroseconds(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchQualifierNamesIgnoreCase: a qualifier's name is read in any
+// case (Action:, ACTOR:, -TARGET:, Created:), as its values are.
+func TestSearchQualifierNamesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ids, newest := b.hourly(t, org, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		"Action:pat.created":                   {"minted"},
+		"ACTION:PAT.*":                         {"minted"},
+		"-Action:auth.*":                       {"rotated", "minted"},
+		"ACTOR:ann@example.com Target:cluster": {"rotated"},
+		"-TARGET:cluster -target:auth":         {"minted"},
+		"Created:>=" + time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly) + ` Action:"token minted"`: {"minted"},
+	})
+	b.wantSearchRefused(t, org, token, map[string]string{
+		"/audit?q=Colour:blue": `"Colour:blue": unknown qualifier`,
+		"/audit?q=" + url.QueryEscape("ACTOR:a@example.com actor:b@example.com"): `"actor:b@example.com"`,
+	})
+}
