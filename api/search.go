@@ -40,6 +40,11 @@ const (
 // qualifier is read in any case (ACTOR: is actor:).
 var searchKeys = []string{"action", "actor", "target", "created"}
 
+// notWildcards are what other globs read as wildcards or escapes: q
+// refuses them outside quotes rather than match them as text no action name
+// holds (* is its one wildcard).
+const notWildcards = `?[]\`
+
 // parseSearch parses q; an error names the token at fault.
 func parseSearch(q string) (search, error) {
 	var s search
@@ -60,8 +65,8 @@ func parseSearch(q string) (search, error) {
 		}
 		switch key {
 		case "action":
-			if _, err := path.Match(value, ""); err != nil && !quoted {
-				return s, fmt.Errorf("%s: not a pattern such as pat.*", named(token))
+			if !quoted && strings.ContainsAny(value, notWildcards) {
+				return s, fmt.Errorf(`%s: only * is a wildcard (any text), not ?, [, ] or \; in "quotes" they are text`, named(token))
 			}
 			t := actionTerm{text: lower(value), phrase: quoted}
 			if negated {

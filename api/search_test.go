@@ -240,3 +240,27 @@ func TestSearchQualifierNamesIgnoreCase(t *testing.T) {
 		"/audit?q=" + url.QueryEscape("ACTOR:a@example.com actor:b@example.com"): `"actor:b@example.com"`,
 	})
 }
+
+// TestSearchRefusesOtherWildcards: * is the one wildcard; ?, [, ] and \
+// (wildcards or escapes elsewhere) are refused outside quotes with an error
+// that names the term and says so, on the list, the summary and the feed,
+// rather than found as text no action name holds or read as a pattern. In
+// a phrase they are text.
+func TestSearchRefusesOtherWildcards(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	ids, newest := b.hourly(t, org, "minted", "pat.created", "signin", "auth.signin")
+	refused := map[string]string{}
+	for _, term := range []string{"action:pat.?reated", "pat.?", "-action:auth.*?", "action:pat.[cr]*", `action:pat\.*`, "action:pat]"} {
+		refused["/audit?q="+url.QueryEscape("actor:ann@example.com "+term)] = named(term) + ": only * is a wildcard"
+	}
+	refused["/audit/summary?q="+url.QueryEscape("pat.?")] = `"pat.?": only * is a wildcard`
+	refused["/audit/feed?q="+url.QueryEscape("pat.?")] = `"pat.?": only * is a wildcard`
+	b.wantSearchRefused(t, org, token, refused)
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		`"pat.?"`:        {},
+		`action:"pat.?"`: {},
+		`-"auth.[s]"`:    {"minted", "signin"},
+	})
+}
