@@ -252,6 +252,9 @@ func named(term string) string {
 // whole "phrase in quotes".
 func splitToken(token string) (negated bool, key, value string, quoted bool, err error) {
 	rest, negated := strings.CutPrefix(token, "-")
+	if rest == "" {
+		return false, "", "", false, fmt.Errorf("nothing after the -")
+	}
 	key, value, qualified := strings.Cut(rest, ":")
 	if !qualified || strings.Contains(key, `"`) { // a colon in a phrase is the phrase's
 		key, value = "action", rest

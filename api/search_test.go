@@ -264,3 +264,20 @@ func TestSearchRefusesOtherWildcards(t *testing.T) {
 		`-"auth.[s]"`:    {"minted", "signin"},
 	})
 }
+
+// TestSearchErrorsSayWhatIsMissing: a term that is only a - says that
+// nothing follows it, not that nothing follows a colon it does not have.
+func TestSearchErrorsSayWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]string{
+		"pat -":          `"-": nothing after the -`,
+		"action:":        `"action:": nothing after the colon`,
+		"-actor:":        `"-actor:": nothing after the colon`,
+		`-""`:            `'-""': nothing in the quotes`,
+		"pat --action:x": `"--action:x": unknown qualifier`,
+	} {
+		if _, err := parseSearch(q); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", q, err, want)
+		}
+	}
+}
