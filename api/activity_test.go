@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -507,6 +508,57 @@ func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
 	}
 	if bars := eval[int](ctx, t, `document.querySelectorAll('#chart rect.bar').length`); bars == 0 || bars > 60 {
 		t.Errorf("%d bars for a year", bars)
+	}
+}
+
+// TestActivityPageYearChartSaysItsDays: the "Last year" chart goes by
+// week, in UTC and in the browser's zone (New York) alike: its first bar
+// is the range's first days, from the day a year ago to that week's Sunday,
+// not the week from the Monday before the range; the table and the
+// tooltip name those days, and the last bar's days end today.
+func TestActivityPageYearChartSaysItsDays(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com", OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate("about:blank"))
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/New_York"}); err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?range=1y"))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	for _, zone := range []string{"UTC", "America/New_York"} {
+		if zone != "UTC" {
+			do(ctx, t, chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'local'; s.dispatchEvent(new Event('change')) })(document.getElementById('f-tz'))`))
+			waitText(ctx, t, "chart-caption", "New York")
+			waitRows(ctx, t, 1)
+		}
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		today := time.Now().In(loc)
+		first := today.AddDate(0, 0, -364)
+		monday := first.AddDate(0, 0, -(int(first.Weekday())+6)%7)
+		sunday := first.AddDate(0, 0, (7-int(first.Weekday()))%7)
+		weeks := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart-table tbody tr td:first-child')].map(td => td.textContent)`)
+		if len(weeks) < 53 {
+			t.Fatalf("%s: %d weeks: %q", zone, len(weeks), weeks)
+		}
+		// en-US writes a range of days as "Dec 6 – 7, 2025", "Nov 30 – Dec 6, 2025", or "Dec 6, 2025" for one day.
+		day := func(d time.Time) string { return `\b` + d.Format("Jan 2") + `\b` }
+		firstWeek := "^" + day(first) + `(,| –).*[ –]` + sunday.Format("2, 2006") + "$"
+		if ok, _ := regexp.MatchString(firstWeek, weeks[0]); !ok || monday.Day() != first.Day() && regexp.MustCompile(day(monday)).MatchString(weeks[0]) {
+			t.Errorf("%s: the first week is said as %q, want the days from %s to %s (%s)", zone, weeks[0], first.Format(time.DateOnly), sunday.Format(time.DateOnly), firstWeek)
+		}
+		if ok, _ := regexp.MatchString(`[ –]`+today.Format("2, 2006")+"$", weeks[len(weeks)-1]); !ok {
+			t.Errorf("%s: the last week is said as %q, want it to end today, %s", zone, weeks[len(weeks)-1], today.Format(time.DateOnly))
+		}
+		do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.Home))
+		waitText(ctx, t, "chart-tip", weeks[0]+": ")
+		do(ctx, t, chromedp.Blur(chromedp.ID("chart")))
 	}
 }
 

@@ -43,8 +43,12 @@ type orgSummary struct {
 
 // bucketCount is the number of matching events of one bucket.
 type bucketCount struct {
-	Day   string    `json:"day"`   // YYYY-MM-DD of Start, in the time zone
-	Start time.Time `json:"start"` // with the time zone's offset
+	Day string `json:"day"` // YYYY-MM-DD of Start, in the time zone
+	// Start and End (excluded) are the bucket's part of the range, with the
+	// time zone's offset: the first starts at Since, the last ends at
+	// Until, so a bucket the range cuts says what it counts.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 	Count int64     `json:"count"`
 }
 
@@ -112,7 +116,11 @@ func (s *server) summarize(c *gin.Context) {
 		Days: make([]bucketCount, len(starts)),
 	}
 	for i, start := range starts {
-		body.Days[i] = bucketCount{Day: start.Format(time.DateOnly), Start: start}
+		end := until.In(loc)
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		body.Days[i] = bucketCount{Day: start.Format(time.DateOnly), Start: start, End: end}
 	}
 	// Each count goes to the bucket starting at or before it: the same one
 	// unless PostgreSQL and Go read a time the zone skips or repeats apart.
@@ -165,7 +173,8 @@ func loadZone(name string) (*time.Location, error) {
 }
 
 // bucketStarts are the starts of the buckets of unit in loc covering
-// [since, until], oldest first, stopping past maxSummaryBuckets.
+// [since, until], oldest first, stopping past maxSummaryBuckets; the first
+// is since itself, not the start of the hour, day or week it falls in.
 func bucketStarts(since, until time.Time, unit string, loc *time.Location) []time.Time {
 	t := since.In(loc)
 	y, m, d := t.Date()
@@ -181,6 +190,9 @@ func bucketStarts(since, until time.Time, unit string, loc *time.Location) []tim
 	var starts []time.Time
 	for ; start.Before(until) && len(starts) <= maxSummaryBuckets; start = nextBucket(start, unit) {
 		starts = append(starts, start)
+	}
+	if len(starts) > 0 && starts[0].Before(since) {
+		starts[0] = since.In(loc)
 	}
 	return starts
 }

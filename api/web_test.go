@@ -156,7 +156,7 @@ func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
 	nyD := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, ny) // d's date, in New York
 	wantNY := map[string]int64{utc(nyD.AddDate(0, 0, -1)): 1, utc(nyD): 1}
 	if s.TimeZone != "America/New_York" || s.Total != 2 || len(s.Days) != 5 || !equalCounts(nonZero(s), wantNY) ||
-		s.Days[0].Start.Hour() != 0 || s.Days[0].Day != dayIn(d.AddDate(0, 0, -3), ny).Format(time.DateOnly) {
+		!s.Days[0].Start.Equal(d.AddDate(0, 0, -3)) || s.Days[1].Start.In(ny).Hour() != 0 || s.Days[0].Day != dayIn(d.AddDate(0, 0, -3), ny).Format(time.DateOnly) {
 		t.Errorf("New York days: %+v, want counts %v", s, wantNY)
 	}
 	s = b.summary(t, org, token, "since="+rfc(d)+"&until="+rfc(d.AddDate(0, 0, 1))+"&bucket=hour")
@@ -187,6 +187,60 @@ func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
 	resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?range=1y&bucket=hour", token)
 	if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || !strings.Contains(p.InvalidParams[0].Reason, "more than 1000 hours") {
 		t.Errorf("too many buckets: %s", body)
+	}
+}
+
+// TestSummaryBucketsCoverTheRange: the buckets cover the range exactly,
+// in UTC and in New York: the first starts where the range starts (not at
+// the Monday, midnight or hour before it), each ends where the next starts,
+// the last ends where the range ends, and only events in the range count.
+// So does the Activity page's "Last year", a year of weeks from a day that
+// is seldom a Monday.
+func TestSummaryBucketsCoverTheRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	for _, zone := range []string{"UTC", "America/New_York"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, m, d := time.Now().In(loc).AddDate(0, 0, -60).Date()
+		since := time.Date(y, m, d, 10, 30, 0, 0, loc)
+		for since.Weekday() != time.Wednesday {
+			since = since.AddDate(0, 0, 1)
+		}
+		until := since.AddDate(0, 0, 20).Add(5 * time.Hour)
+		for _, at := range []time.Time{since.Add(-time.Hour), since.Add(time.Minute), until.Add(-time.Minute), until.Add(time.Hour)} {
+			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: zone + "@example.com", OccurredAt: at})
+		}
+		for _, bucket := range []string{"hour", "day", "week"} {
+			s := b.summary(t, org, token, "actor="+url.QueryEscape(zone+"@example.com")+"&since="+url.QueryEscape(since.Format(time.RFC3339))+
+				"&until="+url.QueryEscape(until.Format(time.RFC3339))+"&bucket="+bucket+"&tz="+zone)
+			wantCover(t, zone+" "+bucket, s, since, until, loc)
+			if n := len(s.Days); s.Total != 2 || n == 0 || s.Days[0].Count != 1 || s.Days[n-1].Count != 1 {
+				t.Errorf("%s %s: total %d, first and last buckets %+v", zone, bucket, s.Total, s.Days)
+			}
+		}
+		y, m, d = time.Now().In(loc).AddDate(0, 0, -364).Date()
+		lastYear := time.Date(y, m, d, 0, 0, 0, 0, loc) // the page's since
+		s := b.summary(t, org, token, "since="+url.QueryEscape(lastYear.Format(time.RFC3339))+"&bucket=week&tz="+zone)
+		wantCover(t, zone+" last year", s, lastYear, s.Until, loc)
+	}
+}
+
+// wantCover checks that the summary's buckets cover [since, until) exactly,
+// each named by its first day in loc.
+func wantCover(t *testing.T, what string, s summary, since, until time.Time, loc *time.Location) {
+	t.Helper()
+	if len(s.Days) == 0 || !s.Days[0].Start.Equal(since) || !s.Days[len(s.Days)-1].End.Equal(until) {
+		t.Errorf("%s: buckets %+v do not cover [%s, %s)", what, s.Days, since, until)
+		return
+	}
+	for i, d := range s.Days {
+		if d.Day != d.Start.In(loc).Format(time.DateOnly) || !d.Start.Before(d.End) || i > 0 && !s.Days[i-1].End.Equal(d.Start) {
+			t.Errorf("%s: bucket %d is %+v after %+v", what, i, d, s.Days[max(i-1, 0)])
+		}
 	}
 }
 

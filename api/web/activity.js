@@ -593,11 +593,17 @@ function svg(tag, attrs, ...children) {
 let chartData = { days: [], bucket: "day" };
 let chartIndex = -1; // the bar the tooltip shows, -1 for none
 
-// bucketLabel names a bucket as the tooltip and the table say it.
-function bucketLabel(start, bucket) {
-  const d = new Date(start);
+// bucketLabel names a bucket as the tooltip and the table say it: its
+// hour, its day, or the days of the week it counts (from its start to its
+// end, which the range may cut: a week the range starts or ends in names
+// only its days in the range).
+function bucketLabel(b, bucket) {
+  const d = new Date(b.start);
   if (bucket === "hour") return `${fmt(d, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })} ${zoneLabel()}`;
-  if (bucket === "week") return `Week of ${fmt(d, { month: "short", day: "numeric", year: "numeric" })}`;
+  if (bucket === "week") {
+    return new Intl.DateTimeFormat(undefined, { timeZone: zone(), month: "short", day: "numeric", year: "numeric" })
+      .formatRange(d, new Date(new Date(b.end) - 1));
+  }
   return fmt(d, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
 }
 
@@ -647,7 +653,7 @@ function drawChart(days, bucket) {
   const table = $("chart-table");
   table.tBodies[0].textContent = "";
   table.caption.textContent = `Events per ${unit} (${zoneLabel()})`;
-  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d.start, bucket)), el("td", {}, String(d.count))));
+  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d, bucket)), el("td", {}, String(d.count))));
   const sum = days.reduce((n, d) => n + d.count, 0);
   box.setAttribute("aria-label", `Chart of ${sum.toLocaleString()} events over ${days.length} ${unit}s: focus it and use the arrow keys to read each ${unit}`);
 }
@@ -666,7 +672,7 @@ function pointChart(i) {
   const rect = $("chart").querySelector(`rect[data-i="${i}"]`);
   rect.classList.add("on");
   const d = days[i];
-  tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
+  tip.textContent = `${bucketLabel(d, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
   tip.hidden = false;
   // A screen reader hears the bar the keys moved to (not every bar the
   // mouse crosses).
