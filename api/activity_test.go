@@ -623,6 +623,19 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 	}
 }
 
+// TestActivityPageRefusesOtherWildcards: a ? in the search box, a
+// wildcard elsewhere, is an error that names the term and says * is the
+// wildcard, where the page said no events match.
+func TestActivityPageRefusesOtherWildcards(t *testing.T) {
+	t.Parallel()
+	_, ctx := ownerSignedIn(t)
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "action:cluster.?reated\r"))
+	waitText(ctx, t, "status", `"action:cluster.?reated": only * is a wildcard`)
+	if !eval[bool](ctx, t, `document.getElementById('empty').hidden && document.getElementById('status').classList.contains('error')`) {
+		t.Errorf("a refused ? shows %q", eval[string](ctx, t, `document.getElementById('results').innerText`))
+	}
+}
+
 // TestActivityPageAfterARefusedSearch: a search the API refuses shows its
 // error and nothing of the view before it (no chart, rows, count or
 // export), the term still there to mend; the next search shows its view.
