@@ -636,6 +636,26 @@ func TestActivityPageRefusesOtherWildcards(t *testing.T) {
 	}
 }
 
+// TestActivityPageCreatedIsNoPlanLimit: a created: term that starts the
+// range later than the preset does is no plan limit (the page said the
+// plan kept 30 days and nothing before the created: day was shown); a
+// range the plan does cut still says so, with the plan's first day.
+func TestActivityPageCreatedIsNoPlanLimit(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	yesterday := time.Now().UTC().AddDate(0, 0, -1)
+	created := url.QueryEscape("created:>=" + yesterday.Format(time.DateOnly))
+	do(ctx, t, chromedp.Navigate(b.page+"?q="+created))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "range-words", yesterday.Format("Jan 2"))
+	if !eval[bool](ctx, t, `document.getElementById('plan-limit').hidden`) {
+		t.Errorf("created: on the last 7 days says %q", text(ctx, t, "plan-limit"))
+	}
+	do(ctx, t, chromedp.Navigate(b.page+"?range=1y&q="+created))
+	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days of activity: nothing before "+time.Now().UTC().AddDate(0, 0, -30).Format("Jan 2"))
+}
+
 // TestActivityPageAfterARefusedSearch: a search the API refuses shows its
 // error and nothing of the view before it (no chart, rows, count or
 // export), the term still there to mend; the next search shows its view.

@@ -39,6 +39,9 @@ type orgSummary struct {
 	Name          string `json:"name"`
 	Plan          string `json:"plan"`
 	RetentionDays int    `json:"retention_days"`
+	// KeptSince is the retention floor: nothing older is shown, whatever
+	// range is asked for.
+	KeptSince time.Time `json:"kept_since"`
 }
 
 // bucketCount is the number of matching events of one bucket.
@@ -111,7 +114,8 @@ func (s *server) summarize(c *gin.Context) {
 		return
 	}
 	body := summary{
-		Org:   orgSummary{ID: q.OrgID, Name: scope.Name, Plan: scope.Plan, RetentionDays: scope.RetentionDays},
+		Org: orgSummary{ID: q.OrgID, Name: scope.Name, Plan: scope.Plan, RetentionDays: scope.RetentionDays,
+			KeptSince: scope.Floor.UTC()},
 		Since: q.Since.UTC(), Until: until.UTC(), TimeZone: zone, Bucket: bucket,
 		Days: make([]bucketCount, len(starts)),
 	}

@@ -16,8 +16,9 @@ import (
 	"github.com/auditlog/auditlog/internal/store"
 )
 
-// TestSummaryCountsPerDay: the summary names the org and its plan and
-// counts the matching events per UTC day, zeros included.
+// TestSummaryCountsPerDay: the summary names the org, its plan and how far
+// back it keeps, and counts the matching events per UTC day, zeros
+// included.
 func TestSummaryCountsPerDay(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -48,7 +49,8 @@ func TestSummaryCountsPerDay(t *testing.T) {
 	day := func(daysAgo int) string { return at(daysAgo).UTC().Format(time.DateOnly) }
 
 	s := get("range=7d")
-	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 {
+	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 ||
+		s.Org.KeptSince.Sub(now.AddDate(0, 0, -365)).Abs() > time.Minute {
 		t.Errorf("org %+v", s.Org)
 	}
 	first, last := utcDay(now.AddDate(0, 0, -7)).Format(time.DateOnly), utcDay(now).Format(time.DateOnly)

@@ -541,11 +541,14 @@ function showSummary(s, f, b) {
   const dates = since ? `${fmtDateTime(since)} – ${fmtDateTime(until)}` : `up to ${fmtDateTime(until)}`;
   $("range-words").textContent = `${label}: ${dates} ${zoneLabel()}`;
   $("total").textContent = s ? ` · ${s.total.toLocaleString()} event${s.total === 1 ? "" : "s"}` : "";
-  const clipped = s && b.since && new Date(s.since) - b.since > 60000;
+  // The plan cuts the range where it asks for more than the plan keeps (a
+  // created: term that starts it later is no cut of the plan's).
+  const keptSince = s && new Date(s.org.kept_since);
+  const clipped = s && b.since && keptSince - b.since > 60000;
   $("plan-limit").hidden = !clipped;
   if (clipped) {
     const plan = s.org.plan.charAt(0).toUpperCase() + s.org.plan.slice(1);
-    $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(since)} ${zoneLabel()} is shown.`;
+    $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(keptSince)} ${zoneLabel()} is shown.`;
   }
   showChips(f);
   $("chart-figure").hidden = !s; // no counts: no chart, rather than one of zeros
