@@ -515,7 +515,8 @@ func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
 // week, in UTC and in the browser's zone (New York) alike: its first bar
 // is the range's first days, from the day a year ago to that week's Sunday,
 // not the week from the Monday before the range; the table and the
-// tooltip name those days, and the last bar's days end today.
+// tooltip name those days, the last bar's days end today, and so does the
+// axis (it ended at the last week's Monday).
 func TestActivityPageYearChartSaysItsDays(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -555,6 +556,10 @@ func TestActivityPageYearChartSaysItsDays(t *testing.T) {
 		}
 		if ok, _ := regexp.MatchString(`[ –]`+today.Format("2, 2006")+"$", weeks[len(weeks)-1]); !ok {
 			t.Errorf("%s: the last week is said as %q, want it to end today, %s", zone, weeks[len(weeks)-1], today.Format(time.DateOnly))
+		}
+		// The axis's ends are the range's first day and today.
+		if ends := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart svg text.tick')].slice(-2).map(e => e.textContent)`); !slices.Equal(ends, []string{first.Format("Jan 2"), today.Format("Jan 2")}) {
+			t.Errorf("%s: the axis runs from %q, want from %s to %s", zone, ends, first.Format("Jan 2"), today.Format("Jan 2"))
 		}
 		do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.Home))
 		waitText(ctx, t, "chart-tip", weeks[0]+": ")

@@ -645,11 +645,14 @@ function drawChart(days, bucket) {
       class: "bar", "data-i": i }));
   });
   if (days.length) {
-    const label = (i, anchor) => svg("text", { x: anchor === "end" ? width - right : left + i * step, y: height - 6,
-      "text-anchor": anchor, class: "tick" }, fmt(new Date(days[i].start), bucket === "hour"
+    // The axis starts at the first bar's start and ends at the last bar's
+    // hour, or its last day: today, not the Monday of this week.
+    const label = (at, anchor) => svg("text", { x: anchor === "end" ? width - right : left, y: height - 6,
+      "text-anchor": anchor, class: "tick" }, fmt(at, bucket === "hour"
       ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric" }));
-    chart.append(label(0, "start"));
-    if (days.length > 1) chart.append(label(days.length - 1, "end"));
+    const last = days[days.length - 1];
+    chart.append(label(new Date(days[0].start), "start"));
+    if (days.length > 1) chart.append(label(bucket === "hour" ? new Date(last.start) : new Date(new Date(last.end) - 1), "end"));
   }
   box.append(chart);
 
