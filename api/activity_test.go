@@ -613,7 +613,8 @@ func TestActivityPageLoadsMoreOfTheSameRange(t *testing.T) {
 
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
-// catalog's actions), which are what the reader needs to mend it.
+// catalog's actions), which are what the reader needs to mend it; they say
+// that created: takes UTC days.
 func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 	t.Parallel()
 	b := setupActivity(t)
@@ -625,6 +626,11 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if err != nil {
 		t.Errorf("no hints after a refused search: %d options", eval[int](ctx, t, `document.querySelectorAll('#action-list option').length`))
+	}
+	// created: reads a date as a UTC day, whatever zone the page shows
+	// times in: its hints say so.
+	if hint, below := eval[string](ctx, t, `document.querySelector('#action-list option[value="created:>="]').textContent`), text(ctx, t, "search-hint"); !strings.Contains(hint, "UTC day") || !strings.Contains(below, "UTC day") {
+		t.Errorf("created: hinted as %q, and below the box as %q", hint, below)
 	}
 }
 

@@ -848,7 +848,7 @@ function loadCatalog() {
   catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
     for (const [hint, what] of [["action:", "actions matching, e.g. action:pat.*"], ["-action:", "leave actions out"],
-      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a date, e.g. created:>=2026-11-01"]]) {
+      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a UTC day on, e.g. created:>=2026-11-01"]]) {
       list.append(el("option", { value: hint }, what));
     }
     for (const a of body.actions) {
