@@ -100,12 +100,15 @@ func (b *testBundle) wantSearchRefused(t *testing.T, org, token string, refused 
 	}
 }
 
-// hourly records an event of ann@example.com for each pair of a name and an
-// action, the first an hour ago, each next an hour before, and returns their
-// ids by name and the names, newest first.
-func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string) (map[string]string, []string) {
+// hourly makes a team org with its owner's token, records an event of
+// ann@example.com in it for each pair of a name and an action, the first an
+// hour ago, each next an hour before, and returns the org, the token, the
+// events' ids by name and the names, newest first.
+func hourly(t *testing.T, namesAndActions ...string) (b *testBundle, org, token string, ids map[string]string, newest []string) {
 	t.Helper()
-	ids, newest := map[string]string{}, []string{}
+	b = setup(t, Config{RateLimit: math.Inf(1)})
+	org, token = b.owner(t, "team")
+	ids, newest = map[string]string{}, []string{}
 	for i := 0; i < len(namesAndActions); i += 2 {
 		name := namesAndActions[i]
 		ids[name] = fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: namesAndActions[i+1], ActorEmail: "ann@example.com",
@@ -113,7 +116,7 @@ func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string)
 			OccurredAt: time.Now().Add(-time.Duration(i+1) * time.Hour)})
 		newest = append(newest, name)
 	}
-	return ids, newest
+	return b, org, token, ids, newest
 }
 
 // TestSearchIgnoresCase: q's globs, names and words ignore case as the
@@ -123,9 +126,7 @@ func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string)
 // case.
 func TestSearchIgnoresCase(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b, org, token, ids, newest := hourly(t, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
 	b.wantSearches(t, org, token, ids, newest, map[string][]string{
 		"action:PAT.*":              {"minted"},
 		"-action:AUTH.*":            {"rotated", "minted"},
@@ -168,9 +169,7 @@ func TestSearchIgnoresCase(t *testing.T) {
 // quote left open, or one inside a word, is a 400 that names the term.
 func TestSearchPhrases(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "revoked", "pat.revoked", "minted", "pat.created", "invited", "org_invitation.created")
+	b, org, token, ids, newest := hourly(t, "revoked", "pat.revoked", "minted", "pat.created", "invited", "org_invitation.created")
 	b.wantSearches(t, org, token, ids, newest, map[string][]string{
 		`"token revoked"`:                     {"revoked"}, // pat.revoked's description: Token revoked
 		`"TOKEN   MINTED"`:                    {"minted"},
@@ -224,9 +223,7 @@ func TestSearchCreatedBetweenMicroseconds(t *testing.T) {
 // case (Action:, ACTOR:, -TARGET:, Created:), as its values are.
 func TestSearchQualifierNamesIgnoreCase(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b, org, token, ids, newest := hourly(t, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
 	b.wantSearches(t, org, token, ids, newest, map[string][]string{
 		"Action:pat.created":                   {"minted"},
 		"ACTION:PAT.*":                         {"minted"},
@@ -248,9 +245,7 @@ func TestSearchQualifierNamesIgnoreCase(t *testing.T) {
 // a phrase they are text.
 func TestSearchRefusesOtherWildcards(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "minted", "pat.created", "signin", "auth.signin")
+	b, org, token, ids, newest := hourly(t, "minted", "pat.created", "signin", "auth.signin")
 	refused := map[string]string{}
 	for _, term := range []string{"action:pat.?reated", "pat.?", "-action:auth.*?", "action:pat.[cr]*", `action:pat\.*`, "action:pat]"} {
 		refused["/audit?q="+url.QueryEscape("actor:ann@example.com "+term)] = named(term) + ": only * is a wildcard"
