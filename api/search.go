@@ -75,6 +75,7 @@ func parseSearch(q string) (search, error) {
 				s.actions = append(s.actions, t)
 			}
 		case "target":
+			value = lower(value)
 			if !slices.Contains(targetTypes, value) {
 				return s, fmt.Errorf("%s: the target types are %s", named(token), strings.Join(targetTypes, ", "))
 			}

@@ -119,8 +119,8 @@ func hourly(t *testing.T, namesAndActions ...string) (b *testBundle, org, token 
 	return b, org, token, ids, newest
 }
 
-// TestSearchIgnoresCase: q's globs, names and words ignore case as the
-// actor filter does, beyond ASCII too (the Kelvin sign K lowers to k in
+// TestSearchIgnoresCase: q's globs, names, words and target types ignore
+// case as the actor filter does, beyond ASCII too (the Kelvin sign K lowers to k in
 // PostgreSQL's ICU lower() and in the search alike), and a glob in capitals
 // asks the database for the same actions, so the same index, as in lower
 // case.
@@ -134,6 +134,8 @@ func TestSearchIgnoresCase(t *testing.T) {
 		"action:*.TO\u212aEN_*":     {"rotated"},
 		"TO\u212aEN":                {"rotated"},
 		"actor:ANN@EXAMPLE.COM PAT": {"minted"},
+		"target:PAT":                {"minted"},
+		"-target:Cluster":           {"minted", "signin"},
 	})
 
 	var sqlLower []string
