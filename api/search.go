@@ -160,7 +160,7 @@ func parseWhen(v string) (start, end time.Time, err error) {
 	if d, err := time.Parse(time.DateOnly, v); err == nil {
 		return d, d.AddDate(0, 0, 1), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(v)) // RFC 3339 allows t and z
 	if err != nil {
 		return t, t, err
 	}

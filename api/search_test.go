@@ -278,3 +278,16 @@ func TestSearchErrorsSayWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchCreatedTimesIgnoreCase: created: reads an RFC 3339 time with
+// a lower-case t and z, which RFC 3339 allows, as the same time.
+func TestSearchCreatedTimesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"created:>=2026-11-01t10:00:00z", "created:2026-11-01T10:00:00.5z..2026-11-02", "Created:<2026-11-01t10:00:00+01:00"} {
+		got, err1 := parseSearch(q)
+		want, err2 := parseSearch(strings.ToUpper(q))
+		if err1 != nil || err2 != nil || !got.since.Equal(want.since) || !got.until.Equal(want.until) {
+			t.Errorf("%s: [%v, %v) %v, want [%v, %v) %v", q, got.since, got.until, err1, want.since, want.until, err2)
+		}
+	}
+}
