@@ -157,15 +157,25 @@ func parseListParams(q url.Values) (listParams, error) {
 	if p.rangeName != "" && (q.Has("since") || q.Has("until")) {
 		badf("range", "give either range or since/until, not both")
 	}
-	// created: narrows whatever range the parameters give.
-	if p.search.since.After(p.since) {
-		p.since = p.search.since
-	}
-	if u := p.search.until; !u.IsZero() && (p.until.IsZero() || u.Before(p.until)) {
-		p.until = u
-	}
 	if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
 		badf("since", "must be before until")
+	} else {
+		// created: narrows whatever range the parameters give; when it
+		// leaves none, the fault is q's.
+		ranged := !p.since.IsZero() || !p.until.IsZero()
+		if p.search.since.After(p.since) {
+			p.since = p.search.since
+		}
+		if u := p.search.until; !u.IsZero() && (p.until.IsZero() || u.Before(p.until)) {
+			p.until = u
+		}
+		if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
+			fits := "no time fits all of them"
+			if ranged {
+				fits = "no time from since to until fits it"
+			}
+			badf("q", "%s: %s; nothing could match", strings.Join(p.search.created, " and "), fits)
+		}
 	}
 	// Nothing happened before the epoch: earlier times are the epoch (the
 	// retention floor is later anyway), which PostgreSQL can always read.

@@ -28,6 +28,7 @@ type search struct {
 	actor      string
 	since      time.Time // zero: none
 	until      time.Time // zero: none
+	created    []string  // the created: terms, named as errors name them
 }
 
 // Bounds of q.
@@ -93,9 +94,10 @@ func parseSearch(q string) (search, error) {
 			if negated {
 				return s, fmt.Errorf("%s: created: cannot be negated", named(token))
 			}
-			if err := s.created(value); err != nil {
+			if err := s.narrowCreated(value); err != nil {
 				return s, fmt.Errorf("%s: %w", named(token), err)
 			}
+			s.created = append(s.created, named(token))
 		default:
 			return s, fmt.Errorf("%s: unknown qualifier; the qualifiers are %s", named(token), strings.Join(searchKeys, ":, ")+":")
 		}
@@ -103,10 +105,10 @@ func parseSearch(q string) (search, error) {
 	return s, nil
 }
 
-// created narrows the range by a created: value: >=, >, <=, < or = a date
+// narrowCreated narrows the range by a created: value: >=, >, <=, < or = a date
 // (YYYY-MM-DD, a UTC day) or an RFC 3339 time, or DATE..DATE (both days
 // included).
-func (s *search) created(v string) error {
+func (s *search) narrowCreated(v string) error {
 	const want = "want >=, >, <=, < or nothing, then a date (2026-11-01, a UTC day) or an RFC 3339 time, or DATE..DATE"
 	if from, to, ok := strings.Cut(v, ".."); ok {
 		lo, _, err1 := parseWhen(from)

@@ -262,6 +262,30 @@ func TestSearchRefusesOtherWildcards(t *testing.T) {
 	})
 }
 
+// TestSearchCreatedOutsideTheRange: a created: term that leaves no time of
+// the since/until range asked for (as the Activity page asks) is a 400 that
+// names the term, not since, which the reader of the page never typed; since
+// after until is still since's fault.
+func TestSearchCreatedOutsideTheRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	week := "since=" + url.QueryEscape(time.Now().UTC().AddDate(0, 0, -7).Format(time.RFC3339))
+	for path, want := range map[string][2]string{
+		"/audit?" + week + "&q=" + url.QueryEscape("created:<2020-01-01"):                                         {"q", `"created:<2020-01-01": no time from since to until fits it`},
+		"/audit/summary?" + week + "&q=" + url.QueryEscape("pat created:2020-01-01..2020-02-01"):                  {"q", `"created:2020-01-01..2020-02-01": no time from since to until fits it`},
+		"/audit?q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                                 {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits all of them`},
+		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z":                                            {"since", "must be before until"},
+		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z&q=" + url.QueryEscape("created:2026-11-03"): {"since", "must be before until"},
+	} {
+		resp, body := b.get(t, "/api/orgs/"+org+path, token)
+		p := wantProblem(t, resp, body, http.StatusBadRequest)
+		if len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != want[0] || !strings.Contains(p.InvalidParams[0].Reason, want[1]) {
+			t.Errorf("%s: %s, want %s named with %s", path, body, want[0], want[1])
+		}
+	}
+}
+
 // TestSearchErrorsSayWhatIsMissing: a term that is only a - says that
 // nothing follows it, not that nothing follows a colon it does not have.
 func TestSearchErrorsSayWhatIsMissing(t *testing.T) {
