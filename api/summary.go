@@ -187,13 +187,18 @@ func bucketStarts(since, until time.Time, unit string, loc *time.Location) []tim
 	case "hour":
 		start = time.Date(y, m, d, t.Hour(), 0, 0, 0, loc)
 	case "week": // ISO weeks start on Monday, as PostgreSQL's date_trunc
-		start = time.Date(y, m, d-(int(t.Weekday())+6)%7, 0, 0, 0, 0, loc)
+		start = midnight(y, m, d-(int(t.Weekday())+6)%7, loc)
 	default:
-		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
+		start = midnight(y, m, d, loc)
 	}
 	var starts []time.Time
 	for ; start.Before(until) && len(starts) <= maxSummaryBuckets; start = nextBucket(start, unit) {
 		starts = append(starts, start)
+	}
+	// The first bucket is the last to start at or before since: in an hour
+	// the clock repeats, since's hour may be the second of the two.
+	for len(starts) > 1 && !starts[1].After(since) {
+		starts = starts[1:]
 	}
 	if len(starts) > 0 && starts[0].Before(since) {
 		starts[0] = since.In(loc)
@@ -208,8 +213,21 @@ func nextBucket(t time.Time, unit string) time.Time {
 	case "hour":
 		return t.Add(time.Hour)
 	case "week":
-		return time.Date(y, m, d+7, 0, 0, 0, 0, t.Location())
+		return midnight(y, m, d+7, t.Location())
 	default:
-		return time.Date(y, m, d+1, 0, 0, 0, 0, t.Location())
+		return midnight(y, m, d+1, t.Location())
 	}
+}
+
+// midnight is the first instant of day y-m-d (normalized as time.Date
+// does) in loc: its midnight or, where the clock skips midnight (Santiago's
+// goes from 23:59:59 to 01:00), the end of the skip, as PostgreSQL's
+// date_trunc reads it. time.Date reads a skipped midnight in the offset
+// after the skip, which is the evening before.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if _, _, day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Date(); t.Day() != day {
+		_, t = t.ZoneBounds()
+	}
+	return t
 }

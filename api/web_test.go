@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -229,6 +230,87 @@ func TestSummaryBucketsCoverTheRange(t *testing.T) {
 		s := b.summary(t, org, token, "since="+url.QueryEscape(lastYear.Format(time.RFC3339))+"&bucket=week&tz="+zone)
 		wantCover(t, zone+" last year", s, lastYear, s.Until, loc)
 	}
+}
+
+// TestSummaryBucketsAcrossClockChanges: the buckets cover the range
+// exactly, one per hour or day of the zone's clock, where the clock goes
+// back (New York's 01:00 hour comes twice, a range may start in either)
+// and where it skips midnight (Santiago's day starts at 01:00), and each
+// counts the events between its start and its end.
+func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	santiago, err := time.LoadLocation("America/Santiago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, forward := lastClockChange(t, ny, false), lastClockChange(t, santiago, true)
+	for i, c := range []struct {
+		zone, bucket string
+		loc          *time.Location
+		since, until time.Time
+	}{
+		{"America/New_York", "hour", ny, back.Add(-30 * time.Minute), back.Add(150 * time.Minute)}, // from the first 01:30
+		{"America/New_York", "hour", ny, back.Add(30 * time.Minute), back.Add(210 * time.Minute)},  // from the second 01:30
+		{"America/Santiago", "day", santiago, forward.Add(-50 * time.Hour), forward.Add(46 * time.Hour)},
+		{"America/Santiago", "week", santiago, forward.AddDate(0, 0, -10), forward.AddDate(0, 0, 10)},
+	} {
+		actor := fmt.Sprintf("clock%d@example.com", i)
+		change := back
+		if c.loc == santiago {
+			change = forward
+		}
+		events := []time.Time{c.since.Add(time.Minute), change.Add(-time.Minute), change.Add(time.Minute), c.until.Add(-time.Minute)}
+		for _, at := range events {
+			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: actor, OccurredAt: at})
+		}
+		what := c.zone + " " + c.bucket + " from " + c.since.In(c.loc).Format(time.RFC3339)
+		s := b.summary(t, org, token, "actor="+url.QueryEscape(actor)+"&since="+url.QueryEscape(c.since.Format(time.RFC3339))+
+			"&until="+url.QueryEscape(c.until.Format(time.RFC3339))+"&bucket="+c.bucket+"&tz="+c.zone)
+		wantCover(t, what, s, c.since, c.until, c.loc)
+		for j, d := range s.Days {
+			want := int64(0)
+			for _, at := range events {
+				if !at.Before(d.Start) && at.Before(d.End) {
+					want++
+				}
+			}
+			if d.Count != want {
+				t.Errorf("%s: bucket %d %+v counts %d, want %d of %v", what, j, d, d.Count, want, events)
+			}
+		}
+		inRange := int64(0)
+		for _, at := range events {
+			if !at.Before(c.since) && at.Before(c.until) {
+				inRange++
+			}
+		}
+		if s.Total != inRange {
+			t.Errorf("%s: total %d, want %d", what, s.Total, inRange)
+		}
+	}
+}
+
+// lastClockChange is the last time in the 300 days before now that loc's
+// clock went forward (or back).
+func lastClockChange(t *testing.T, loc *time.Location, forward bool) time.Time {
+	t.Helper()
+	for at := time.Now().In(loc); at.After(time.Now().AddDate(0, 0, -300)); {
+		start, _ := at.ZoneBounds()
+		_, after := start.Zone()
+		_, before := start.Add(-time.Second).Zone()
+		if after > before == forward && after != before {
+			return start
+		}
+		at = start.Add(-time.Second)
+	}
+	t.Fatalf("%s: no clock change in 300 days", loc)
+	return time.Time{}
 }
 
 // wantCover checks that the summary's buckets cover [since, until) exactly,
