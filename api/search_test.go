@@ -264,8 +264,9 @@ func TestSearchRefusesOtherWildcards(t *testing.T) {
 
 // TestSearchCreatedOutsideTheRange: a created: term that leaves no time of
 // the since/until range asked for (as the Activity page asks) is a 400 that
-// names the term, not since, which the reader of the page never typed; since
-// after until is still since's fault.
+// names the term, not since, which the reader of the page never typed;
+// created: terms that leave no time of each other say so whatever the
+// range; since after until is still since's fault.
 func TestSearchCreatedOutsideTheRange(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{RateLimit: math.Inf(1)})
@@ -274,7 +275,10 @@ func TestSearchCreatedOutsideTheRange(t *testing.T) {
 	for path, want := range map[string][2]string{
 		"/audit?" + week + "&q=" + url.QueryEscape("created:<2020-01-01"):                                         {"q", `"created:<2020-01-01": no time from since to until fits it`},
 		"/audit/summary?" + week + "&q=" + url.QueryEscape("pat created:2020-01-01..2020-02-01"):                  {"q", `"created:2020-01-01..2020-02-01": no time from since to until fits it`},
-		"/audit?q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                                 {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits all of them`},
+		"/audit?q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                                 {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                    {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2020-01-01 created:<2020-02-01"):                    {"q", `"created:>=2020-01-01" and "created:<2020-02-01": no time from since to until fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:2026-11-05..2026-11-01"):                              {"q", `"created:2026-11-05..2026-11-01": no time fits it`},
 		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z":                                            {"since", "must be before until"},
 		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z&q=" + url.QueryEscape("created:2026-11-03"): {"since", "must be before until"},
 	} {
