@@ -177,9 +177,12 @@ func loadZone(name string) (*time.Location, error) {
 }
 
 // bucketStarts are the starts of the buckets of unit in loc covering
-// [since, until], oldest first, stopping past maxSummaryBuckets; the first
+// [since, until), oldest first, stopping past maxSummaryBuckets; the first
 // is since itself, not the start of the hour, day or week it falls in.
 func bucketStarts(since, until time.Time, unit string, loc *time.Location) []time.Time {
+	if !since.Before(until) {
+		return nil
+	}
 	t := since.In(loc)
 	y, m, d := t.Date()
 	var start time.Time
@@ -191,17 +194,14 @@ func bucketStarts(since, until time.Time, unit string, loc *time.Location) []tim
 	default:
 		start = midnight(y, m, d, loc)
 	}
-	var starts []time.Time
+	// The first bucket starts at since, the next where the clock next
+	// starts an hour, day or week: not at since's in an hour the clock
+	// repeats, whose two starts time.Date may read either way.
+	starts := []time.Time{t}
 	for ; start.Before(until) && len(starts) <= maxSummaryBuckets; start = nextBucket(start, unit) {
-		starts = append(starts, start)
-	}
-	// The first bucket is the last to start at or before since: in an hour
-	// the clock repeats, since's hour may be the second of the two.
-	for len(starts) > 1 && !starts[1].After(since) {
-		starts = starts[1:]
-	}
-	if len(starts) > 0 && starts[0].Before(since) {
-		starts[0] = since.In(loc)
+		if start.After(since) {
+			starts = append(starts, start)
+		}
 	}
 	return starts
 }

@@ -234,9 +234,10 @@ func TestSummaryBucketsCoverTheRange(t *testing.T) {
 
 // TestSummaryBucketsAcrossClockChanges: the buckets cover the range
 // exactly, one per hour or day of the zone's clock, where the clock goes
-// back (New York's 01:00 hour comes twice, a range may start in either)
-// and where it skips midnight (Santiago's day starts at 01:00), and each
-// counts the events between its start and its end.
+// back (New York's 01:00 hour and Berlin's 02:00 come twice, a range may
+// start in either, and Go reads the hour's start as the first in New York,
+// the second in Berlin) and where it skips midnight (Santiago's day starts
+// at 01:00), and each counts the events between its start and its end.
 func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -249,22 +250,24 @@ func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, forward := lastClockChange(t, ny, false), lastClockChange(t, santiago, true)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, forward, berlinBack := lastClockChange(t, ny, false), lastClockChange(t, santiago, true), lastClockChange(t, berlin, false)
 	for i, c := range []struct {
 		zone, bucket string
 		loc          *time.Location
 		since, until time.Time
 	}{
-		{"America/New_York", "hour", ny, back.Add(-30 * time.Minute), back.Add(150 * time.Minute)}, // from the first 01:30
-		{"America/New_York", "hour", ny, back.Add(30 * time.Minute), back.Add(210 * time.Minute)},  // from the second 01:30
+		{"America/New_York", "hour", ny, back.Add(-30 * time.Minute), back.Add(150 * time.Minute)},              // from the first 01:30
+		{"America/New_York", "hour", ny, back.Add(30 * time.Minute), back.Add(210 * time.Minute)},               // from the second 01:30
+		{"Europe/Berlin", "hour", berlin, berlinBack.Add(-30 * time.Minute), berlinBack.Add(150 * time.Minute)}, // from the first 02:30
 		{"America/Santiago", "day", santiago, forward.Add(-50 * time.Hour), forward.Add(46 * time.Hour)},
 		{"America/Santiago", "week", santiago, forward.AddDate(0, 0, -10), forward.AddDate(0, 0, 10)},
 	} {
 		actor := fmt.Sprintf("clock%d@example.com", i)
-		change := back
-		if c.loc == santiago {
-			change = forward
-		}
+		change := map[*time.Location]time.Time{ny: back, santiago: forward, berlin: berlinBack}[c.loc]
 		events := []time.Time{c.since.Add(time.Minute), change.Add(-time.Minute), change.Add(time.Minute), c.until.Add(-time.Minute)}
 		for _, at := range events {
 			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: actor, OccurredAt: at})
