@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -31,7 +32,7 @@ type search struct {
 	created    []string  // the created: terms, named as errors name them
 }
 
-// Bounds of q.
+// Bounds of q: characters, as OpenAPI's maxLength counts, and terms.
 const (
 	maxSearchLen    = 500
 	maxSearchTokens = 20
@@ -49,7 +50,7 @@ const notWildcards = `?[]\`
 // parseSearch parses q; an error names the token at fault.
 func parseSearch(q string) (search, error) {
 	var s search
-	if len(q) > maxSearchLen {
+	if utf8.RuneCountInString(q) > maxSearchLen {
 		return s, fmt.Errorf("longer than %d characters", maxSearchLen)
 	}
 	tokens, err := searchTokens(q)

@@ -319,3 +319,17 @@ func TestSearchCreatedTimesIgnoreCase(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchLengthInCharacters: q's bound is 500 characters, as the docs
+// and the OpenAPI document's maxLength say, not 500 bytes: a phrase in
+// accented letters of 400 characters (800 bytes) is read, one of 501
+// characters is refused.
+func TestSearchLengthInCharacters(t *testing.T) {
+	t.Parallel()
+	if _, err := parseSearch(`"` + strings.Repeat("é", 398) + `"`); err != nil {
+		t.Errorf("400 characters: %v", err)
+	}
+	if _, err := parseSearch(strings.Repeat("é", 501)); err == nil || !strings.Contains(err.Error(), "longer than 500 characters") {
+		t.Errorf("501 characters: %v", err)
+	}
+}
