@@ -237,7 +237,8 @@ func TestSummaryBucketsCoverTheRange(t *testing.T) {
 // back (New York's 01:00 hour and Berlin's 02:00 come twice, a range may
 // start in either, and Go reads the hour's start as the first in New York,
 // the second in Berlin) and where it skips midnight (Santiago's day starts
-// at 01:00), and each counts the events between its start and its end.
+// at 01:00), and each counts the events between its start and its end;
+// New York's day of 25 hours is one bucket.
 func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -263,6 +264,7 @@ func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 		{"America/New_York", "hour", ny, back.Add(-30 * time.Minute), back.Add(150 * time.Minute)},              // from the first 01:30
 		{"America/New_York", "hour", ny, back.Add(30 * time.Minute), back.Add(210 * time.Minute)},               // from the second 01:30
 		{"Europe/Berlin", "hour", berlin, berlinBack.Add(-30 * time.Minute), berlinBack.Add(150 * time.Minute)}, // from the first 02:30
+		{"America/New_York", "day", ny, back.Add(-50 * time.Hour), back.Add(46 * time.Hour)},                    // a day of 25 hours
 		{"America/Santiago", "day", santiago, forward.Add(-50 * time.Hour), forward.Add(46 * time.Hour)},
 		{"America/Santiago", "week", santiago, forward.AddDate(0, 0, -10), forward.AddDate(0, 0, 10)},
 	} {
