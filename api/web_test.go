@@ -234,50 +234,51 @@ func TestSummaryBucketsCoverTheRange(t *testing.T) {
 
 // TestSummaryBucketsAcrossClockChanges: the buckets cover the range
 // exactly, one per hour or day of the zone's clock, where the clock goes
-// back (New York's 01:00 hour and Berlin's 02:00 come twice, a range may
-// start in either, and Go reads the hour's start as the first in New York,
-// the second in Berlin) and where it skips midnight (Santiago's day starts
-// at 01:00), and each counts the events between its start and its end;
-// New York's day of 25 hours is one bucket.
+// back (an hour comes twice, a range may start in either, and Go reads the
+// hour's start as the first west of Greenwich, New York's, the second east
+// of it, Berlin's) and where it skips midnight (Santiago's day starts at
+// 01:00), and each counts the events between its start and its end; a day
+// of 25 hours is one bucket. Each zone's clock change is the latest of two
+// of a hemisphere each, so one is always within the year.
 func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
 	org, token := b.owner(t, "enterprise")
-	ny, err := time.LoadLocation("America/New_York")
-	if err != nil {
-		t.Fatal(err)
-	}
-	santiago, err := time.LoadLocation("America/Santiago")
-	if err != nil {
-		t.Fatal(err)
-	}
-	berlin, err := time.LoadLocation("Europe/Berlin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, forward, berlinBack := lastClockChange(t, ny, false), lastClockChange(t, santiago, true), lastClockChange(t, berlin, false)
+	west := lastClockChange(t, false, "America/New_York", "America/Santiago")
+	east := lastClockChange(t, false, "Europe/Berlin", "Australia/Sydney")
+	skip := lastClockChange(t, true, "America/Santiago", "America/Havana")
 	for i, c := range []struct {
-		zone, bucket string
-		loc          *time.Location
-		since, until time.Time
+		bucket       string
+		change       time.Time
+		since, until time.Duration // from the change
 	}{
-		{"America/New_York", "hour", ny, back.Add(-30 * time.Minute), back.Add(150 * time.Minute)},              // from the first 01:30
-		{"America/New_York", "hour", ny, back.Add(30 * time.Minute), back.Add(210 * time.Minute)},               // from the second 01:30
-		{"Europe/Berlin", "hour", berlin, berlinBack.Add(-30 * time.Minute), berlinBack.Add(150 * time.Minute)}, // from the first 02:30
-		{"America/New_York", "day", ny, back.Add(-50 * time.Hour), back.Add(46 * time.Hour)},                    // a day of 25 hours
-		{"America/Santiago", "day", santiago, forward.Add(-50 * time.Hour), forward.Add(46 * time.Hour)},
-		{"America/Santiago", "week", santiago, forward.AddDate(0, 0, -10), forward.AddDate(0, 0, 10)},
+		{"hour", west, -30 * time.Minute, 150 * time.Minute}, // from the first of the hour's two halves past
+		{"hour", west, 30 * time.Minute, 210 * time.Minute},  // from the second
+		{"hour", east, -30 * time.Minute, 150 * time.Minute},
+		{"day", west, -50 * time.Hour, 46 * time.Hour}, // a day of 25 hours
+		{"day", skip, -50 * time.Hour, 46 * time.Hour},
+		{"week", skip, -10 * 24 * time.Hour, 10 * 24 * time.Hour},
 	} {
+		loc := c.change.Location()
+		since, until := c.change.Add(c.since), c.change.Add(c.until)
 		actor := fmt.Sprintf("clock%d@example.com", i)
-		change := map[*time.Location]time.Time{ny: back, santiago: forward, berlin: berlinBack}[c.loc]
-		events := []time.Time{c.since.Add(time.Minute), change.Add(-time.Minute), change.Add(time.Minute), c.until.Add(-time.Minute)}
+		events := []time.Time{since.Add(time.Minute), c.change.Add(-time.Minute), c.change.Add(time.Minute), until.Add(-time.Minute)}
 		for _, at := range events {
 			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: actor, OccurredAt: at})
 		}
-		what := c.zone + " " + c.bucket + " from " + c.since.In(c.loc).Format(time.RFC3339)
-		s := b.summary(t, org, token, "actor="+url.QueryEscape(actor)+"&since="+url.QueryEscape(c.since.Format(time.RFC3339))+
-			"&until="+url.QueryEscape(c.until.Format(time.RFC3339))+"&bucket="+c.bucket+"&tz="+c.zone)
-		wantCover(t, what, s, c.since, c.until, c.loc)
+		what := loc.String() + " " + c.bucket + " from " + since.Format(time.RFC3339)
+		s := b.summary(t, org, token, "actor="+url.QueryEscape(actor)+"&since="+url.QueryEscape(since.Format(time.RFC3339))+
+			"&until="+url.QueryEscape(until.Format(time.RFC3339))+"&bucket="+c.bucket+"&tz="+loc.String())
+		wantCover(t, what, s, since, until, loc)
+		inRange := int64(0)
+		for _, at := range events {
+			if !at.Before(since) && at.Before(until) {
+				inRange++
+			}
+		}
+		if s.Total != inRange {
+			t.Errorf("%s: total %d, want %d", what, s.Total, inRange)
+		}
 		for j, d := range s.Days {
 			want := int64(0)
 			for _, at := range events {
@@ -289,33 +290,36 @@ func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 				t.Errorf("%s: bucket %d %+v counts %d, want %d of %v", what, j, d, d.Count, want, events)
 			}
 		}
-		inRange := int64(0)
-		for _, at := range events {
-			if !at.Before(c.since) && at.Before(c.until) {
-				inRange++
-			}
-		}
-		if s.Total != inRange {
-			t.Errorf("%s: total %d, want %d", what, s.Total, inRange)
-		}
 	}
 }
 
-// lastClockChange is the last time in the 300 days before now that loc's
-// clock went forward (or back).
-func lastClockChange(t *testing.T, loc *time.Location, forward bool) time.Time {
+// lastClockChange is the latest time, in the 300 days before now, that the
+// clock of one of zones went forward (or back), in that zone.
+func lastClockChange(t *testing.T, forward bool, zones ...string) time.Time {
 	t.Helper()
-	for at := time.Now().In(loc); at.After(time.Now().AddDate(0, 0, -300)); {
-		start, _ := at.ZoneBounds()
-		_, after := start.Zone()
-		_, before := start.Add(-time.Second).Zone()
-		if after > before == forward && after != before {
-			return start
+	var last time.Time
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
 		}
-		at = start.Add(-time.Second)
+		for at := time.Now().In(loc); at.After(time.Now().AddDate(0, 0, -300)); {
+			start, _ := at.ZoneBounds()
+			_, after := start.Zone()
+			_, before := start.Add(-time.Second).Zone()
+			if after != before && after > before == forward {
+				if start.After(last) {
+					last = start
+				}
+				break
+			}
+			at = start.Add(-time.Second)
+		}
 	}
-	t.Fatalf("%s: no clock change in 300 days", loc)
-	return time.Time{}
+	if last.IsZero() {
+		t.Fatalf("%v: no clock change in 300 days", zones)
+	}
+	return last
 }
 
 // wantCover checks that the summary's buckets cover [since, until) exactly,
