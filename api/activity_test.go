@@ -515,8 +515,10 @@ func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
 // week, in UTC and in the browser's zone (New York) alike: its first bar
 // is the range's first days, from the day a year ago to that week's Sunday,
 // not the week from the Monday before the range; the table and the
-// tooltip name those days, the last bar's days end today, and so does the
-// axis (it ended at the last week's Monday).
+// tooltip name those days (the first starts on it, not on the Monday
+// before), the last bar's days end today, and so does the axis (it ended
+// at the last week's Monday); a week cut to one day is said as that day,
+// as the first is on a Sunday.
 func TestActivityPageYearChartSaysItsDays(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -542,20 +544,24 @@ func TestActivityPageYearChartSaysItsDays(t *testing.T) {
 		}
 		today := time.Now().In(loc)
 		first := today.AddDate(0, 0, -364)
-		monday := first.AddDate(0, 0, -(int(first.Weekday())+6)%7)
 		sunday := first.AddDate(0, 0, (7-int(first.Weekday()))%7)
 		weeks := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart-table tbody tr td:first-child')].map(td => td.textContent)`)
 		if len(weeks) < 53 {
 			t.Fatalf("%s: %d weeks: %q", zone, len(weeks), weeks)
 		}
-		// en-US writes a range of days as "Dec 6 – 7, 2025", "Nov 30 – Dec 6, 2025", or "Dec 6, 2025" for one day.
-		day := func(d time.Time) string { return `\b` + d.Format("Jan 2") + `\b` }
-		firstWeek := "^" + day(first) + `(,| –).*[ –]` + sunday.Format("2, 2006") + "$"
-		if ok, _ := regexp.MatchString(firstWeek, weeks[0]); !ok || monday.Day() != first.Day() && regexp.MustCompile(day(monday)).MatchString(weeks[0]) {
-			t.Errorf("%s: the first week is said as %q, want the days from %s to %s (%s)", zone, weeks[0], first.Format(time.DateOnly), sunday.Format(time.DateOnly), firstWeek)
-		}
-		if ok, _ := regexp.MatchString(`[ –]`+today.Format("2, 2006")+"$", weeks[len(weeks)-1]); !ok {
-			t.Errorf("%s: the last week is said as %q, want it to end today, %s", zone, weeks[len(weeks)-1], today.Format(time.DateOnly))
+		// A week the range cuts to one day (the first on a Sunday, the
+		// last on a Monday, as every week of the year on those days) is
+		// said as that day.
+		lastMonday := today.AddDate(0, 0, -(int(today.Weekday())+6)%7)
+		oneDay := time.Date(sunday.Year(), sunday.Month(), sunday.Day(), 0, 0, 0, 0, loc)
+		oneDaySaid := eval[string](ctx, t, fmt.Sprintf(`bucketLabel({start: %q, end: %q}, "week")`, oneDay.Format(time.RFC3339), oneDay.AddDate(0, 0, 1).Format(time.RFC3339)))
+		for _, w := range []struct {
+			which, said string
+			from, to    time.Time
+		}{{"first", weeks[0], first, sunday}, {"last", weeks[len(weeks)-1], lastMonday, today}, {"one day's", oneDaySaid, oneDay, oneDay}} {
+			if pattern := saysDays(w.from, w.to); !pattern.MatchString(w.said) {
+				t.Errorf("%s: the %s week is said as %q, want the days from %s to %s (%s)", zone, w.which, w.said, w.from.Format(time.DateOnly), w.to.Format(time.DateOnly), pattern)
+			}
 		}
 		// The axis's ends are the range's first day and today.
 		if ends := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart svg text.tick')].slice(-2).map(e => e.textContent)`); !slices.Equal(ends, []string{first.Format("Jan 2"), today.Format("Jan 2")}) {
@@ -565,6 +571,16 @@ func TestActivityPageYearChartSaysItsDays(t *testing.T) {
 		waitText(ctx, t, "chart-tip", weeks[0]+": ")
 		do(ctx, t, chromedp.Blur(chromedp.ID("chart")))
 	}
+}
+
+// saysDays matches how the page names the days from one date to another,
+// as en-US writes a range: "Dec 6 – 7, 2025", "Nov 30 – Dec 6, 2025",
+// "Dec 28, 2025 – Jan 3, 2026", or "Dec 7, 2025" for one day.
+func saysDays(from, to time.Time) *regexp.Regexp {
+	if from.Format(time.DateOnly) == to.Format(time.DateOnly) {
+		return regexp.MustCompile("^" + regexp.QuoteMeta(from.Format("Jan 2, 2006")) + "$")
+	}
+	return regexp.MustCompile(`^` + from.Format("Jan 2") + `\b(,| –).*[ –]` + to.Format("2, 2006") + "$")
 }
 
 // TestActivityPageFocusStaysWhenAFilterGoes: removing a filter's chip
