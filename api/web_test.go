@@ -255,6 +255,7 @@ func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
 		{"hour", west, -30 * time.Minute, 150 * time.Minute}, // from the first of the hour's two halves past
 		{"hour", west, 30 * time.Minute, 210 * time.Minute},  // from the second
 		{"hour", east, -30 * time.Minute, 150 * time.Minute},
+		{"hour", east, 30 * time.Minute, 210 * time.Minute},
 		{"day", west, -50 * time.Hour, 46 * time.Hour}, // a day of 25 hours
 		{"day", skip, -50 * time.Hour, 46 * time.Hour},
 		{"week", skip, -10 * 24 * time.Hour, 10 * 24 * time.Hour},
