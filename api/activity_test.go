@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -510,6 +511,78 @@ func TestActivityPageCustomRangeWithoutStart(t *testing.T) {
 	}
 }
 
+// TestActivityPageYearChartSaysItsDays: the "Last year" chart goes by
+// week, in UTC and in the browser's zone (New York) alike: its first bar
+// is the range's first days, from the day a year ago to that week's Sunday,
+// not the week from the Monday before the range; the table and the
+// tooltip name those days (the first starts on it, not on the Monday
+// before), the last bar's days end today, and so does the axis (it ended
+// at the last week's Monday); a week cut to one day is said as that day,
+// as the first is on a Sunday.
+func TestActivityPageYearChartSaysItsDays(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, ActorEmail: "ann@example.com", OccurredAt: time.Now().Add(-time.Hour)})
+	ctx := newBrowser(t)
+	do(ctx, t, chromedp.Navigate("about:blank"))
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/New_York"}); err != nil {
+		t.Fatal(err)
+	}
+	do(ctx, t, chromedp.Navigate(b.base+"/orgs/"+org+"/activity?range=1y"))
+	signIn(ctx, t, token)
+	waitRows(ctx, t, 1)
+	for _, zone := range []string{"UTC", "America/New_York"} {
+		if zone != "UTC" {
+			do(ctx, t, chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'local'; s.dispatchEvent(new Event('change')) })(document.getElementById('f-tz'))`))
+			waitText(ctx, t, "chart-caption", "New York")
+			waitRows(ctx, t, 1)
+		}
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		today := time.Now().In(loc)
+		first := today.AddDate(0, 0, -364)
+		sunday := first.AddDate(0, 0, (7-int(first.Weekday()))%7)
+		weeks := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart-table tbody tr td:first-child')].map(td => td.textContent)`)
+		if len(weeks) < 53 {
+			t.Fatalf("%s: %d weeks: %q", zone, len(weeks), weeks)
+		}
+		// A week the range cuts to one day (the first on a Sunday, the
+		// last on a Monday, as every week of the year on those days) is
+		// said as that day.
+		lastMonday := today.AddDate(0, 0, -(int(today.Weekday())+6)%7)
+		oneDay := time.Date(sunday.Year(), sunday.Month(), sunday.Day(), 0, 0, 0, 0, loc)
+		oneDaySaid := eval[string](ctx, t, fmt.Sprintf(`bucketLabel({start: %q, end: %q}, "week")`, oneDay.Format(time.RFC3339), oneDay.AddDate(0, 0, 1).Format(time.RFC3339)))
+		for _, w := range []struct {
+			which, said string
+			from, to    time.Time
+		}{{"first", weeks[0], first, sunday}, {"last", weeks[len(weeks)-1], lastMonday, today}, {"one day's", oneDaySaid, oneDay, oneDay}} {
+			if pattern := saysDays(w.from, w.to); !pattern.MatchString(w.said) {
+				t.Errorf("%s: the %s week is said as %q, want the days from %s to %s (%s)", zone, w.which, w.said, w.from.Format(time.DateOnly), w.to.Format(time.DateOnly), pattern)
+			}
+		}
+		// The axis's ends are the range's first day and today.
+		if ends := eval[[]string](ctx, t, `[...document.querySelectorAll('#chart svg text.tick')].slice(-2).map(e => e.textContent)`); !slices.Equal(ends, []string{first.Format("Jan 2"), today.Format("Jan 2")}) {
+			t.Errorf("%s: the axis runs from %q, want from %s to %s", zone, ends, first.Format("Jan 2"), today.Format("Jan 2"))
+		}
+		do(ctx, t, chromedp.Focus(chromedp.ID("chart")), chromedp.KeyEvent(kb.Home))
+		waitText(ctx, t, "chart-tip", weeks[0]+": ")
+		do(ctx, t, chromedp.Blur(chromedp.ID("chart")))
+	}
+}
+
+// saysDays matches how the page names the days from one date to another,
+// as en-US writes a range: "Dec 6 – 7, 2025", "Nov 30 – Dec 6, 2025",
+// "Dec 28, 2025 – Jan 3, 2026", or "Dec 7, 2025" for one day.
+func saysDays(from, to time.Time) *regexp.Regexp {
+	if from.Format(time.DateOnly) == to.Format(time.DateOnly) {
+		return regexp.MustCompile("^" + regexp.QuoteMeta(from.Format("Jan 2, 2006")) + "$")
+	}
+	return regexp.MustCompile(`^` + from.Format("Jan 2") + `\b(,| –).*[ –]` + to.Format("2, 2006") + "$")
+}
+
 // TestActivityPageFocusStaysWhenAFilterGoes: removing a filter's chip
 // from the keyboard leaves the focus on the next chip, then, with none
 // left, on the search box, as does "Clear filters" when nothing matched
@@ -556,7 +629,8 @@ func TestActivityPageLoadsMoreOfTheSameRange(t *testing.T) {
 
 // TestActivityPageHintsAfterABadSearch: a link whose search the API
 // refuses still gets the search box's hints (the qualifiers and the
-// catalog's actions), which are what the reader needs to mend it.
+// catalog's actions), which are what the reader needs to mend it; they say
+// that created: takes UTC days.
 func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 	t.Parallel()
 	b := setupActivity(t)
@@ -569,6 +643,44 @@ func TestActivityPageHintsAfterABadSearch(t *testing.T) {
 	if err != nil {
 		t.Errorf("no hints after a refused search: %d options", eval[int](ctx, t, `document.querySelectorAll('#action-list option').length`))
 	}
+	// created: reads a date as a UTC day, whatever zone the page shows
+	// times in: its hints say so.
+	if hint, below := eval[string](ctx, t, `document.querySelector('#action-list option[value="created:>="]').textContent`), text(ctx, t, "search-hint"); !strings.Contains(hint, "UTC day") || !strings.Contains(below, "UTC day") {
+		t.Errorf("created: hinted as %q, and below the box as %q", hint, below)
+	}
+}
+
+// TestActivityPageRefusesOtherWildcards: a ? in the search box, a
+// wildcard elsewhere, is an error that names the term and says * is the
+// wildcard, where the page said no events match.
+func TestActivityPageRefusesOtherWildcards(t *testing.T) {
+	t.Parallel()
+	_, ctx := ownerSignedIn(t)
+	do(ctx, t, chromedp.SendKeys(chromedp.ID("f-action"), "action:cluster.?reated\r"))
+	waitText(ctx, t, "status", `"action:cluster.?reated": only * is a wildcard`)
+	if !eval[bool](ctx, t, `document.getElementById('empty').hidden && document.getElementById('status').classList.contains('error')`) {
+		t.Errorf("a refused ? shows %q", eval[string](ctx, t, `document.getElementById('results').innerText`))
+	}
+}
+
+// TestActivityPageCreatedIsNoPlanLimit: a created: term that starts the
+// range later than the preset does is no plan limit (the page said the
+// plan kept 30 days and nothing before the created: day was shown); a
+// range the plan does cut still says so, with the plan's first day.
+func TestActivityPageCreatedIsNoPlanLimit(t *testing.T) {
+	t.Parallel()
+	b := setupActivity(t)
+	ctx := newBrowser(t)
+	yesterday := time.Now().UTC().AddDate(0, 0, -1)
+	created := url.QueryEscape("created:>=" + yesterday.Format(time.DateOnly))
+	do(ctx, t, chromedp.Navigate(b.page+"?q="+created))
+	signIn(ctx, t, b.ownerToken)
+	waitText(ctx, t, "range-words", yesterday.Format("Jan 2"))
+	if !eval[bool](ctx, t, `document.getElementById('plan-limit').hidden`) {
+		t.Errorf("created: on the last 7 days says %q", text(ctx, t, "plan-limit"))
+	}
+	do(ctx, t, chromedp.Navigate(b.page+"?range=1y&q="+created))
+	waitText(ctx, t, "plan-limit", "Team plan keeps 30 days of activity: nothing before "+time.Now().UTC().AddDate(0, 0, -30).Format("Jan 2"))
 }
 
 // TestActivityPageAfterARefusedSearch: a search the API refuses shows its

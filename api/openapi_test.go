@@ -140,6 +140,17 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 			t.Errorf("%s: documented %v, served %v", name, got, jsonFields(typ))
 		}
 	}
+	// The summary's org and its buckets (start and end, kept_since): every
+	// field served, documented and required.
+	for name, typ := range map[string]reflect.Type{"org": reflect.TypeFor[orgSummary](), "days": reflect.TypeFor[bucketCount]()} {
+		s := schemas["Summary"].Properties[name]
+		if s.Items != nil {
+			s = *s.Items
+		}
+		if got := keys(s.Properties); !slices.Equal(got, jsonFields(typ)) || !slices.Equal(sorted(s.Required), jsonFields(typ)) {
+			t.Errorf("Summary %s: documented %v, required %v, served %v", name, got, s.Required, jsonFields(typ))
+		}
+	}
 	if got := keys(schemas["Problem"].Properties["invalid_params"].Items.Properties); !slices.Equal(got, jsonFields(reflect.TypeFor[invalidParam]())) {
 		t.Errorf("invalid_params items: documented %v", got)
 	}

@@ -157,15 +157,29 @@ func parseListParams(q url.Values) (listParams, error) {
 	if p.rangeName != "" && (q.Has("since") || q.Has("until")) {
 		badf("range", "give either range or since/until, not both")
 	}
-	// created: narrows whatever range the parameters give.
-	if p.search.since.After(p.since) {
-		p.since = p.search.since
-	}
-	if u := p.search.until; !u.IsZero() && (p.until.IsZero() || u.Before(p.until)) {
-		p.until = u
-	}
 	if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
 		badf("since", "must be before until")
+	} else {
+		// created: narrows whatever range the parameters give; when it
+		// leaves none, the fault is q's: its terms', or the range's.
+		sq := p.search
+		them := "them"
+		if len(sq.created) == 1 {
+			them = "it"
+		}
+		fits := "no time from since to until fits " + them
+		if !sq.since.IsZero() && !sq.until.IsZero() && !sq.since.Before(sq.until) {
+			fits = "no time fits " + them // whatever the range
+		}
+		if sq.since.After(p.since) {
+			p.since = sq.since
+		}
+		if u := sq.until; !u.IsZero() && (p.until.IsZero() || u.Before(p.until)) {
+			p.until = u
+		}
+		if !p.since.IsZero() && !p.until.IsZero() && !p.since.Before(p.until) {
+			badf("q", "%s: %s; nothing could match", strings.Join(sq.created, " and "), fits)
+		}
 	}
 	// Nothing happened before the epoch: earlier times are the epoch (the
 	// retention floor is later anyway), which PostgreSQL can always read.

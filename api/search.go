@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -28,21 +29,28 @@ type search struct {
 	actor      string
 	since      time.Time // zero: none
 	until      time.Time // zero: none
+	created    []string  // the created: terms, named as errors name them
 }
 
-// Bounds of q.
+// Bounds of q: characters, as OpenAPI's maxLength counts, and terms.
 const (
 	maxSearchLen    = 500
 	maxSearchTokens = 20
 )
 
-// searchKeys are the qualifiers, as docs/api.md lists them.
+// searchKeys are the qualifiers, as docs/api.md lists them; a term's
+// qualifier is read in any case (ACTOR: is actor:).
 var searchKeys = []string{"action", "actor", "target", "created"}
+
+// notWildcards are what other globs read as wildcards or escapes: q
+// refuses them outside quotes rather than match them as text no action name
+// holds (* is its one wildcard).
+const notWildcards = `?[]\`
 
 // parseSearch parses q; an error names the token at fault.
 func parseSearch(q string) (search, error) {
 	var s search
-	if len(q) > maxSearchLen {
+	if utf8.RuneCountInString(q) > maxSearchLen {
 		return s, fmt.Errorf("longer than %d characters", maxSearchLen)
 	}
 	tokens, err := searchTokens(q)
@@ -59,8 +67,8 @@ func parseSearch(q string) (search, error) {
 		}
 		switch key {
 		case "action":
-			if _, err := path.Match(value, ""); err != nil && !quoted {
-				return s, fmt.Errorf("%s: not a pattern such as pat.*", named(token))
+			if !quoted && strings.ContainsAny(value, notWildcards) {
+				return s, fmt.Errorf(`%s: only * is a wildcard (any text), not ?, [, ] or \; in "quotes" they are text`, named(token))
 			}
 			t := actionTerm{text: lower(value), phrase: quoted}
 			if negated {
@@ -69,6 +77,7 @@ func parseSearch(q string) (search, error) {
 				s.actions = append(s.actions, t)
 			}
 		case "target":
+			value = lower(value)
 			if !slices.Contains(targetTypes, value) {
 				return s, fmt.Errorf("%s: the target types are %s", named(token), strings.Join(targetTypes, ", "))
 			}
@@ -86,9 +95,10 @@ func parseSearch(q string) (search, error) {
 			if negated {
 				return s, fmt.Errorf("%s: created: cannot be negated", named(token))
 			}
-			if err := s.created(value); err != nil {
+			if err := s.narrowCreated(value); err != nil {
 				return s, fmt.Errorf("%s: %w", named(token), err)
 			}
+			s.created = append(s.created, named(token))
 		default:
 			return s, fmt.Errorf("%s: unknown qualifier; the qualifiers are %s", named(token), strings.Join(searchKeys, ":, ")+":")
 		}
@@ -96,10 +106,10 @@ func parseSearch(q string) (search, error) {
 	return s, nil
 }
 
-// created narrows the range by a created: value: >=, >, <=, < or = a date
+// narrowCreated narrows the range by a created: value: >=, >, <=, < or = a date
 // (YYYY-MM-DD, a UTC day) or an RFC 3339 time, or DATE..DATE (both days
 // included).
-func (s *search) created(v string) error {
+func (s *search) narrowCreated(v string) error {
 	const want = "want >=, >, <=, < or nothing, then a date (2026-11-01, a UTC day) or an RFC 3339 time, or DATE..DATE"
 	if from, to, ok := strings.Cut(v, ".."); ok {
 		lo, _, err1 := parseWhen(from)
@@ -153,7 +163,7 @@ func parseWhen(v string) (start, end time.Time, err error) {
 	if d, err := time.Parse(time.DateOnly, v); err == nil {
 		return d, d.AddDate(0, 0, 1), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(v)) // RFC 3339 allows t and z
 	if err != nil {
 		return t, t, err
 	}
@@ -241,15 +251,19 @@ func named(term string) string {
 	return strconv.Quote(term)
 }
 
-// splitToken reads a term: an optional -, an optional qualifier and its
-// colon (none is action:), and the value, which may be a whole "phrase in
-// quotes".
+// splitToken reads a term: an optional -, an optional qualifier (in lower
+// case) and its colon (none is action:), and the value, which may be a
+// whole "phrase in quotes".
 func splitToken(token string) (negated bool, key, value string, quoted bool, err error) {
 	rest, negated := strings.CutPrefix(token, "-")
+	if rest == "" {
+		return false, "", "", false, fmt.Errorf("nothing after the -")
+	}
 	key, value, qualified := strings.Cut(rest, ":")
 	if !qualified || strings.Contains(key, `"`) { // a colon in a phrase is the phrase's
 		key, value = "action", rest
 	}
+	key = lower(key)
 	if strings.Contains(value, `"`) {
 		inner, ok := strings.CutPrefix(value, `"`)
 		inner, ok2 := strings.CutSuffix(inner, `"`)

@@ -100,12 +100,15 @@ func (b *testBundle) wantSearchRefused(t *testing.T, org, token string, refused 
 	}
 }
 
-// hourly records an event of ann@example.com for each pair of a name and an
-// action, the first an hour ago, each next an hour before, and returns their
-// ids by name and the names, newest first.
-func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string) (map[string]string, []string) {
+// hourly makes a team org with its owner's token, records an event of
+// ann@example.com in it for each pair of a name and an action, the first an
+// hour ago, each next an hour before, and returns the org, the token, the
+// events' ids by name and the names, newest first.
+func hourly(t *testing.T, namesAndActions ...string) (b *testBundle, org, token string, ids map[string]string, newest []string) {
 	t.Helper()
-	ids, newest := map[string]string{}, []string{}
+	b = setup(t, Config{RateLimit: math.Inf(1)})
+	org, token = b.owner(t, "team")
+	ids, newest = map[string]string{}, []string{}
 	for i := 0; i < len(namesAndActions); i += 2 {
 		name := namesAndActions[i]
 		ids[name] = fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: namesAndActions[i+1], ActorEmail: "ann@example.com",
@@ -113,19 +116,17 @@ func (b *testBundle) hourly(t *testing.T, org string, namesAndActions ...string)
 			OccurredAt: time.Now().Add(-time.Duration(i+1) * time.Hour)})
 		newest = append(newest, name)
 	}
-	return ids, newest
+	return b, org, token, ids, newest
 }
 
-// TestSearchIgnoresCase: q's globs, names and words ignore case as the
-// actor filter does, beyond ASCII too (the Kelvin sign K lowers to k in
+// TestSearchIgnoresCase: q's globs, names, words and target types ignore
+// case as the actor filter does, beyond ASCII too (the Kelvin sign K lowers to k in
 // PostgreSQL's ICU lower() and in the search alike), and a glob in capitals
 // asks the database for the same actions, so the same index, as in lower
 // case.
 func TestSearchIgnoresCase(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b, org, token, ids, newest := hourly(t, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
 	b.wantSearches(t, org, token, ids, newest, map[string][]string{
 		"action:PAT.*":              {"minted"},
 		"-action:AUTH.*":            {"rotated", "minted"},
@@ -133,6 +134,8 @@ func TestSearchIgnoresCase(t *testing.T) {
 		"action:*.TO\u212aEN_*":     {"rotated"},
 		"TO\u212aEN":                {"rotated"},
 		"actor:ANN@EXAMPLE.COM PAT": {"minted"},
+		"target:PAT":                {"minted"},
+		"-target:Cluster":           {"minted", "signin"},
 	})
 
 	var sqlLower []string
@@ -168,9 +171,7 @@ func TestSearchIgnoresCase(t *testing.T) {
 // quote left open, or one inside a word, is a 400 that names the term.
 func TestSearchPhrases(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{RateLimit: math.Inf(1)})
-	org, token := b.owner(t, "team")
-	ids, newest := b.hourly(t, org, "revoked", "pat.revoked", "minted", "pat.created", "invited", "org_invitation.created")
+	b, org, token, ids, newest := hourly(t, "revoked", "pat.revoked", "minted", "pat.created", "invited", "org_invitation.created")
 	b.wantSearches(t, org, token, ids, newest, map[string][]string{
 		`"token revoked"`:                     {"revoked"}, // pat.revoked's description: Token revoked
 		`"TOKEN   MINTED"`:                    {"minted"},
@@ -217,5 +218,118 @@ func TestSearchCreatedBetweenMicroseconds(t *testing.T) {
 		if !s.since.Equal(want[0]) || !s.until.Equal(want[1]) {
 			t.Errorf("%s: [%v, %v), want [%v, %v)", q, s.since, s.until, want[0], want[1])
 		}
+	}
+}
+
+// TestSearchQualifierNamesIgnoreCase: a qualifier's name is read in any
+// case (Action:, ACTOR:, -TARGET:, Created:), as its values are.
+func TestSearchQualifierNamesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	b, org, token, ids, newest := hourly(t, "rotated", "cluster.token_rotated", "minted", "pat.created", "signin", "auth.signin")
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		"Action:pat.created":                   {"minted"},
+		"ACTION:PAT.*":                         {"minted"},
+		"-Action:auth.*":                       {"rotated", "minted"},
+		"ACTOR:ann@example.com Target:cluster": {"rotated"},
+		"-TARGET:cluster -target:auth":         {"minted"},
+		"Created:>=" + time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly) + ` Action:"token minted"`: {"minted"},
+	})
+	b.wantSearchRefused(t, org, token, map[string]string{
+		"/audit?q=Colour:blue": `"Colour:blue": unknown qualifier`,
+		"/audit?q=" + url.QueryEscape("ACTOR:a@example.com actor:b@example.com"): `"actor:b@example.com"`,
+	})
+}
+
+// TestSearchRefusesOtherWildcards: * is the one wildcard; ?, [, ] and \
+// (wildcards or escapes elsewhere) are refused outside quotes with an error
+// that names the term and says so, on the list, the summary and the feed,
+// rather than found as text no action name holds or read as a pattern. In
+// a phrase they are text.
+func TestSearchRefusesOtherWildcards(t *testing.T) {
+	t.Parallel()
+	b, org, token, ids, newest := hourly(t, "minted", "pat.created", "signin", "auth.signin")
+	refused := map[string]string{}
+	for _, term := range []string{"action:pat.?reated", "pat.?", "-action:auth.*?", "action:pat.[cr]*", `action:pat\.*`, "action:pat]"} {
+		refused["/audit?q="+url.QueryEscape("actor:ann@example.com "+term)] = named(term) + ": only * is a wildcard"
+	}
+	refused["/audit/summary?q="+url.QueryEscape("pat.?")] = `"pat.?": only * is a wildcard`
+	refused["/audit/feed?q="+url.QueryEscape("pat.?")] = `"pat.?": only * is a wildcard`
+	b.wantSearchRefused(t, org, token, refused)
+	b.wantSearches(t, org, token, ids, newest, map[string][]string{
+		`"pat.?"`:        {},
+		`action:"pat.?"`: {},
+		`-"auth.[s]"`:    {"minted", "signin"},
+	})
+}
+
+// TestSearchCreatedOutsideTheRange: a created: term that leaves no time of
+// the since/until range asked for (as the Activity page asks) is a 400 that
+// names the term, not since, which the reader of the page never typed;
+// created: terms that leave no time of each other say so whatever the
+// range; since after until is still since's fault.
+func TestSearchCreatedOutsideTheRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RateLimit: math.Inf(1)})
+	org, token := b.owner(t, "team")
+	week := "since=" + url.QueryEscape(time.Now().UTC().AddDate(0, 0, -7).Format(time.RFC3339))
+	for path, want := range map[string][2]string{
+		"/audit?" + week + "&q=" + url.QueryEscape("created:<2020-01-01"):                                         {"q", `"created:<2020-01-01": no time from since to until fits it`},
+		"/audit/summary?" + week + "&q=" + url.QueryEscape("pat created:2020-01-01..2020-02-01"):                  {"q", `"created:2020-01-01..2020-02-01": no time from since to until fits it`},
+		"/audit?q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                                 {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                    {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2020-01-01 created:<2020-02-01"):                    {"q", `"created:>=2020-01-01" and "created:<2020-02-01": no time from since to until fits them`},
+		"/audit?" + week + "&q=" + url.QueryEscape("created:2026-11-05..2026-11-01"):                              {"q", `"created:2026-11-05..2026-11-01": no time fits it`},
+		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z":                                            {"since", "must be before until"},
+		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z&q=" + url.QueryEscape("created:2026-11-03"): {"since", "must be before until"},
+	} {
+		resp, body := b.get(t, "/api/orgs/"+org+path, token)
+		p := wantProblem(t, resp, body, http.StatusBadRequest)
+		if len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != want[0] || !strings.Contains(p.InvalidParams[0].Reason, want[1]) {
+			t.Errorf("%s: %s, want %s named with %s", path, body, want[0], want[1])
+		}
+	}
+}
+
+// TestSearchErrorsSayWhatIsMissing: a term that is only a - says that
+// nothing follows it, not that nothing follows a colon it does not have.
+func TestSearchErrorsSayWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]string{
+		"pat -":          `"-": nothing after the -`,
+		"action:":        `"action:": nothing after the colon`,
+		"-actor:":        `"-actor:": nothing after the colon`,
+		`-""`:            `'-""': nothing in the quotes`,
+		"pat --action:x": `"--action:x": unknown qualifier`,
+	} {
+		if _, err := parseSearch(q); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", q, err, want)
+		}
+	}
+}
+
+// TestSearchCreatedTimesIgnoreCase: created: reads an RFC 3339 time with
+// a lower-case t and z, which RFC 3339 allows, as the same time.
+func TestSearchCreatedTimesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"created:>=2026-11-01t10:00:00z", "created:2026-11-01T10:00:00.5z..2026-11-02", "Created:<2026-11-01t10:00:00+01:00"} {
+		got, err1 := parseSearch(q)
+		want, err2 := parseSearch(strings.ToUpper(q))
+		if err1 != nil || err2 != nil || !got.since.Equal(want.since) || !got.until.Equal(want.until) {
+			t.Errorf("%s: [%v, %v) %v, want [%v, %v) %v", q, got.since, got.until, err1, want.since, want.until, err2)
+		}
+	}
+}
+
+// TestSearchLengthInCharacters: q's bound is 500 characters, as the docs
+// and the OpenAPI document's maxLength say, not 500 bytes: a phrase in
+// accented letters of 400 characters (800 bytes) is read, one of 501
+// characters is refused.
+func TestSearchLengthInCharacters(t *testing.T) {
+	t.Parallel()
+	if _, err := parseSearch(`"` + strings.Repeat("é", 398) + `"`); err != nil {
+		t.Errorf("400 characters: %v", err)
+	}
+	if _, err := parseSearch(strings.Repeat("é", 501)); err == nil || !strings.Contains(err.Error(), "longer than 500 characters") {
+		t.Errorf("501 characters: %v", err)
 	}
 }

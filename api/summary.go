@@ -39,12 +39,19 @@ type orgSummary struct {
 	Name          string `json:"name"`
 	Plan          string `json:"plan"`
 	RetentionDays int    `json:"retention_days"`
+	// KeptSince is the retention floor: nothing older is shown, whatever
+	// range is asked for.
+	KeptSince time.Time `json:"kept_since"`
 }
 
 // bucketCount is the number of matching events of one bucket.
 type bucketCount struct {
-	Day   string    `json:"day"`   // YYYY-MM-DD of Start, in the time zone
-	Start time.Time `json:"start"` // with the time zone's offset
+	Day string `json:"day"` // YYYY-MM-DD of Start, in the time zone
+	// Start and End (excluded) are the bucket's part of the range, with the
+	// time zone's offset: the first starts at Since, the last ends at
+	// Until, so a bucket the range cuts says what it counts.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 	Count int64     `json:"count"`
 }
 
@@ -107,12 +114,17 @@ func (s *server) summarize(c *gin.Context) {
 		return
 	}
 	body := summary{
-		Org:   orgSummary{ID: q.OrgID, Name: scope.Name, Plan: scope.Plan, RetentionDays: scope.RetentionDays},
+		Org: orgSummary{ID: q.OrgID, Name: scope.Name, Plan: scope.Plan, RetentionDays: scope.RetentionDays,
+			KeptSince: scope.Floor.UTC()},
 		Since: q.Since.UTC(), Until: until.UTC(), TimeZone: zone, Bucket: bucket,
 		Days: make([]bucketCount, len(starts)),
 	}
 	for i, start := range starts {
-		body.Days[i] = bucketCount{Day: start.Format(time.DateOnly), Start: start}
+		end := until.In(loc)
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		body.Days[i] = bucketCount{Day: start.Format(time.DateOnly), Start: start, End: end}
 	}
 	// Each count goes to the bucket starting at or before it: the same one
 	// unless PostgreSQL and Go read a time the zone skips or repeats apart.
@@ -165,8 +177,12 @@ func loadZone(name string) (*time.Location, error) {
 }
 
 // bucketStarts are the starts of the buckets of unit in loc covering
-// [since, until], oldest first, stopping past maxSummaryBuckets.
+// [since, until), oldest first, stopping past maxSummaryBuckets; the first
+// is since itself, not the start of the hour, day or week it falls in.
 func bucketStarts(since, until time.Time, unit string, loc *time.Location) []time.Time {
+	if !since.Before(until) {
+		return nil
+	}
 	t := since.In(loc)
 	y, m, d := t.Date()
 	var start time.Time
@@ -174,13 +190,18 @@ func bucketStarts(since, until time.Time, unit string, loc *time.Location) []tim
 	case "hour":
 		start = time.Date(y, m, d, t.Hour(), 0, 0, 0, loc)
 	case "week": // ISO weeks start on Monday, as PostgreSQL's date_trunc
-		start = time.Date(y, m, d-(int(t.Weekday())+6)%7, 0, 0, 0, 0, loc)
+		start = midnight(y, m, d-(int(t.Weekday())+6)%7, loc)
 	default:
-		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
+		start = midnight(y, m, d, loc)
 	}
-	var starts []time.Time
+	// The first bucket starts at since, the next where the clock next
+	// starts an hour, day or week: not at since's in an hour the clock
+	// repeats, whose two starts time.Date may read either way.
+	starts := []time.Time{t}
 	for ; start.Before(until) && len(starts) <= maxSummaryBuckets; start = nextBucket(start, unit) {
-		starts = append(starts, start)
+		if start.After(since) {
+			starts = append(starts, start)
+		}
 	}
 	return starts
 }
@@ -192,8 +213,21 @@ func nextBucket(t time.Time, unit string) time.Time {
 	case "hour":
 		return t.Add(time.Hour)
 	case "week":
-		return time.Date(y, m, d+7, 0, 0, 0, 0, t.Location())
+		return midnight(y, m, d+7, t.Location())
 	default:
-		return time.Date(y, m, d+1, 0, 0, 0, 0, t.Location())
+		return midnight(y, m, d+1, t.Location())
 	}
+}
+
+// midnight is the first instant of day y-m-d (normalized as time.Date
+// does) in loc: its midnight or, where the clock skips midnight (Santiago's
+// goes from 23:59:59 to 01:00), the end of the skip, as PostgreSQL's
+// date_trunc reads it. time.Date reads a skipped midnight in the offset
+// after the skip, which is the evening before.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if _, _, day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Date(); t.Day() != day {
+		_, t = t.ZoneBounds()
+	}
+	return t
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,8 +17,9 @@ import (
 	"github.com/auditlog/auditlog/internal/store"
 )
 
-// TestSummaryCountsPerDay: the summary names the org and its plan and
-// counts the matching events per UTC day, zeros included.
+// TestSummaryCountsPerDay: the summary names the org, its plan and how far
+// back it keeps, and counts the matching events per UTC day, zeros
+// included.
 func TestSummaryCountsPerDay(t *testing.T) {
 	t.Parallel()
 	// The server's clock is the test's: the days it counts end on the day
@@ -50,7 +52,8 @@ func TestSummaryCountsPerDay(t *testing.T) {
 	day := func(daysAgo int) string { return at(daysAgo).UTC().Format(time.DateOnly) }
 
 	s := get("range=7d")
-	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 {
+	if s.Org.ID != org || !strings.HasPrefix(s.Org.Name, "org-") || s.Org.Plan != "enterprise" || s.Org.RetentionDays != 365 ||
+		s.Org.KeptSince.Sub(now.AddDate(0, 0, -365)).Abs() > time.Minute {
 		t.Errorf("org %+v", s.Org)
 	}
 	first, last := utcDay(now.Add(-7*24*time.Hour)).Format(time.DateOnly), utcDay(now).Format(time.DateOnly)
@@ -158,7 +161,7 @@ func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
 	nyD := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, ny) // d's date, in New York
 	wantNY := map[string]int64{utc(nyD.AddDate(0, 0, -1)): 1, utc(nyD): 1}
 	if s.TimeZone != "America/New_York" || s.Total != 2 || len(s.Days) != 5 || !equalCounts(nonZero(s), wantNY) ||
-		s.Days[0].Start.Hour() != 0 || s.Days[0].Day != dayIn(d.AddDate(0, 0, -3), ny).Format(time.DateOnly) {
+		!s.Days[0].Start.Equal(d.AddDate(0, 0, -3)) || s.Days[1].Start.In(ny).Hour() != 0 || s.Days[0].Day != dayIn(d.AddDate(0, 0, -3), ny).Format(time.DateOnly) {
 		t.Errorf("New York days: %+v, want counts %v", s, wantNY)
 	}
 	s = b.summary(t, org, token, "since="+rfc(d)+"&until="+rfc(d.AddDate(0, 0, 1))+"&bucket=hour")
@@ -189,6 +192,151 @@ func TestSummaryGroupsByZoneAndBucket(t *testing.T) {
 	resp, body := b.get(t, "/api/orgs/"+org+"/audit/summary?range=1y&bucket=hour", token)
 	if p := wantProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 1 || !strings.Contains(p.InvalidParams[0].Reason, "more than 1000 hours") {
 		t.Errorf("too many buckets: %s", body)
+	}
+}
+
+// TestSummaryBucketsCoverTheRange: the buckets cover the range exactly,
+// in UTC and in New York: the first starts where the range starts (not at
+// the Monday, midnight or hour before it), each ends where the next starts,
+// the last ends where the range ends, and only events in the range count.
+// So does the Activity page's "Last year", a year of weeks from a day that
+// is seldom a Monday.
+func TestSummaryBucketsCoverTheRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	for _, zone := range []string{"UTC", "America/New_York"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, m, d := time.Now().In(loc).AddDate(0, 0, -60).Date()
+		since := time.Date(y, m, d, 10, 30, 0, 0, loc)
+		for since.Weekday() != time.Wednesday {
+			since = since.AddDate(0, 0, 1)
+		}
+		until := since.AddDate(0, 0, 20).Add(5 * time.Hour)
+		for _, at := range []time.Time{since.Add(-time.Hour), since.Add(time.Minute), until.Add(-time.Minute), until.Add(time.Hour)} {
+			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: zone + "@example.com", OccurredAt: at})
+		}
+		for _, bucket := range []string{"hour", "day", "week"} {
+			s := b.summary(t, org, token, "actor="+url.QueryEscape(zone+"@example.com")+"&since="+url.QueryEscape(since.Format(time.RFC3339))+
+				"&until="+url.QueryEscape(until.Format(time.RFC3339))+"&bucket="+bucket+"&tz="+zone)
+			wantCover(t, zone+" "+bucket, s, since, until, loc)
+			if n := len(s.Days); s.Total != 2 || n == 0 || s.Days[0].Count != 1 || s.Days[n-1].Count != 1 {
+				t.Errorf("%s %s: total %d, first and last buckets %+v", zone, bucket, s.Total, s.Days)
+			}
+		}
+		y, m, d = time.Now().In(loc).AddDate(0, 0, -364).Date()
+		lastYear := time.Date(y, m, d, 0, 0, 0, 0, loc) // the page's since
+		s := b.summary(t, org, token, "since="+url.QueryEscape(lastYear.Format(time.RFC3339))+"&bucket=week&tz="+zone)
+		wantCover(t, zone+" last year", s, lastYear, s.Until, loc)
+	}
+}
+
+// TestSummaryBucketsAcrossClockChanges: the buckets cover the range
+// exactly, one per hour or day of the zone's clock, where the clock goes
+// back (an hour comes twice, a range may start in either, and Go reads the
+// hour's start as the first west of Greenwich, New York's, the second east
+// of it, Berlin's) and where it skips midnight (Santiago's day starts at
+// 01:00), and each counts the events between its start and its end; a day
+// of 25 hours is one bucket. Each zone's clock change is the latest of two
+// of a hemisphere each, so one is always within the year.
+func TestSummaryBucketsAcrossClockChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	org, token := b.owner(t, "enterprise")
+	west := lastClockChange(t, false, "America/New_York", "America/Santiago")
+	east := lastClockChange(t, false, "Europe/Berlin", "Australia/Sydney")
+	skip := lastClockChange(t, true, "America/Santiago", "America/Havana")
+	for i, c := range []struct {
+		bucket       string
+		change       time.Time
+		since, until time.Duration // from the change
+	}{
+		{"hour", west, -30 * time.Minute, 150 * time.Minute}, // from the first of the hour's two halves past
+		{"hour", west, 30 * time.Minute, 210 * time.Minute},  // from the second
+		{"hour", east, -30 * time.Minute, 150 * time.Minute},
+		{"hour", east, 30 * time.Minute, 210 * time.Minute},
+		{"day", west, -50 * time.Hour, 46 * time.Hour}, // a day of 25 hours
+		{"day", skip, -50 * time.Hour, 46 * time.Hour},
+		{"week", skip, -10 * 24 * time.Hour, 10 * 24 * time.Hour},
+	} {
+		loc := c.change.Location()
+		since, until := c.change.Add(c.since), c.change.Add(c.until)
+		actor := fmt.Sprintf("clock%d@example.com", i)
+		events := []time.Time{since.Add(time.Minute), c.change.Add(-time.Minute), c.change.Add(time.Minute), until.Add(-time.Minute)}
+		for _, at := range events {
+			fixture.Event(t, b.admin, fixture.EventOpts{OrgID: org, Action: "auth.signin", ActorEmail: actor, OccurredAt: at})
+		}
+		what := loc.String() + " " + c.bucket + " from " + since.Format(time.RFC3339)
+		s := b.summary(t, org, token, "actor="+url.QueryEscape(actor)+"&since="+url.QueryEscape(since.Format(time.RFC3339))+
+			"&until="+url.QueryEscape(until.Format(time.RFC3339))+"&bucket="+c.bucket+"&tz="+loc.String())
+		wantCover(t, what, s, since, until, loc)
+		inRange := int64(0)
+		for _, at := range events {
+			if !at.Before(since) && at.Before(until) {
+				inRange++
+			}
+		}
+		if s.Total != inRange {
+			t.Errorf("%s: total %d, want %d", what, s.Total, inRange)
+		}
+		for j, d := range s.Days {
+			want := int64(0)
+			for _, at := range events {
+				if !at.Before(d.Start) && at.Before(d.End) {
+					want++
+				}
+			}
+			if d.Count != want {
+				t.Errorf("%s: bucket %d %+v counts %d, want %d of %v", what, j, d, d.Count, want, events)
+			}
+		}
+	}
+}
+
+// lastClockChange is the latest time, in the 300 days before now, that the
+// clock of one of zones went forward (or back), in that zone.
+func lastClockChange(t *testing.T, forward bool, zones ...string) time.Time {
+	t.Helper()
+	var last time.Time
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for at := time.Now().In(loc); at.After(time.Now().AddDate(0, 0, -300)); {
+			start, _ := at.ZoneBounds()
+			_, after := start.Zone()
+			_, before := start.Add(-time.Second).Zone()
+			if after != before && after > before == forward {
+				if start.After(last) {
+					last = start
+				}
+				break
+			}
+			at = start.Add(-time.Second)
+		}
+	}
+	if last.IsZero() {
+		t.Fatalf("%v: no clock change in 300 days", zones)
+	}
+	return last
+}
+
+// wantCover checks that the summary's buckets cover [since, until) exactly,
+// each named by its first day in loc.
+func wantCover(t *testing.T, what string, s summary, since, until time.Time, loc *time.Location) {
+	t.Helper()
+	if len(s.Days) == 0 || !s.Days[0].Start.Equal(since) || !s.Days[len(s.Days)-1].End.Equal(until) {
+		t.Errorf("%s: buckets %+v do not cover [%s, %s)", what, s.Days, since, until)
+		return
+	}
+	for i, d := range s.Days {
+		if d.Day != d.Start.In(loc).Format(time.DateOnly) || !d.Start.Before(d.End) || i > 0 && !s.Days[i-1].End.Equal(d.Start) {
+			t.Errorf("%s: bucket %d is %+v after %+v", what, i, d, s.Days[max(i-1, 0)])
+		}
 	}
 }
 

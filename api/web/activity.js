@@ -541,11 +541,14 @@ function showSummary(s, f, b) {
   const dates = since ? `${fmtDateTime(since)} – ${fmtDateTime(until)}` : `up to ${fmtDateTime(until)}`;
   $("range-words").textContent = `${label}: ${dates} ${zoneLabel()}`;
   $("total").textContent = s ? ` · ${s.total.toLocaleString()} event${s.total === 1 ? "" : "s"}` : "";
-  const clipped = s && b.since && new Date(s.since) - b.since > 60000;
+  // The plan cuts the range where it asks for more than the plan keeps (a
+  // created: term that starts it later is no cut of the plan's).
+  const keptSince = s && new Date(s.org.kept_since);
+  const clipped = s && b.since && keptSince - b.since > 60000;
   $("plan-limit").hidden = !clipped;
   if (clipped) {
     const plan = s.org.plan.charAt(0).toUpperCase() + s.org.plan.slice(1);
-    $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(since)} ${zoneLabel()} is shown.`;
+    $("plan-limit").textContent = `The ${plan} plan keeps ${s.org.retention_days} days of activity: nothing before ${fmtDateTime(keptSince)} ${zoneLabel()} is shown.`;
   }
   showChips(f);
   $("chart-figure").hidden = !s; // no counts: no chart, rather than one of zeros
@@ -593,11 +596,17 @@ function svg(tag, attrs, ...children) {
 let chartData = { days: [], bucket: "day" };
 let chartIndex = -1; // the bar the tooltip shows, -1 for none
 
-// bucketLabel names a bucket as the tooltip and the table say it.
-function bucketLabel(start, bucket) {
-  const d = new Date(start);
+// bucketLabel names a bucket as the tooltip and the table say it: its
+// hour, its day, or the days of the week it counts (from its start to its
+// end, which the range may cut: a week the range starts or ends in names
+// only its days in the range).
+function bucketLabel(b, bucket) {
+  const d = new Date(b.start);
   if (bucket === "hour") return `${fmt(d, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })} ${zoneLabel()}`;
-  if (bucket === "week") return `Week of ${fmt(d, { month: "short", day: "numeric", year: "numeric" })}`;
+  if (bucket === "week") {
+    return new Intl.DateTimeFormat(undefined, { timeZone: zone(), month: "short", day: "numeric", year: "numeric" })
+      .formatRange(d, new Date(new Date(b.end) - 1));
+  }
   return fmt(d, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
 }
 
@@ -636,18 +645,21 @@ function drawChart(days, bucket) {
       class: "bar", "data-i": i }));
   });
   if (days.length) {
-    const label = (i, anchor) => svg("text", { x: anchor === "end" ? width - right : left + i * step, y: height - 6,
-      "text-anchor": anchor, class: "tick" }, fmt(new Date(days[i].start), bucket === "hour"
+    // The axis starts at the first bar's start and ends at the last bar's
+    // hour, or its last day: today, not the Monday of this week.
+    const label = (at, anchor) => svg("text", { x: anchor === "end" ? width - right : left, y: height - 6,
+      "text-anchor": anchor, class: "tick" }, fmt(at, bucket === "hour"
       ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric" }));
-    chart.append(label(0, "start"));
-    if (days.length > 1) chart.append(label(days.length - 1, "end"));
+    const last = days[days.length - 1];
+    chart.append(label(new Date(days[0].start), "start"));
+    if (days.length > 1) chart.append(label(bucket === "hour" ? new Date(last.start) : new Date(new Date(last.end) - 1), "end"));
   }
   box.append(chart);
 
   const table = $("chart-table");
   table.tBodies[0].textContent = "";
   table.caption.textContent = `Events per ${unit} (${zoneLabel()})`;
-  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d.start, bucket)), el("td", {}, String(d.count))));
+  for (const d of days) table.tBodies[0].append(el("tr", {}, el("td", {}, bucketLabel(d, bucket)), el("td", {}, String(d.count))));
   const sum = days.reduce((n, d) => n + d.count, 0);
   box.setAttribute("aria-label", `Chart of ${sum.toLocaleString()} events over ${days.length} ${unit}s: focus it and use the arrow keys to read each ${unit}`);
 }
@@ -666,7 +678,7 @@ function pointChart(i) {
   const rect = $("chart").querySelector(`rect[data-i="${i}"]`);
   rect.classList.add("on");
   const d = days[i];
-  tip.textContent = `${bucketLabel(d.start, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
+  tip.textContent = `${bucketLabel(d, bucket)}: ${d.count.toLocaleString()} event${d.count === 1 ? "" : "s"}`;
   tip.hidden = false;
   // A screen reader hears the bar the keys moved to (not every bar the
   // mouse crosses).
@@ -836,7 +848,7 @@ function loadCatalog() {
   catalogRequest ??= get("/api/audit/actions").then((body) => {
     const list = $("action-list");
     for (const [hint, what] of [["action:", "actions matching, e.g. action:pat.*"], ["-action:", "leave actions out"],
-      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a date, e.g. created:>=2026-11-01"]]) {
+      ["actor:", "one member's events"], ["target:", "a target type"], ["created:>=", "from a UTC day on, e.g. created:>=2026-11-01"]]) {
       list.append(el("option", { value: hint }, what));
     }
     for (const a of body.actions) {
