@@ -155,7 +155,7 @@ func (v *Verifier) Add(l Link) error {
 		v.Verified++
 	}
 	if l.PrevHash != nil && !given && *l.PrevHash != v.prev {
-		return &Break{l.Seq, id, fmt.Sprintf("its prev_hash is %s, not the hash of seq %d (%s)", *l.PrevHash, l.Seq-1, v.prev)}
+		return &Break{l.Seq, id, fmt.Sprintf("its prev_hash is %s, not %s", *l.PrevHash, v.linkBefore(l.Seq))}
 	}
 	for _, c := range v.checkpoints[l.Seq] {
 		if c.Hash != l.Hash {
@@ -166,6 +166,18 @@ func (v *Verifier) Add(l Link) error {
 	}
 	v.prev, v.prevSeq = l.Hash, l.Seq
 	return nil
+}
+
+// linkBefore says what the hash before link seq is, as a break reads it:
+// 64 zeros before seq 1, a removal checkpoint's before the first link.
+func (v *Verifier) linkBefore(seq int64) string {
+	switch r, ok := v.removals[seq-1]; {
+	case seq == 1:
+		return "64 zeros (seq 1 follows no link)"
+	case ok && seq == v.first:
+		return fmt.Sprintf("the hash of seq %d (%s, as the removal checkpoint signed at %s holds it)", seq-1, v.prev, r.SignedAt.UTC().Format(TimeLayout))
+	}
+	return fmt.Sprintf("the hash of seq %d (%s)", seq-1, v.prev)
 }
 
 // First and Last are the seqs of the first and last links added.

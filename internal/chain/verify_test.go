@@ -319,6 +319,47 @@ func TestVerifier(t *testing.T) {
 			wantSeq: 3, wantEvent: 3, wantReason: "an event of org 5eed0000-0000-4000-8000-000000000002",
 		},
 		{
+			name:         "intact, each seal with its prev_hash",
+			links:        func() []chain.Link { return withPrev(six, chain.Genesis) },
+			wantVerified: 6,
+		},
+		{
+			name:    "seq 1's prev_hash not 64 zeros",
+			links:   func() []chain.Link { return withPrev(six, forged) },
+			wantSeq: 1, wantEvent: 1, wantReason: "its prev_hash is " + forged.String() + ", not 64 zeros (seq 1 follows no link)",
+		},
+		{
+			name: "a prev_hash changed",
+			links: func() []chain.Link {
+				out := withPrev(six, chain.Genesis)
+				out[2].PrevHash = &forged
+				return out
+			},
+			wantSeq: 3, wantEvent: 3, wantReason: "its prev_hash is " + forged.String() + ", not the hash of seq 2 (" + six[1].Hash.String() + ")",
+		},
+		{
+			name: "a removed event's seal with its prev_hash changed",
+			links: func() []chain.Link {
+				out := withPrev(six, chain.Genesis)
+				out[2].Event, out[2].PrevHash = nil, &forged
+				return out
+			},
+			wantSeq: 3, wantReason: "its prev_hash is " + forged.String(),
+		},
+		{
+			name:         "the first seals removed by retention, the first kept one's prev_hash the removal checkpoint's",
+			links:        func() []chain.Link { return withPrev(six[3:], six[2].Hash) },
+			checkpoints:  func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "removal", six[2])} },
+			wantVerified: 3,
+		},
+		{
+			name:        "the prev_hash of the first seal after a removal changed",
+			links:       func() []chain.Link { return withPrev(six[3:], forged) },
+			checkpoints: func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "removal", six[2])} },
+			wantSeq:     4, wantEvent: 4,
+			wantReason: "not the hash of seq 3 (" + six[2].Hash.String() + ", as the removal checkpoint signed at 2026-12-02T00:00:00.000000Z holds it)",
+		},
+		{
 			name:    "partial: a seq below 1",
 			partial: true,
 			links:   func() []chain.Link { return relink(t, chain.Genesis, -1, events(2)) },
@@ -343,6 +384,15 @@ func TestVerifier(t *testing.T) {
 			},
 			checkpoints: func() []chain.Checkpoint { return []chain.Checkpoint{checkpoint(key, "day", six[4])} },
 			wantSeq:     5, wantEvent: 5, wantReason: "differs from the checkpoint",
+		},
+		{
+			name:    "partial: the seal after a gap, its prev_hash a seal's not in the file",
+			partial: true,
+			links: func() []chain.Link {
+				ls := withPrev(six, chain.Genesis)
+				return []chain.Link{ls[1], ls[2], ls[4]}
+			},
+			wantVerified: 1, wantGiven: 2,
 		},
 		{
 			name:    "partial: seals out of order",
@@ -403,6 +453,20 @@ func checkBreak(t *testing.T, b *chain.Break, wantSeq int64, wantEvent int, reas
 func replace(ls []chain.Link, i int, l chain.Link) []chain.Link {
 	out := append([]chain.Link(nil), ls...)
 	out[i] = l
+	return out
+}
+
+// forged is a hash no link has.
+var forged = chain.Hash{0xf0}
+
+// withPrev is ls with each link's PrevHash set as the sealer records it: the
+// hash of the link before, prev for the first.
+func withPrev(ls []chain.Link, prev chain.Hash) []chain.Link {
+	out := append([]chain.Link(nil), ls...)
+	for i := range out {
+		p := prev
+		out[i].PrevHash, prev = &p, out[i].Hash
+	}
 	return out
 }
 
