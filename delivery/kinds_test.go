@@ -85,13 +85,19 @@ func TestSlackAndSplunkFormats(t *testing.T) {
 		defer mu.Unlock()
 		return len(slackTexts) >= len(want) && len(hecSeqs) >= len(want)
 	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics)
+	// A batch is counted once its delivery is recorded, after the receiver
+	// has it.
+	waitFor(t, "the deliveries counted", func() bool {
+		return counter(t, reg, "auditlog_delivered_events_total", "slack") >= float64(len(want)) &&
+			counter(t, reg, "auditlog_delivered_events_total", "splunk_hec") >= float64(len(want))
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(hecSeqs, want) || len(slackTexts) != len(want) {
 		t.Errorf("HEC seqs %v, %d Slack messages; want %v", hecSeqs, len(slackTexts), want)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(metrics)
 	for _, kind := range []string{"slack", "splunk_hec"} {
 		if got := counter(t, reg, "auditlog_delivered_events_total", kind); got != float64(len(want)) {
 			t.Errorf("%s events delivered: %v, want %d", kind, got, len(want))
