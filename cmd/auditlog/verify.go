@@ -219,7 +219,7 @@ func printVerify(e env, r verify.Result) error {
 	}
 	if r.Unchecked > 0 && r.SealerPassed && r.Unresolved == 0 {
 		fmt.Fprintf(w, "org %s: NOT VERIFIED: %d stored events had no seal; the sealer has sealed the %d oldest since, but verify looks for no more than those again: verify again now that the sealer has caught up\n",
-			r.OrgID, int64(len(r.Pending))+r.Unchecked, len(r.Pending))
+			r.OrgID, r.Rechecked+r.Unchecked, r.Rechecked)
 	}
 	if r.StaleUnsigned() {
 		fmt.Fprintf(w, "org %s: NOT VERIFIED: seq %d to %d were sealed more than %d minutes ago (from %s) and no signed checkpoint holds them, though the sealer signs each head within a minute: their checkpoints were removed, or the sealer stopped before signing them; check the sealer, then verify again\n",

@@ -37,15 +37,15 @@ type Result struct {
 	PastEnd *chain.Checkpoint
 
 	// Evidence missing for stored events (Org only). Verify looks for the
-	// seals of the events it first finds without one (Pending, up to
-	// PendingMax of the oldest) again in the snapshot it verifies, once the
+	// seals of the events it first finds without one (Rechecked of them, up
+	// to PendingMax of the oldest) again in the snapshot it verifies, once the
 	// sealer has read past their commits (SealerPassed) or SealerWait has
 	// passed (how long Org was told to wait): Unresolved of them still have none, the first being
 	// FirstUnresolved. Unchecked is how many more than PendingMax were
 	// found, not looked for again. SealerAt is the sealer's position then ("" if it has
 	// none, "0/0" while its first pass runs) and SealedAt when it last
 	// recorded seals.
-	Pending         []Pending
+	Rechecked       int64
 	SealerWait      time.Duration
 	Unresolved      int64
 	Unchecked       int64
@@ -150,7 +150,7 @@ func Org(ctx context.Context, db Beginner, orgID string, keys map[string]ed25519
 	if res, err = org(ctx, tx, res, keys); err != nil {
 		return res, err
 	}
-	res.Pending, res.SealerPassed = pending, passed
+	res.Rechecked, res.SealerPassed = int64(len(pending)), passed
 	if len(pending) > 0 {
 		times, ids := pendingKeys(pending)
 		err = tx.QueryRow(ctx, `
