@@ -206,15 +206,16 @@ func TestHangingReceiverHoldsNoOtherUp(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	org := fixture.Org(t, e.admin, fixture.OrgOpts{})
+	// The receiver answers nothing until the test ends, and then no
+	// success: an attempt it is part of can only time out.
+	release := make(chan struct{})
 	hang := newReceiver(t, func(w http.ResponseWriter, r *http.Request) bool {
-		// The server notices the client hanging up only once the body is read.
 		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-time.After(30 * time.Second):
-		}
+		<-release
+		http.Error(w, "released", http.StatusServiceUnavailable)
 		return true
 	})
+	t.Cleanup(func() { close(release) }) // before the receiver's Close waits for its handlers
 	ok := newReceiver(t, nil)
 	hung := e.subscribe(t, org, "hangs", delivery.Rule{}, hang)
 	from := e.position(t, e.subscribe(t, org, "answers", delivery.Rule{}, ok))
@@ -239,11 +240,16 @@ func TestHangingReceiverHoldsNoOtherUp(t *testing.T) {
 		e.admin.QueryRow(context.Background(), "SELECT count(*) FROM audit.delivery_attempts WHERE subscription_id = $1", hung).Scan(&n)
 		return n > 0
 	})
-	var errText string
+	var errText *string
 	var latency int
-	e.admin.QueryRow(context.Background(), "SELECT error, latency_ms FROM audit.delivery_attempts WHERE subscription_id = $1 ORDER BY attempted_at LIMIT 1", hung).Scan(&errText, &latency)
-	if !strings.Contains(errText, "Timeout exceeded") || latency < 9500 || latency > 15000 {
-		t.Errorf("the hanging receiver's attempt: %q after %d ms, want a timeout after 10 s", errText, latency)
+	if err := e.admin.QueryRow(context.Background(), "SELECT error, latency_ms FROM audit.delivery_attempts WHERE subscription_id = $1 ORDER BY attempted_at LIMIT 1", hung).Scan(&errText, &latency); err != nil {
+		t.Fatal(err)
+	}
+	if errText == nil {
+		t.Fatalf("the hanging receiver's first attempt succeeded after %d ms, want a timeout after 10 s", latency)
+	}
+	if !strings.Contains(*errText, "Timeout exceeded") || latency < 9500 || latency > 15000 {
+		t.Errorf("the hanging receiver's attempt: %q after %d ms, want a timeout after 10 s", *errText, latency)
 	}
 }
 
