@@ -11,6 +11,7 @@ import (
 	"hash"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -51,6 +52,16 @@ func (s *server) eventQuery(c *gin.Context, p listParams) (store.Query, store.Sc
 	defer cancel()
 	org := orgOf(c)
 	now := s.now()
+	// created: narrows range= too (it gives until, range gives none): when
+	// it leaves no time of the range, the fault is q's, as with since/until.
+	if p.window > 0 && !p.until.IsZero() && !now.Add(-p.window).Before(p.until) {
+		them := "them"
+		if len(p.search.created) == 1 {
+			them = "it"
+		}
+		return store.Query{}, store.Scope{}, invalidParamProblem("q", fmt.Sprintf("%s: no time of range=%s fits %s; nothing could match",
+			strings.Join(p.search.created, " and "), p.rangeName, them))
+	}
 	scope, err := s.store.Scope(ctx, org.String(), s.asOf())
 	if err != nil {
 		return store.Query{}, scope, err

@@ -263,7 +263,8 @@ func TestSearchRefusesOtherWildcards(t *testing.T) {
 }
 
 // TestSearchCreatedOutsideTheRange: a created: term that leaves no time of
-// the since/until range asked for (as the Activity page asks) is a 400 that
+// the since/until range asked for (as the Activity page asks), or of range=,
+// is a 400 that
 // names the term, not since, which the reader of the page never typed;
 // created: terms that leave no time of each other say so whatever the
 // range; since after until is still since's fault.
@@ -279,6 +280,11 @@ func TestSearchCreatedOutsideTheRange(t *testing.T) {
 		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2026-11-05 created:<2026-11-01"):                    {"q", `"created:>=2026-11-05" and "created:<2026-11-01": no time fits them`},
 		"/audit?" + week + "&q=" + url.QueryEscape("created:>=2020-01-01 created:<2020-02-01"):                    {"q", `"created:>=2020-01-01" and "created:<2020-02-01": no time from since to until fits them`},
 		"/audit?" + week + "&q=" + url.QueryEscape("created:2026-11-05..2026-11-01"):                              {"q", `"created:2026-11-05..2026-11-01": no time fits it`},
+		"/audit?range=7d&q=" + url.QueryEscape("created:<2020-01-01"):                                             {"q", `"created:<2020-01-01": no time of range=7d fits it`},
+		"/audit?range=7d&format=csv&q=" + url.QueryEscape("created:<2020-01-01"):                                  {"q", `"created:<2020-01-01": no time of range=7d fits it`},
+		"/audit/summary?range=30d&q=" + url.QueryEscape("pat created:2020-01-01..2020-02-01"):                     {"q", `"created:2020-01-01..2020-02-01": no time of range=30d fits it`},
+		"/audit?range=24h&q=" + url.QueryEscape("created:>=2020-01-01 created:<2020-02-01"):                       {"q", `"created:>=2020-01-01" and "created:<2020-02-01": no time of range=24h fits them`},
+		"/audit?range=7d&q=" + url.QueryEscape("created:2026-11-05..2026-11-01"):                                  {"q", `"created:2026-11-05..2026-11-01": no time fits it`},
 		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z":                                            {"since", "must be before until"},
 		"/audit?since=2026-11-05T00:00:00Z&until=2026-11-01T00:00:00Z&q=" + url.QueryEscape("created:2026-11-03"): {"since", "must be before until"},
 	} {
@@ -286,6 +292,16 @@ func TestSearchCreatedOutsideTheRange(t *testing.T) {
 		p := wantProblem(t, resp, body, http.StatusBadRequest)
 		if len(p.InvalidParams) != 1 || p.InvalidParams[0].Name != want[0] || !strings.Contains(p.InvalidParams[0].Reason, want[1]) {
 			t.Errorf("%s: %s, want %s named with %s", path, body, want[0], want[1])
+		}
+	}
+	// A created: term inside the range narrows it, as with since.
+	for _, path := range []string{
+		"/audit?range=7d&q=" + url.QueryEscape("created:>=2020-01-01"),
+		"/audit?range=7d&q=" + url.QueryEscape("created:<"+time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)),
+		"/audit/summary?range=24h&q=" + url.QueryEscape("created:>="+time.Now().UTC().AddDate(0, 0, -3).Format(time.DateOnly)),
+	} {
+		if resp, body := b.get(t, "/api/orgs/"+org+path, token); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s, want 200", path, resp.StatusCode, body)
 		}
 	}
 }

@@ -113,7 +113,8 @@ func TestPollConnNapsFollowTheStream(t *testing.T) {
 		<-idle
 	})
 	var napped time.Duration
-	c.sleep = func(d time.Duration) { napped += d; time.Sleep(d) }
+	shortest := time.Hour
+	c.sleep = func(d time.Duration) { napped += d; shortest = min(shortest, d); time.Sleep(d) }
 	buf := make([]byte, 8<<10)
 	read := 0
 	for read < total/message*message {
@@ -123,12 +124,17 @@ func TestPollConnNapsFollowTheStream(t *testing.T) {
 		}
 		read += n
 	}
-	t.Logf("read %d bytes, napped %v", read, napped)
-	// Fixed 20 ms naps: about 2 s here; naps staying at napMax, 4 s.
-	// Halving from napMax reaches napMin within 6 naps, 80 ms together, and
-	// the rest are 1 ms each: some 200 ms on an idle machine. Under load the
-	// sender refills the socket late now and then, a nap doubles, and the
-	// sum has reached 380 ms; half of the fixed naps' is the bound.
+	t.Logf("read %d bytes, napped %v, the shortest nap %v", read, napped, shortest)
+	// The naps shrink to napMin: fixed naps never do, whatever the machine's
+	// socket buffers hold (with large ones, fixed 20 ms naps took 0.8 s here,
+	// under the bound below).
+	if shortest != napMin {
+		t.Errorf("reading %d bytes from a sender keeping the socket full, the shortest nap was %v; want %v", read, shortest, napMin)
+	}
+	// Naps staying at napMax: about 2 s here. Halving from napMax reaches
+	// napMin within 6 naps, 80 ms together, and the rest are 1 ms each: some
+	// 100 ms on an idle machine. Under load the sender refills the socket
+	// late now and then, a nap doubles, and the sum has reached 380 ms.
 	if napped > time.Second {
 		t.Errorf("reading %d bytes from a sender keeping the socket full napped %v; want under 1s", read, napped)
 	}
