@@ -134,14 +134,23 @@ func (b *bench) roomFor(ctx context.Context, loads []tierLoad) error {
 	}
 	var events float64
 	for _, l := range loads {
-		events += float64(l.events) * b.scale
+		events += float64(l.events)
 	}
-	need, free := events*bytesPerEvent+wal, float64(fs.Bavail)*float64(fs.Bsize)
+	free := float64(fs.Bavail) * float64(fs.Bsize)
+	need, fits := diskNeed(events, b.scale, wal, free)
 	if need > free {
-		return fmt.Errorf("%.0f events need about %.0f GB on disk (with %.0f GB of WAL) and %s has %.0f GB free: use a smaller -scale (%.2f fits) or a bigger disk",
-			events, need/1e9, wal/1e9, dir, free/1e9, max(0, b.scale*(free-wal)/(need-wal)))
+		return fmt.Errorf("%.0f events need about %.0f GB on disk (with up to %.0f GB of WAL) and %s has %.0f GB free: use a smaller -scale (%.2f fits) or a bigger disk",
+			events*b.scale, need/1e9, wal/1e9, dir, free/1e9, fits)
 	}
 	return nil
+}
+
+// diskNeed is the disk, in bytes, that loading events (at -scale 1) at
+// scale needs on a server whose max_wal_size is maxWAL, and the scale that
+// fits in free bytes (0 if none does).
+func diskNeed(events, scale, maxWAL, free float64) (need, fits float64) {
+	need = events*scale*bytesPerEvent + maxWAL
+	return need, max(0, (free-maxWAL)/(events*bytesPerEvent))
 }
 
 // largeSize is the database's size on disk, each tier table's (its leaves,
