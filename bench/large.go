@@ -60,7 +60,7 @@ func benchLarge(ctx context.Context, b *bench) ([]row, error) {
 	var rows []row
 	if loadTook > 0 {
 		rows = append(rows, row{
-			benchmark: fmt.Sprintf("load %d events by COPY (3 streams, one per tier), then VACUUM (ANALYZE)", total),
+			benchmark: fmt.Sprintf("load %d events by COPY (3 streams, one per tier), sealing them, then VACUUM (ANALYZE)", total),
 			measured:  fmt.Sprintf("%s (%.0f events/s)", loadTook.Round(time.Second), float64(total)/loadTook.Seconds()),
 		})
 	}
