@@ -20,7 +20,7 @@ test: ## run every test against a real PostgreSQL, with the race detector
 bench: ## run the benchmarks on a local PostgreSQL and print the results table
 	$(GO) run ./bench
 
-bench-large: ## load 100M events (about 110 GB of disk; BENCH_FLAGS=-scale=0.5 for half) and measure reads and retention on them
+bench-large: ## load 100M events (about 120 GB of disk; BENCH_FLAGS=-scale=0.5 for half) and measure reads and retention on them
 	$(GO) run ./bench -run '^large$$' $(BENCH_FLAGS)
 
 screenshots: ## redraw docs/screenshots/: the Activity page's states at 1440x900 and 390x844, from its browser tests

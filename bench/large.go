@@ -60,7 +60,7 @@ func benchLarge(ctx context.Context, b *bench) ([]row, error) {
 	var rows []row
 	if loadTook > 0 {
 		rows = append(rows, row{
-			benchmark: fmt.Sprintf("load %d events by COPY (3 streams, one per tier), then VACUUM (ANALYZE)", total),
+			benchmark: fmt.Sprintf("load %d events by COPY (3 streams, one per tier), sealing them, then VACUUM (ANALYZE)", total),
 			measured:  fmt.Sprintf("%s (%.0f events/s)", loadTook.Round(time.Second), float64(total)/loadTook.Seconds()),
 		})
 	}
@@ -106,11 +106,13 @@ func benchLarge(ctx context.Context, b *bench) ([]row, error) {
 	return rows, err
 }
 
-// bytesPerEvent is what an event of the data set takes on disk: its leaf's
-// share of the heap and the three indexes and its seal with its index
-// (measured at 50M: 940 bytes), and the temporary files of the sort that
-// seals the load. The WAL the load leaves (up to max_wal_size) comes on top.
-const bytesPerEvent = 1000
+// bytesPerEvent is what an event of the data set takes on disk while it
+// loads: its leaf's share of the heap and the three indexes, and its seal
+// with its index (measured at 50M: 47 GB as pg_size_pretty counts, GiB, or
+// 1,010 bytes an event), and the temporary files of the sort that seals the
+// load, still there when the last seal is written (about 50 bytes an event).
+// The WAL the load leaves comes on top (walNeed).
+const bytesPerEvent = 1100
 
 // roomFor refuses to load a data set the server's disk cannot hold, before
 // filling the disk (shared with whatever else runs there) half-way: a
@@ -134,14 +136,42 @@ func (b *bench) roomFor(ctx context.Context, loads []tierLoad) error {
 	}
 	var events float64
 	for _, l := range loads {
-		events += float64(l.events) * b.scale
+		events += float64(l.events)
 	}
-	need, free := events*bytesPerEvent+wal, float64(fs.Bavail)*float64(fs.Bsize)
+	free := float64(fs.Bavail) * float64(fs.Bsize)
+	need, fits := diskNeed(events, b.scale, wal, free)
 	if need > free {
-		return fmt.Errorf("%.0f events need about %.0f GB on disk (with %.0f GB of WAL) and %s has %.0f GB free: use a smaller -scale (%.2f fits) or a bigger disk",
-			events, need/1e9, wal/1e9, dir, free/1e9, max(0, b.scale*(free-wal)/(need-wal)))
+		return fmt.Errorf("%.0f events need about %.0f GB on disk (max_wal_size, %.0f GB, of WAL at most) and %s has %.0f GB free: use a smaller -scale (%.2f fits) or a bigger disk",
+			events*b.scale, need/1e9, wal/1e9, dir, free/1e9, fits)
 	}
 	return nil
+}
+
+// diskNeed is the disk, in bytes, that loading events (at -scale 1) at
+// scale needs on a server whose max_wal_size is maxWAL, and the scale that
+// fits in free bytes (0 if none does).
+func diskNeed(events, scale, maxWAL, free float64) (need, fits float64) {
+	data := events * scale * bytesPerEvent
+	need = data + walNeed(data, maxWAL)
+	// The largest data that fits: free less max_wal_size, unless that
+	// leaves less data than would write max_wal_size of WAL: then free
+	// less the WAL that data writes.
+	fit := free - maxWAL
+	if walNeed(fit, maxWAL) < maxWAL {
+		fit = free / (1 + walPerByte)
+	}
+	return need, max(0, fit/(events*bytesPerEvent))
+}
+
+// walPerByte is the WAL a load writes for each byte it leaves on disk, at
+// most: the rows and index entries once more, and full-page images.
+const walPerByte = 2
+
+// walNeed is the WAL a load of data bytes leaves until the next checkpoint:
+// up to max_wal_size, but no more than the load writes (a load at a tiny
+// -scale, as TestEveryBenchmarkRuns', leaves a few MB whatever the setting).
+func walNeed(data, maxWAL float64) float64 {
+	return min(maxWAL, walPerByte*data)
 }
 
 // largeSize is the database's size on disk, each tier table's (its leaves,
